@@ -1,0 +1,58 @@
+# retrysafe: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export PYO3_PYTHON := $(abspath $(PY))
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml Cargo.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "maturin>=1.5,<2"
+	$(VENV)/bin/maturin develop --release -q --extras test,bench,lint
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv with the test, bench and lint extras, build the extension
+
+.PHONY: build-dev
+build-dev: install ## Rebuild the Rust extension into .venv (release mode)
+	$(VENV)/bin/maturin develop --release -q
+
+.PHONY: test
+test: build-dev ## Run cargo test and pytest (asyncio + trio, memory + a real redis-server)
+	cargo test --release -q
+	scripts/with-redis.sh $(PY) -m pytest -q
+
+.PHONY: test-slow
+test-slow: build-dev ## The long property profile and the 1,000,000-number ES6 check
+	RETRYSAFE_SLOW=1 HYPOTHESIS_PROFILE=slow scripts/with-redis.sh $(PY) -m pytest -q
+
+.PHONY: lint
+lint: install ## ruff, mypy strict, stubtest of _native, rustfmt, clippy
+	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff format --check python tests benches examples
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest retrysafe._native
+	cargo fmt --check
+	cargo clippy --release -q -- -D warnings
+
+.PHONY: bench
+bench: build-dev ## Benchmarks against the anchor libraries (pytest-benchmark)
+	scripts/with-redis.sh $(PY) -m pytest benches -q -p no:randomly --benchmark-only \
+		--benchmark-columns=median,iqr,ops --benchmark-sort=name
+
+.PHONY: demo
+demo: build-dev ## The main job: retrysafe demo
+	$(PY) -m retrysafe demo
+
+.PHONY: clean
+clean: ## Remove build products and the venv
+	rm -rf $(VENV) target .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,74 @@
+"""Deterministic payloads, the same as the anchors' bench_fingerprint_anchors.py (seed 8785)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+_WORDS = (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu "
+    "nu xi omicron pi rho sigma tau upsilon phi chi psi omega"
+).split()
+
+
+def _sentence(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(n))
+
+
+def small(rng: random.Random) -> dict[str, Any]:
+    """~100 B: typical tool-call arguments, 4 keys."""
+    return {"query": "weather in Paris tomorrow", "max_results": 5, "units": "metric",
+            "include_forecast": True}
+
+
+def medium(rng: random.Random) -> dict[str, Any]:
+    """~1 KB: nested dict + a list of 20 small items."""
+    return {
+        "tool": "search_files",
+        "path": "/srv/repo/src",
+        "options": {"recursive": True, "max_depth": 6, "follow_symlinks": False,
+                    "ignore": ["*.pyc", "node_modules", ".git"],
+                    "limits": {"bytes": 1048576, "files": 200, "timeout_s": 2.5}},
+        "patterns": [{"glob": f"**/*{ext}", "weight": round(rng.random(), 3)}
+                     for ext in (".py", ".rs", ".toml", ".md")],
+        "items": [rng.randrange(10**6) if i % 2 else f"id-{rng.randrange(10**6):06d}"
+                  for i in range(20)],
+        "note": _sentence(rng, 64),
+        "temperature": 0.2,
+        "request_id": None,
+    }
+
+
+def large(rng: random.Random) -> dict[str, Any]:
+    """~100 KB: list of 1000 small records."""
+    recs = []
+    for i in range(1000):
+        recs.append({"id": i, "name": _sentence(rng, 2), "score": round(rng.uniform(0, 100), 4),
+                     "active": bool(i % 3), "tags": [rng.choice(_WORDS), rng.choice(_WORDS)],
+                     "parent": None if i % 7 else i - 1})
+    return {"operation": "bulk_upsert", "table": "items", "records": recs}
+
+
+def text(rng: random.Random) -> dict[str, Any]:
+    """~1 MB: mostly one big string, with newlines, tabs, quotes and some non-ASCII."""
+    lines, size = [], 0
+    while size < 1_000_000:
+        ln = _sentence(rng, rng.randrange(4, 16))
+        r = rng.random()
+        if r < 0.05:
+            ln = "\t" + ln + ' "quoted"'
+        elif r < 0.08:
+            ln += " caf\u00e9 \u20ac \u2603"
+        lines.append(ln)
+        size += len(ln) + 1
+    return {"path": "scratch/out/report.txt", "mode": "w", "encoding": "utf-8",
+            "content": "\n".join(lines)}
+
+
+PAYLOADS: dict[str, Callable[[random.Random], Any]] = {
+    "small": small, "medium": medium, "large": large, "text": text,
+}
+
+
+def make(name: str) -> Any:
+    return PAYLOADS[name](random.Random(8785))

@@ -1,0 +1,73 @@
+"""Fingerprint speed against the anchors, all contenders in one run, same digest checked.
+
+Targets (issue 2, median ratios): small <= 0.35 x orjson+hashlib and <= 0.05 x
+rfc8785+hashlib; medium <= 0.6 x orjson+hashlib; large <= 0.75 x orjson+hashlib;
+text <= 1.25 x hashlib alone on the same canonical bytes.
+Ratios: `python benches/ratios.py .benchmarks/<file>.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Callable
+
+import orjson
+import pytest
+import rfc8785
+
+from retrysafe import canonical_json, fingerprint
+
+from .payloads import PAYLOADS, make
+
+_sha256 = hashlib.sha256
+
+
+def orjson_hashlib(obj: Any) -> str:
+    return _sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def json_hashlib(obj: Any) -> str:
+    s = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _sha256(s.encode()).hexdigest()
+
+
+def rfc8785_hashlib(obj: Any) -> str:
+    return _sha256(rfc8785.dumps(obj)).hexdigest()
+
+
+CONTENDERS: dict[str, Callable[[Any], str]] = {
+    "retrysafe": fingerprint,
+    "orjson+hashlib": orjson_hashlib,
+    "json+hashlib": json_hashlib,
+    "rfc8785+hashlib": rfc8785_hashlib,
+}
+
+_CACHE: dict[str, Any] = {}
+
+
+def payload(name: str) -> Any:
+    if name not in _CACHE:
+        _CACHE[name] = make(name)
+    return _CACHE[name]
+
+
+@pytest.mark.parametrize("contender", list(CONTENDERS))
+@pytest.mark.parametrize("size", list(PAYLOADS))
+def test_fingerprint(benchmark: Any, size: str, contender: str) -> None:
+    obj = payload(size)
+    fn = CONTENDERS[contender]
+    if contender in ("json+hashlib", "rfc8785+hashlib") and size in ("large", "text"):
+        benchmark.extra_info["note"] = "slow contender: fewer rounds"
+    benchmark.group = f"fingerprint-{size}"
+    result = benchmark(fn, obj)
+    # Every payload was built so that all contenders emit the JCS bytes: same digest.
+    assert _sha256(canonical_json(obj)).hexdigest() == result
+
+
+@pytest.mark.parametrize("size", list(PAYLOADS))
+def test_hashlib_floor(benchmark: Any, size: str) -> None:
+    data = canonical_json(payload(size))
+    benchmark.group = f"fingerprint-{size}"
+    result = benchmark(lambda b: _sha256(b).hexdigest(), data)
+    assert fingerprint(payload(size)) == result

@@ -1,0 +1,136 @@
+"""The whole error hierarchy of retrysafe, in one place.
+
+Every error derives from :class:`RetrysafeError` and carries ``llm_hint``: one sentence fit
+to hand back to the model as the tool's result, so an agent can recover instead of looping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "FingerprintError",
+    "FingerprintTypeError",
+    "FingerprintValueError",
+    "IdempotencyInProgressError",
+    "IdempotencyKeyMismatchError",
+    "LeaseLostError",
+    "OutcomeUnknownError",
+    "RetryExhausted",
+    "RetryRefusedError",
+    "RetrysafeError",
+    "StoreError",
+    "ToolLoopError",
+]
+
+
+class RetrysafeError(Exception):
+    """Base class of every error raised by retrysafe."""
+
+    llm_hint: str = "The tool call failed inside retrysafe; do not repeat it unchanged."
+
+    def __init__(self, message: str, *, llm_hint: str | None = None) -> None:
+        super().__init__(message)
+        if llm_hint is not None:
+            self.llm_hint = llm_hint
+
+
+class FingerprintError(RetrysafeError):
+    """The arguments have no canonical form; ``path`` names the bad value (``args['a'][3]``).
+
+    Raised as :class:`FingerprintTypeError` (an unsupported type, also a ``TypeError``) or
+    :class:`FingerprintValueError` (NaN, a lone surrogate, a cycle..., also a ``ValueError``).
+    """
+
+    llm_hint = "The tool arguments contain a value that cannot be serialized; send plain JSON values."
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class FingerprintTypeError(FingerprintError, TypeError):
+    """A value of a type that has no canonical form."""
+
+
+class FingerprintValueError(FingerprintError, ValueError):
+    """A value of a supported type that still has no canonical form (NaN, a cycle...)."""
+
+
+class StoreError(RetrysafeError):
+    """The store (memory or Redis) failed or holds data retrysafe did not write."""
+
+    llm_hint = "A storage backend is unavailable; the tool was not run. Try again later."
+
+
+class IdempotencyKeyMismatchError(RetrysafeError):
+    """The key was used before with different arguments (IETF draft: 422)."""
+
+    llm_hint = (
+        "This idempotency key was already used with different arguments; "
+        "use a new key for a new operation."
+    )
+
+    def __init__(self, message: str, *, key: Any = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class IdempotencyInProgressError(RetrysafeError):
+    """Another caller holds the record and did not finish in time (IETF draft: 409)."""
+
+    llm_hint = "The same operation is still running; wait and check its result instead of repeating it."
+
+    def __init__(self, message: str, *, key: Any = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class OutcomeUnknownError(RetrysafeError):
+    """A write was cut off after it may have acted; ``resolve()`` settles the record."""
+
+    llm_hint = (
+        "The operation may or may not have happened. Do not repeat it; check its status first."
+    )
+
+    def __init__(self, message: str, *, key: Any = None, tool: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.tool = tool
+
+
+class LeaseLostError(RetrysafeError):
+    """A record owner finished after another caller took its record over (fenced out)."""
+
+    def __init__(self, message: str, *, key: Any = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class RetryRefusedError(RetrysafeError):
+    """Automatic retry of a WRITE or DESTRUCTIVE tool whose remote does not honour a key."""
+
+    llm_hint = "This tool has side effects and is not retried automatically; check before calling again."
+
+    def __init__(self, message: str, *, tool: str | None = None) -> None:
+        super().__init__(message)
+        self.tool = tool
+
+
+class RetryExhausted(RetrysafeError):
+    """Every attempt failed or the deadline passed; ``last_error`` is the final failure."""
+
+    llm_hint = "The tool kept failing after several attempts; try a different approach or later."
+
+    def __init__(self, message: str, *, last_error: BaseException | None, attempts: int) -> None:
+        super().__init__(message)
+        self.last_error = last_error
+        self.attempts = attempts
+
+
+class ToolLoopError(RetrysafeError):
+    """The loop guard stopped a call: too many calls, or the same call again and again."""
+
+    def __init__(self, message: str, *, tool: str | None = None, llm_hint: str | None = None) -> None:
+        super().__init__(message, llm_hint=llm_hint)
+        self.tool = tool

@@ -1,0 +1,30 @@
+"""The native hot path of retrysafe: RFC 8785 canonical JSON and SHA-256 fingerprints."""
+
+from typing import Any
+
+MAX_DEPTH: int
+"""Nesting deeper than this raises :class:`retrysafe.FingerprintValueError`."""
+
+def canonical_json(obj: Any, /, *, strict: bool = False) -> bytes:
+    """Return the canonical JSON bytes of ``obj`` (exactly RFC 8785 for plain JSON values).
+
+    Values beyond JSON follow retrysafe's documented projection (sets sorted, bytes as
+    base64, datetimes as ISO 8601, Decimal as a normalised string...). With ``strict=True``
+    integers beyond ±2**53 raise instead of keeping their exact digits.
+
+    >>> canonical_json({"b": 1.0, "a": [True, None]})
+    b'{"a":[true,null],"b":1}'
+    """
+
+def fingerprint(obj: Any, /, *, secret: bytes | None = None, strict: bool = False) -> str:
+    """Return SHA-256 (HMAC-SHA256 with ``secret``) of ``canonical_json(obj)`` as 64 lowercase hex.
+
+    Hashes while serializing: no intermediate copy of the canonical bytes.
+    """
+
+def idempotency_digest(scope: str, args: Any, /, *, secret: bytes | None = None) -> str:
+    """Return the 64-hex digest behind :meth:`retrysafe.IdempKey.for_args`.
+
+    SHA-256 (or HMAC-SHA256) over a version tag, the length-prefixed UTF-8 scope and the
+    canonical JSON of ``args``.
+    """

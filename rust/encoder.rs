@@ -1,0 +1,688 @@
+//! One walk over a Python object tree, writing RFC 8785 bytes into a [`Sink`].
+//!
+//! The exact common types (str, int, dict, list, bool, None, float, tuple) are dispatched by
+//! type pointer first; everything else goes to one `#[inline(never)]` function. Errors carry
+//! their path as they unwind, so the happy path pays nothing to know where it is.
+
+use std::os::raw::c_char;
+use std::ptr::addr_of_mut;
+
+use pyo3::exceptions::PyUnicodeEncodeError;
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use smallvec::SmallVec;
+
+use crate::errors::{EncodeError, ErrorKind, Seg};
+use crate::text::{decimal_text, iso_text, utf16_cmp, write_str, DecimalError, Sink};
+
+/// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
+pub const MAX_DEPTH: u32 = 255;
+
+/// Native stack a container needs below it to be entered safely. Threads may have small
+/// stacks (musl's default is 128 KiB): the level count alone does not protect them.
+const STACK_RESERVE: usize = 48 * 1024;
+
+/// 2^53: integers beyond it are not exact IEEE-754 doubles.
+const MAX_SAFE: u64 = 1 << 53;
+
+extern "C" {
+    // Part of the stable ABI since 3.10 and exported by every CPython 3.x with the same
+    // signature; pyo3-ffi only declares it for abi3 >= 3.10. The fallback on 3.9
+    // (PyUnicode_AsUTF8String) would allocate a bytes object per string.
+    fn PyUnicode_AsUTF8AndSize(obj: *mut ffi::PyObject, size: *mut ffi::Py_ssize_t) -> *const c_char;
+}
+
+pub type Result<T = ()> = std::result::Result<T, Box<EncodeError>>;
+
+/// A strong reference held while a borrowed item is encoded: user code run by a rare type
+/// (a property, `model_dump`) could otherwise drop it from its container under us.
+struct Ref(*mut ffi::PyObject);
+
+impl Ref {
+    #[inline(always)]
+    unsafe fn new(obj: *mut ffi::PyObject) -> Self {
+        ffi::Py_INCREF(obj);
+        Ref(obj)
+    }
+}
+
+impl Drop for Ref {
+    #[inline(always)]
+    fn drop(&mut self) {
+        unsafe { ffi::Py_DECREF(self.0) }
+    }
+}
+
+/// A key's canonical UTF-8: borrowed from the str object's UTF-8 cache, or built.
+enum KeyText {
+    Borrowed(*const u8, usize),
+    Owned(Vec<u8>),
+}
+
+impl KeyText {
+    #[inline(always)]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            KeyText::Borrowed(p, n) => unsafe { std::slice::from_raw_parts(*p, *n) },
+            KeyText::Owned(v) => v,
+        }
+    }
+}
+
+struct Member {
+    text: KeyText,
+    key: Ref,
+    value: Ref,
+    index: u32,
+}
+
+/// Dicts with at most this many keys may have their layout cached.
+const SHAPE_MAX_KEYS: usize = 32;
+const SHAPE_SLOTS: usize = 8;
+
+/// The layout of a dict seen before in this call: its key objects in insertion order, the
+/// sorted order, and each member's `"key":` already escaped. The records of a list usually
+/// share key objects (literals are interned; json.loads and orjson.loads reuse key strings),
+/// so sibling records skip UTF-8 lookup, sorting and escaping of their keys. The strong
+/// references keep pointer identity meaningful.
+struct Shape {
+    keys: SmallVec<[Ref; 8]>,
+    order: SmallVec<[u8; 8]>,
+    prefixes: Vec<u8>,
+    ends: SmallVec<[u32; 8]>,
+}
+
+type ShapeSlots = [Option<Box<Shape>>; SHAPE_SLOTS];
+
+#[inline(always)]
+fn shape_tag(first_key: *mut ffi::PyObject, len: usize) -> usize {
+    ((first_key as usize) >> 4) ^ len.wrapping_mul(0x9E37_79B9)
+}
+
+/// Standard-library types of the rare path, imported on first use.
+struct Types {
+    enum_: Py<PyAny>,
+    datetime: Py<PyAny>,
+    date: Py<PyAny>,
+    time: Py<PyAny>,
+    decimal: Py<PyAny>,
+    uuid: Py<PyAny>,
+    dataclass_fields: Py<PyAny>,
+}
+
+static TYPES: GILOnceCell<Types> = GILOnceCell::new();
+
+fn types(py: Python<'_>) -> PyResult<&'static Types> {
+    TYPES.get_or_try_init(py, || {
+        let get = |module: &str, name: &str| -> PyResult<Py<PyAny>> {
+            Ok(py.import(module)?.getattr(name)?.unbind())
+        };
+        Ok(Types {
+            enum_: get("enum", "Enum")?,
+            datetime: get("datetime", "datetime")?,
+            date: get("datetime", "date")?,
+            time: get("datetime", "time")?,
+            decimal: get("decimal", "Decimal")?,
+            uuid: get("uuid", "UUID")?,
+            dataclass_fields: get("dataclasses", "fields")?,
+        })
+    })
+}
+
+pub struct Encoder<'py, S: Sink> {
+    pub py: Python<'py>,
+    pub sink: S,
+    strict: bool,
+    depth: u32,
+    /// Tags of dict layouts seen once; a layout seen twice is cached in `shapes`.
+    seen: [usize; SHAPE_SLOTS],
+    shapes: Option<Box<ShapeSlots>>,
+}
+
+#[inline(always)]
+fn py_err(err: PyErr) -> Box<EncodeError> {
+    EncodeError::new(ErrorKind::Python(err))
+}
+
+impl<'py, S: Sink> Encoder<'py, S> {
+    pub fn new(py: Python<'py>, sink: S, strict: bool) -> Self {
+        Encoder { py, sink, strict, depth: 0, seen: [0; SHAPE_SLOTS], shapes: None }
+    }
+
+    /// Encodes `obj` (a borrowed reference kept alive by the caller).
+    #[inline]
+    pub fn encode(&mut self, obj: *mut ffi::PyObject) -> Result {
+        unsafe {
+            let ty = ffi::Py_TYPE(obj);
+            if ty == addr_of_mut!(ffi::PyUnicode_Type) {
+                self.encode_str(obj)
+            } else if ty == addr_of_mut!(ffi::PyLong_Type) {
+                self.encode_int(obj)
+            } else if ty == addr_of_mut!(ffi::PyDict_Type) {
+                self.encode_dict(obj)
+            } else if ty == addr_of_mut!(ffi::PyList_Type) {
+                self.encode_list(obj)
+            } else if obj == ffi::Py_True() {
+                self.sink.write(b"true");
+                Ok(())
+            } else if obj == ffi::Py_False() {
+                self.sink.write(b"false");
+                Ok(())
+            } else if obj == ffi::Py_None() {
+                self.sink.write(b"null");
+                Ok(())
+            } else if ty == addr_of_mut!(ffi::PyFloat_Type) {
+                self.encode_float(obj)
+            } else if ty == addr_of_mut!(ffi::PyTuple_Type) {
+                self.encode_tuple(obj)
+            } else {
+                self.encode_other(obj)
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn enter(&mut self, obj: *mut ffi::PyObject) -> Result {
+        self.depth += 1;
+        let kind = if self.depth > MAX_DEPTH {
+            ErrorKind::TooDeep
+        } else if stacker::remaining_stack().is_some_and(|left| left < STACK_RESERVE) {
+            ErrorKind::StackExhausted
+        } else {
+            return Ok(());
+        };
+        let mut e = EncodeError::new(kind);
+        e.containers.push(obj as usize);
+        Err(e)
+    }
+
+    #[inline(always)]
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
+    #[inline]
+    unsafe fn str_bytes(&self, obj: *mut ffi::PyObject) -> Result<(*const u8, usize)> {
+        let mut size: ffi::Py_ssize_t = 0;
+        let p = PyUnicode_AsUTF8AndSize(obj, &mut size);
+        if p.is_null() {
+            let err = PyErr::fetch(self.py);
+            return Err(if err.is_instance_of::<PyUnicodeEncodeError>(self.py) {
+                EncodeError::new(ErrorKind::LoneSurrogate)
+            } else {
+                py_err(err)
+            });
+        }
+        Ok((p as *const u8, size as usize))
+    }
+
+    #[inline]
+    unsafe fn encode_str(&mut self, obj: *mut ffi::PyObject) -> Result {
+        let (p, n) = self.str_bytes(obj)?;
+        write_str(&mut self.sink, std::slice::from_raw_parts(p, n));
+        Ok(())
+    }
+
+    #[inline]
+    unsafe fn encode_int(&mut self, obj: *mut ffi::PyObject) -> Result {
+        let mut overflow: std::os::raw::c_int = 0;
+        let v = ffi::PyLong_AsLongLongAndOverflow(obj, &mut overflow);
+        if overflow != 0 {
+            return self.encode_big_int(obj);
+        }
+        if v == -1 && !ffi::PyErr_Occurred().is_null() {
+            return Err(py_err(PyErr::fetch(self.py)));
+        }
+        if self.strict && v.unsigned_abs() > MAX_SAFE {
+            return Err(EncodeError::new(ErrorKind::IntOutOfRange));
+        }
+        self.sink.write(itoa::Buffer::new().format(v).as_bytes());
+        Ok(())
+    }
+
+    /// Beyond 64 bits: exact decimal digits (JCS would round them onto a double, and two
+    /// distinct amounts would share one key).
+    #[inline(never)]
+    unsafe fn encode_big_int(&mut self, obj: *mut ffi::PyObject) -> Result {
+        if self.strict {
+            return Err(EncodeError::new(ErrorKind::IntOutOfRange));
+        }
+        let digits = int_digits(self.py, obj)?;
+        self.sink.write(digits.as_bytes());
+        Ok(())
+    }
+
+    #[inline]
+    unsafe fn encode_float(&mut self, obj: *mut ffi::PyObject) -> Result {
+        let v = ffi::PyFloat_AsDouble(obj);
+        if !v.is_finite() {
+            if v == -1.0 && !ffi::PyErr_Occurred().is_null() {
+                return Err(py_err(PyErr::fetch(self.py)));
+            }
+            return Err(EncodeError::new(ErrorKind::NonFinite(v)));
+        }
+        if v.fract() == 0.0 && v.abs() < MAX_SAFE as f64 {
+            // Integral and exact: the ECMAScript text is the integer's digits (and -0 is 0).
+            self.sink.write(itoa::Buffer::new().format(v as i64).as_bytes());
+        } else {
+            self.sink.write(ryu_js::Buffer::new().format_finite(v).as_bytes());
+        }
+        Ok(())
+    }
+
+    unsafe fn encode_list(&mut self, obj: *mut ffi::PyObject) -> Result {
+        if ffi::PyList_Size(obj) == 0 {
+            self.sink.write(b"[]");
+            return Ok(());
+        }
+        self.enter(obj)?;
+        self.sink.push(b'[');
+        let mut i: ffi::Py_ssize_t = 0;
+        // The size is read again each time: user code in a rare element type may resize it.
+        while i < ffi::PyList_Size(obj) {
+            let item = Ref::new(ffi::PyList_GetItem(obj, i));
+            if i > 0 {
+                self.sink.push(b',');
+            }
+            self.encode(item.0).map_err(|e| e.at(Seg::Index(i as usize), obj))?;
+            i += 1;
+        }
+        self.sink.push(b']');
+        self.leave();
+        Ok(())
+    }
+
+    unsafe fn encode_tuple(&mut self, obj: *mut ffi::PyObject) -> Result {
+        let n = ffi::PyTuple_Size(obj);
+        if n == 0 {
+            self.sink.write(b"[]");
+            return Ok(());
+        }
+        self.enter(obj)?;
+        self.sink.push(b'[');
+        for i in 0..n {
+            if i > 0 {
+                self.sink.push(b',');
+            }
+            let item = ffi::PyTuple_GetItem(obj, i);
+            self.encode(item).map_err(|e| e.at(Seg::Index(i as usize), obj))?;
+        }
+        self.sink.push(b']');
+        self.leave();
+        Ok(())
+    }
+
+    unsafe fn encode_dict(&mut self, obj: *mut ffi::PyObject) -> Result {
+        let len = ffi::PyDict_Size(obj) as usize;
+        if len == 0 {
+            self.sink.write(b"{}");
+            return Ok(());
+        }
+        self.enter(obj)?;
+        let mut slot = None;
+        if len <= SHAPE_MAX_KEYS {
+            let mut pos: ffi::Py_ssize_t = 0;
+            let mut k: *mut ffi::PyObject = std::ptr::null_mut();
+            let mut v: *mut ffi::PyObject = std::ptr::null_mut();
+            ffi::PyDict_Next(obj, &mut pos, &mut k, &mut v);
+            let tag = shape_tag(k, len);
+            let index = tag % SHAPE_SLOTS;
+            let cached = self.shapes.as_mut().and_then(|slots| slots[index].take());
+            if let Some(shape) = cached {
+                let written = self.encode_with_shape(obj, &shape);
+                if let Some(slots) = self.shapes.as_mut() {
+                    slots[index].get_or_insert(shape);
+                }
+                if written? {
+                    self.leave();
+                    return Ok(());
+                }
+            } else if self.seen[index] == tag {
+                slot = Some(index);
+            } else {
+                self.seen[index] = tag;
+            }
+        }
+        let mut members: SmallVec<[Member; 8]> = SmallVec::with_capacity(len);
+        let mut converted = false;
+        let mut pos: ffi::Py_ssize_t = 0;
+        let mut k: *mut ffi::PyObject = std::ptr::null_mut();
+        let mut v: *mut ffi::PyObject = std::ptr::null_mut();
+        while ffi::PyDict_Next(obj, &mut pos, &mut k, &mut v) != 0 {
+            let key = Ref::new(k);
+            let value = Ref::new(v);
+            let text = if ffi::Py_TYPE(k) == addr_of_mut!(ffi::PyUnicode_Type) {
+                let (p, n) = self.str_bytes(k).map_err(|e| e.at_key(self.py, k, obj))?;
+                KeyText::Borrowed(p, n)
+            } else {
+                converted = true;
+                self.key_text(k).map_err(|e| e.at_key(self.py, k, obj))?
+            };
+            let index = members.len() as u32;
+            members.push(Member { text, key, value, index });
+        }
+        self.sort_members(obj, &mut members, converted)?;
+        if let (Some(index), false) = (slot, converted) {
+            let shape = Self::make_shape(&members);
+            self.shapes.get_or_insert_with(Default::default)[index] = Some(Box::new(shape));
+        }
+        self.write_members(obj, &members)
+    }
+
+    /// Writes `obj` through a cached layout. `Ok(false)`: the keys differ, nothing written.
+    #[inline]
+    unsafe fn encode_with_shape(&mut self, obj: *mut ffi::PyObject, shape: &Shape) -> Result<bool> {
+        let mut values: SmallVec<[Ref; 16]> = SmallVec::new();
+        let mut pos: ffi::Py_ssize_t = 0;
+        let mut k: *mut ffi::PyObject = std::ptr::null_mut();
+        let mut v: *mut ffi::PyObject = std::ptr::null_mut();
+        while ffi::PyDict_Next(obj, &mut pos, &mut k, &mut v) != 0 {
+            if shape.keys.get(values.len()).map(|r| r.0) != Some(k) {
+                return Ok(false);
+            }
+            values.push(Ref::new(v));
+        }
+        if values.len() != shape.keys.len() {
+            return Ok(false);
+        }
+        self.sink.push(b'{');
+        let mut start = 0;
+        for (j, &index) in shape.order.iter().enumerate() {
+            if j > 0 {
+                self.sink.push(b',');
+            }
+            let end = shape.ends[j] as usize;
+            self.sink.write(&shape.prefixes[start..end]);
+            start = end;
+            let index = index as usize;
+            self.encode(values[index].0)
+                .map_err(|e| e.at_key(self.py, shape.keys[index].0, obj))?;
+        }
+        self.sink.push(b'}');
+        Ok(true)
+    }
+
+    unsafe fn make_shape(members: &[Member]) -> Shape {
+        let mut keys: SmallVec<[Ref; 8]> = SmallVec::with_capacity(members.len());
+        let mut by_insertion: SmallVec<[*mut ffi::PyObject; 8]> =
+            smallvec::smallvec![std::ptr::null_mut(); members.len()];
+        let mut prefixes = Vec::new();
+        let mut ends = SmallVec::new();
+        for m in members {
+            by_insertion[m.index as usize] = m.key.0;
+            write_str(&mut prefixes, m.text.as_bytes());
+            prefixes.push(b':');
+            ends.push(prefixes.len() as u32);
+        }
+        for k in by_insertion {
+            keys.push(Ref::new(k));
+        }
+        Shape { keys, order: members.iter().map(|m| m.index as u8).collect(), prefixes, ends }
+    }
+
+    /// Sorts members by UTF-16 key order; converted keys may collide.
+    unsafe fn sort_members(
+        &mut self,
+        obj: *mut ffi::PyObject,
+        members: &mut [Member],
+        check_duplicates: bool,
+    ) -> Result {
+        if members.len() > 1 {
+            members.sort_unstable_by(|a, b| utf16_cmp(a.text.as_bytes(), b.text.as_bytes()));
+        }
+        if check_duplicates {
+            for pair in members.windows(2) {
+                if pair[0].text.as_bytes() == pair[1].text.as_bytes() {
+                    let text = String::from_utf8_lossy(pair[0].text.as_bytes()).into_owned();
+                    let mut e = EncodeError::new(ErrorKind::DuplicateKey(text));
+                    e.containers.push(obj as usize);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes sorted members as an object; the caller has entered.
+    unsafe fn write_members(&mut self, obj: *mut ffi::PyObject, members: &[Member]) -> Result {
+        self.sink.push(b'{');
+        for (i, m) in members.iter().enumerate() {
+            if i > 0 {
+                self.sink.push(b',');
+            }
+            write_str(&mut self.sink, m.text.as_bytes());
+            self.sink.push(b':');
+            self.encode(m.value.0).map_err(|e| e.at_key(self.py, m.key.0, obj))?;
+        }
+        self.sink.push(b'}');
+        self.leave();
+        Ok(())
+    }
+
+    /// The canonical string of a non-str key: int (not bool) as decimal digits, Enum through
+    /// its value, a str subclass as its text. Anything else is refused.
+    #[inline(never)]
+    unsafe fn key_text(&mut self, k: *mut ffi::PyObject) -> Result<KeyText> {
+        let py = self.py;
+        let key = Bound::from_borrowed_ptr(py, k);
+        let t = types(py).map_err(py_err)?;
+        let target = if key.is_instance(t.enum_.bind(py)).map_err(py_err)? {
+            key.getattr(intern!(py, "value")).map_err(py_err)?
+        } else {
+            key.clone()
+        };
+        let p = target.as_ptr();
+        if ffi::PyUnicode_Check(p) != 0 {
+            let (ptr, n) = self.str_bytes(p)?;
+            return Ok(KeyText::Owned(std::slice::from_raw_parts(ptr, n).to_vec()));
+        }
+        if ffi::PyLong_Check(p) != 0 && ffi::PyBool_Check(p) == 0 {
+            return Ok(KeyText::Owned(int_digits(py, p)?.into_bytes()));
+        }
+        Err(EncodeError::new(ErrorKind::BadKey(type_repr(&key))))
+    }
+
+    /// Every type that is not an exact common one.
+    #[inline(never)]
+    unsafe fn encode_other(&mut self, obj: *mut ffi::PyObject) -> Result {
+        let py = self.py;
+        let any = Bound::from_borrowed_ptr(py, obj);
+        let t = types(py).map_err(py_err)?;
+        // Enum first: IntEnum and StrEnum members are also ints and strs.
+        if any.is_instance(t.enum_.bind(py)).map_err(py_err)? {
+            self.enter(obj)?;
+            let value = any.getattr(intern!(py, "value")).map_err(py_err)?;
+            self.encode(value.as_ptr()).map_err(|e| e.at(Seg::Attr("value".into()), obj))?;
+            self.leave();
+            return Ok(());
+        }
+        if ffi::PyUnicode_Check(obj) != 0 {
+            return self.encode_str(obj);
+        }
+        if ffi::PyLong_Check(obj) != 0 {
+            let exact = ffi::PyNumber_Long(obj);
+            if exact.is_null() {
+                return Err(py_err(PyErr::fetch(py)));
+            }
+            let exact = Bound::from_owned_ptr(py, exact);
+            return self.encode_int(exact.as_ptr());
+        }
+        if ffi::PyFloat_Check(obj) != 0 {
+            return self.encode_float(obj);
+        }
+        if ffi::PyDict_Check(obj) != 0 {
+            return self.encode_dict(obj);
+        }
+        if ffi::PyList_Check(obj) != 0 {
+            return self.encode_list(obj);
+        }
+        if ffi::PyTuple_Check(obj) != 0 {
+            return self.encode_tuple(obj);
+        }
+        if ffi::PyAnySet_Check(obj) != 0 {
+            return self.encode_set(obj);
+        }
+        if ffi::PyBytes_Check(obj) != 0 || ffi::PyByteArray_Check(obj) != 0 || ffi::PyMemoryView_Check(obj) != 0 {
+            return self.encode_bytes(&any);
+        }
+        if any.is_instance(t.datetime.bind(py)).map_err(py_err)? {
+            return self.encode_iso(&any, 11);
+        }
+        if any.is_instance(t.date.bind(py)).map_err(py_err)? {
+            let iso = any.call_method0(intern!(py, "isoformat")).map_err(py_err)?;
+            return self.encode_str(iso.as_ptr());
+        }
+        if any.is_instance(t.time.bind(py)).map_err(py_err)? {
+            return self.encode_iso(&any, 0);
+        }
+        if any.is_instance(t.decimal.bind(py)).map_err(py_err)? {
+            let text = any.str().map_err(py_err)?;
+            return match decimal_text(&text.to_cow().map_err(py_err)?) {
+                Ok(canonical) => {
+                    write_str(&mut self.sink, &canonical);
+                    Ok(())
+                }
+                Err(DecimalError::NotFinite) => Err(EncodeError::new(ErrorKind::NonFiniteDecimal)),
+                Err(DecimalError::Malformed) => {
+                    Err(EncodeError::new(ErrorKind::Unsupported(type_repr(&any))))
+                }
+            };
+        }
+        if any.is_instance(t.uuid.bind(py)).map_err(py_err)? {
+            let text = any.str().map_err(py_err)?;
+            let lower = text.to_cow().map_err(py_err)?.to_ascii_lowercase();
+            write_str(&mut self.sink, lower.as_bytes());
+            return Ok(());
+        }
+        let ty = any.get_type();
+        let is_class = ffi::PyType_Check(obj) != 0;
+        if !is_class && ty.hasattr(intern!(py, "__dataclass_fields__")).map_err(py_err)? {
+            return self.encode_dataclass(&any, t);
+        }
+        if !is_class && ty.hasattr(intern!(py, "__pydantic_fields__")).map_err(py_err)? {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item(intern!(py, "by_alias"), true).map_err(py_err)?;
+            let dumped = any
+                .call_method(intern!(py, "model_dump"), (), Some(&kwargs))
+                .map_err(py_err)?;
+            self.enter(obj)?;
+            self.encode(dumped.as_ptr())?;
+            self.leave();
+            return Ok(());
+        }
+        Err(EncodeError::new(ErrorKind::Unsupported(type_repr(&any))))
+    }
+
+    unsafe fn encode_iso(&mut self, any: &Bound<'py, PyAny>, time_start: usize) -> Result {
+        let iso = any.call_method0(intern!(self.py, "isoformat")).map_err(py_err)?;
+        let iso = iso.downcast_into::<PyString>().map_err(|e| py_err(e.into()))?;
+        match iso_text(&iso.to_cow().map_err(py_err)?, time_start) {
+            Ok(text) => {
+                write_str(&mut self.sink, text.as_bytes());
+                Ok(())
+            }
+            Err(_) => Err(EncodeError::new(ErrorKind::OffsetSeconds)),
+        }
+    }
+
+    unsafe fn encode_bytes(&mut self, any: &Bound<'py, PyAny>) -> Result {
+        use base64::Engine;
+        // bytes(x) copies a bytearray or memoryview (of any layout) into one buffer.
+        let raw = ffi::PyBytes_FromObject(any.as_ptr());
+        if raw.is_null() {
+            return Err(py_err(PyErr::fetch(self.py)));
+        }
+        let raw = Bound::from_owned_ptr(self.py, raw);
+        let mut p: *mut c_char = std::ptr::null_mut();
+        let mut n: ffi::Py_ssize_t = 0;
+        if ffi::PyBytes_AsStringAndSize(raw.as_ptr(), &mut p, &mut n) != 0 {
+            return Err(py_err(PyErr::fetch(self.py)));
+        }
+        let data = std::slice::from_raw_parts(p as *const u8, n as usize);
+        let text = base64::engine::general_purpose::STANDARD.encode(data);
+        write_str(&mut self.sink, text.as_bytes());
+        Ok(())
+    }
+
+    /// A set's iteration order follows str hashes, which change between processes: its
+    /// elements are written in the order of their own canonical bytes.
+    unsafe fn encode_set(&mut self, obj: *mut ffi::PyObject) -> Result {
+        let py = self.py;
+        let any = Bound::from_borrowed_ptr(py, obj);
+        let items: Vec<Bound<'py, PyAny>> = any
+            .try_iter()
+            .map_err(py_err)?
+            .collect::<PyResult<_>>()
+            .map_err(py_err)?;
+        if items.is_empty() {
+            self.sink.write(b"[]");
+            return Ok(());
+        }
+        self.enter(obj)?;
+        let mut parts: Vec<Vec<u8>> = Vec::with_capacity(items.len());
+        for item in &items {
+            let mut sub = Encoder::new(py, Vec::new(), self.strict);
+            sub.depth = self.depth;
+            sub.encode(item.as_ptr()).map_err(|e| e.at(Seg::SetItem, obj))?;
+            parts.push(sub.sink);
+        }
+        parts.sort_unstable();
+        self.sink.push(b'[');
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                self.sink.push(b',');
+            }
+            self.sink.write(part);
+        }
+        self.sink.push(b']');
+        self.leave();
+        Ok(())
+    }
+
+    /// Fields from `dataclasses.fields()` (no ClassVar or InitVar), keys sorted like a dict;
+    /// no `asdict()`, which deep-copies.
+    unsafe fn encode_dataclass(&mut self, any: &Bound<'py, PyAny>, t: &Types) -> Result {
+        let py = self.py;
+        let obj = any.as_ptr();
+        let fields = t.dataclass_fields.bind(py).call1((any,)).map_err(py_err)?;
+        let fields = fields.downcast_into::<PyTuple>().map_err(|e| py_err(e.into()))?;
+        self.enter(obj)?;
+        let mut members: SmallVec<[Member; 8]> = SmallVec::with_capacity(fields.len());
+        for field in fields.iter() {
+            let name = field.getattr(intern!(py, "name")).map_err(py_err)?;
+            let value = any.getattr(name.downcast::<PyString>().map_err(|e| py_err(e.into()))?)
+                .map_err(py_err)?;
+            let (p, n) = self.str_bytes(name.as_ptr())?;
+            let index = members.len() as u32;
+            members.push(Member {
+                text: KeyText::Owned(std::slice::from_raw_parts(p, n).to_vec()),
+                key: Ref::new(name.as_ptr()),
+                value: Ref::new(value.as_ptr()),
+                index,
+            });
+        }
+        self.sort_members(obj, &mut members, false)?;
+        self.write_members(obj, &members)
+    }
+}
+
+/// Exact decimal digits of an int of any size.
+unsafe fn int_digits(py: Python<'_>, obj: *mut ffi::PyObject) -> Result<String> {
+    let s = ffi::PyObject_Str(obj);
+    if s.is_null() {
+        return Err(py_err(PyErr::fetch(py)));
+    }
+    let s = Bound::from_owned_ptr(py, s);
+    let s = s.downcast_into::<PyString>().map_err(|e| py_err(e.into()))?;
+    Ok(s.to_cow().map_err(py_err)?.into_owned())
+}
+
+pub(crate) fn type_repr(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .repr()
+        .and_then(|r| r.to_cow().map(|c| c.into_owned()))
+        .unwrap_or_else(|_| "<unknown type>".to_owned())
+}

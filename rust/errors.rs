@@ -1,0 +1,183 @@
+//! Every message of the encoder in one enum, and one conversion at the boundary into
+//! `retrysafe.FingerprintError` (a `TypeError` or `ValueError` subclass, with `.path`).
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyDict, PyType};
+
+use crate::encoder::MAX_DEPTH;
+
+pub enum ErrorKind {
+    Unsupported(String),
+    BadKey(String),
+    DuplicateKey(String),
+    NonFinite(f64),
+    NonFiniteDecimal,
+    LoneSurrogate,
+    IntOutOfRange,
+    OffsetSeconds,
+    TooDeep,
+    StackExhausted,
+    /// Python code run by a rare type (a property, `model_dump`, `__str__`) raised.
+    Python(PyErr),
+}
+
+pub enum Seg {
+    Index(usize),
+    Key(Py<PyAny>),
+    Attr(String),
+    SetItem,
+}
+
+pub struct EncodeError {
+    pub kind: ErrorKind,
+    /// Innermost segment first.
+    pub path: Vec<Seg>,
+    /// Addresses of the containers the error unwound through, innermost first: a repeat
+    /// means the depth limit was reached through a cycle.
+    pub containers: Vec<usize>,
+}
+
+impl EncodeError {
+    #[cold]
+    pub fn new(kind: ErrorKind) -> Box<Self> {
+        Box::new(EncodeError { kind, path: Vec::new(), containers: Vec::new() })
+    }
+
+    #[cold]
+    pub fn at(mut self: Box<Self>, seg: Seg, container: *mut ffi::PyObject) -> Box<Self> {
+        self.path.push(seg);
+        self.containers.push(container as usize);
+        self
+    }
+
+    #[cold]
+    pub fn at_key(self: Box<Self>, py: Python<'_>, key: *mut ffi::PyObject, container: *mut ffi::PyObject) -> Box<Self> {
+        let key = unsafe { Py::from_borrowed_ptr(py, key) };
+        self.at(Seg::Key(key), container)
+    }
+
+    /// Where a cycle closes, outermost first: the first container met a second time, as the
+    /// number of path segments that reach it. `containers[i + 1]` holds `path[i]`.
+    fn cycle_depth(&self) -> Option<usize> {
+        let mut seen = std::collections::HashSet::new();
+        self.containers.iter().rev().position(|c| !seen.insert(*c))
+    }
+
+    fn render_path(&self, py: Python<'_>, root: &str, depth: usize) -> String {
+        let segs: Vec<&Seg> = self.path.iter().rev().take(depth).collect();
+        let mut out = String::from(root);
+        let long = segs.len() > 16;
+        for (i, seg) in segs.iter().enumerate() {
+            if long && i == 8 {
+                out.push_str(&format!("…({} more)…", segs.len() - 16));
+            }
+            if long && (8..segs.len() - 8).contains(&i) {
+                continue;
+            }
+            match seg {
+                Seg::Index(i) => out.push_str(&format!("[{i}]")),
+                Seg::Key(k) => {
+                    let r = k.bind(py).repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into());
+                    out.push('[');
+                    out.push_str(&r);
+                    out.push(']');
+                }
+                Seg::Attr(name) => {
+                    out.push('.');
+                    out.push_str(name);
+                }
+                Seg::SetItem => out.push_str("{…}"),
+            }
+        }
+        out
+    }
+
+    /// The Python exception for this error, its message naming the path under `root`.
+    #[cold]
+    pub fn into_pyerr(self: Box<Self>, py: Python<'_>, root: &str) -> PyErr {
+        let cycle = match self.kind {
+            ErrorKind::TooDeep | ErrorKind::StackExhausted => self.cycle_depth(),
+            _ => None,
+        };
+        let path = self.render_path(py, root, cycle.unwrap_or(usize::MAX));
+        let (is_type_error, message) = match &self.kind {
+            ErrorKind::Unsupported(ty) => (true, format!("cannot canonicalize {ty} at {path}")),
+            ErrorKind::BadKey(ty) => (
+                true,
+                format!("cannot canonicalize a dict key of {ty} at {path}: keys must be str, int or Enum"),
+            ),
+            ErrorKind::DuplicateKey(k) => (
+                false,
+                format!("duplicate key {k:?} at {path} after converting keys to strings (e.g. 1 and \"1\")"),
+            ),
+            ErrorKind::NonFinite(v) => {
+                let what = if v.is_nan() { "NaN" } else if *v > 0.0 { "Infinity" } else { "-Infinity" };
+                (false, format!("{what} is not allowed in canonical JSON at {path}"))
+            }
+            ErrorKind::NonFiniteDecimal => {
+                (false, format!("a non-finite Decimal (NaN or Infinity) is not allowed at {path}"))
+            }
+            ErrorKind::LoneSurrogate => (false, format!("a string with a lone surrogate at {path} is not valid Unicode")),
+            ErrorKind::IntOutOfRange => (
+                false,
+                format!("integer at {path} is outside ±2^53, which strict=True refuses (pass it as a string)"),
+            ),
+            ErrorKind::OffsetSeconds => {
+                (false, format!("a UTC offset with seconds at {path} has no canonical form"))
+            }
+            ErrorKind::TooDeep if cycle.is_some() => {
+                (false, format!("circular reference at {path}: the value contains itself"))
+            }
+            ErrorKind::TooDeep => (false, format!("nesting deeper than {MAX_DEPTH} levels at {path}")),
+            ErrorKind::StackExhausted => {
+                (false, format!("nesting too deep for this thread's stack at {path}"))
+            }
+            ErrorKind::Python(err) => (
+                true,
+                format!("cannot canonicalize the value at {path}: {}", err.value(py).repr().map(|r| r.to_string()).unwrap_or_default()),
+            ),
+        };
+        let cause = match &self.kind {
+            ErrorKind::Python(err) => Some(err.clone_ref(py)),
+            _ => None,
+        };
+        let err = build(py, is_type_error, message, path);
+        if let Some(cause) = cause {
+            err.set_cause(py, Some(cause));
+        }
+        err
+    }
+}
+
+static CLASSES: GILOnceCell<(Py<PyType>, Py<PyType>)> = GILOnceCell::new();
+
+fn classes(py: Python<'_>) -> PyResult<&(Py<PyType>, Py<PyType>)> {
+    CLASSES.get_or_try_init(py, || {
+        let m = py.import("retrysafe._exceptions")?;
+        Ok((
+            m.getattr("FingerprintTypeError")?.downcast_into::<PyType>()?.unbind(),
+            m.getattr("FingerprintValueError")?.downcast_into::<PyType>()?.unbind(),
+        ))
+    })
+}
+
+fn build(py: Python<'_>, is_type_error: bool, message: String, path: String) -> PyErr {
+    let made = classes(py).and_then(|(type_error, value_error)| {
+        let cls = if is_type_error { type_error } else { value_error };
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("path", &path)?;
+        let exc = cls.bind(py).call((message.clone(),), Some(&kwargs))?;
+        Ok(PyErr::from_value(exc))
+    });
+    // Without the Python package (the native module alone), fall back to the builtins.
+    made.unwrap_or_else(|_| {
+        if is_type_error {
+            PyTypeError::new_err(message)
+        } else {
+            PyValueError::new_err(message)
+        }
+    })
+}

@@ -1,0 +1,238 @@
+//! `retrysafe._native`: RFC 8785 canonical JSON and SHA-256 / HMAC-SHA256 fingerprints.
+//!
+//! One call walks a whole argument tree; policy lives in Python.
+
+mod encoder;
+mod errors;
+pub mod text;
+
+use std::cell::Cell;
+use std::mem::MaybeUninit;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use hmac::{Hmac, Mac};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+use sha2::{Digest, Sha256};
+
+use encoder::Encoder;
+use text::{hex32, Sink};
+
+/// The root name in error paths: tool-call arguments.
+const ROOT: &str = "args";
+
+/// Domain separation for idempotency keys; bump it if the derivation ever changes.
+const KEY_TAG: &[u8] = b"retrysafe/idempotency-key/v1\0";
+
+enum Hasher {
+    Plain(Sha256),
+    Keyed(Box<Hmac<Sha256>>),
+}
+
+impl Hasher {
+    fn new(secret: Option<&[u8]>) -> Self {
+        match secret {
+            None => Hasher::Plain(Sha256::new()),
+            // HMAC takes keys of any length; this cannot fail.
+            Some(key) => Hasher::Keyed(Box::new(
+                <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length"),
+            )),
+        }
+    }
+
+    #[inline]
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Plain(h) => Digest::update(h, bytes),
+            Hasher::Keyed(h) => Mac::update(h.as_mut(), bytes),
+        }
+    }
+
+    fn finish(self) -> [u8; 32] {
+        match self {
+            Hasher::Plain(h) => h.finalize().into(),
+            Hasher::Keyed(h) => h.finalize().into_bytes().into(),
+        }
+    }
+}
+
+const BUF: usize = 8192;
+/// Segments at least this long go to the hasher without a copy.
+const DIRECT: usize = 2048;
+/// Hashing this much takes ~0.2 ms: worth letting other threads run meanwhile.
+const RELEASE_GIL: usize = 256 * 1024;
+
+/// Hashes canonical bytes as they are written: one pass, a fixed buffer, no second copy.
+struct HashSink<'py> {
+    py: Python<'py>,
+    /// Not zero-filled: only `buf[..len]` is ever read.
+    buf: [MaybeUninit<u8>; BUF],
+    len: usize,
+    hasher: Hasher,
+}
+
+impl<'py> HashSink<'py> {
+    fn new(py: Python<'py>, secret: Option<&[u8]>) -> Self {
+        HashSink { py, buf: [MaybeUninit::uninit(); BUF], len: 0, hasher: Hasher::new(secret) }
+    }
+
+    /// Appends bytes that fit in the buffer.
+    #[inline(always)]
+    fn append(&mut self, bytes: &[u8]) {
+        debug_assert!(bytes.len() <= BUF - self.len);
+        // SAFETY: the caller checked that `bytes` fits after `len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.buf.as_mut_ptr().add(self.len) as *mut u8,
+                bytes.len(),
+            );
+        }
+        self.len += bytes.len();
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the first `len` bytes were written by `append` or `push`.
+            let filled = unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) };
+            self.hasher.update(filled);
+            self.len = 0;
+        }
+    }
+
+    /// The digest; the sink is spent (its hasher replaced by a fresh one).
+    fn finish(&mut self) -> [u8; 32] {
+        self.flush();
+        std::mem::replace(&mut self.hasher, Hasher::Plain(Sha256::new())).finish()
+    }
+}
+
+impl Sink for HashSink<'_> {
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) {
+        if bytes.len() <= BUF - self.len {
+            self.append(bytes);
+            return;
+        }
+        self.write_slow(bytes);
+    }
+
+    #[inline(always)]
+    fn push(&mut self, byte: u8) {
+        if self.len == BUF {
+            self.flush();
+        }
+        self.buf[self.len] = MaybeUninit::new(byte);
+        self.len += 1;
+    }
+}
+
+impl HashSink<'_> {
+    #[inline(never)]
+    fn write_slow(&mut self, bytes: &[u8]) {
+        self.flush();
+        if bytes.len() >= RELEASE_GIL {
+            // The bytes belong to an immutable str we hold a reference to.
+            let hasher = &mut self.hasher;
+            self.py.allow_threads(|| hasher.update(bytes));
+        } else if bytes.len() >= DIRECT {
+            self.hasher.update(bytes);
+        } else {
+            self.append(bytes);
+        }
+    }
+}
+
+/// Runs `f`, turning a Rust panic (a bug) into a Python RuntimeError rather than letting
+/// it unwind into the interpreter.
+fn guarded<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(_) => Err(PyRuntimeError::new_err(
+            "retrysafe._native: internal error while canonicalizing (please report it)",
+        )),
+    }
+}
+
+/// Output buffers up to this size are kept for the thread's next call.
+const KEEP_BUFFER: usize = 4 << 20;
+
+thread_local! {
+    /// Reused by `canonical_json`: a fresh large Vec costs page faults on every call.
+    /// Taken, not borrowed, so a re-entrant call (from user code) just gets a new one.
+    static OUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// canonical_json(obj, /, *, strict=False) -> bytes
+#[pyfunction]
+#[pyo3(signature = (obj, /, *, strict = false))]
+fn canonical_json<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>, strict: bool) -> PyResult<Bound<'py, PyBytes>> {
+    guarded(|| {
+        let mut buf = OUT.with(Cell::take);
+        buf.clear();
+        let mut encoder = Encoder::new(py, buf, strict);
+        let result = encoder.encode(obj.as_ptr());
+        let out = result.map(|()| PyBytes::new(py, &encoder.sink));
+        let mut buf = encoder.sink;
+        if buf.capacity() <= KEEP_BUFFER {
+            buf.clear();
+            OUT.with(|cell| cell.set(buf));
+        }
+        out.map_err(|e| e.into_pyerr(py, ROOT))
+    })
+}
+
+/// fingerprint(obj, /, *, secret=None, strict=False) -> str
+#[pyfunction]
+#[pyo3(signature = (obj, /, *, secret = None, strict = false))]
+fn fingerprint<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+    secret: Option<&[u8]>,
+    strict: bool,
+) -> PyResult<Bound<'py, PyString>> {
+    guarded(|| {
+        // The 8 KiB sink stays in this frame; the encoder borrows it (no moves, no memcpy).
+        let mut sink = HashSink::new(py, secret);
+        Encoder::new(py, &mut sink, strict)
+            .encode(obj.as_ptr())
+            .map_err(|e| e.into_pyerr(py, ROOT))?;
+        let hex = hex32(&sink.finish());
+        // hex32 writes ASCII only.
+        Ok(PyString::new(py, std::str::from_utf8(&hex).unwrap_or_default()))
+    })
+}
+
+/// idempotency_digest(scope, args, /, *, secret=None) -> str
+#[pyfunction]
+#[pyo3(signature = (scope, args, /, *, secret = None))]
+fn idempotency_digest<'py>(
+    py: Python<'py>,
+    scope: &str,
+    args: &Bound<'py, PyAny>,
+    secret: Option<&[u8]>,
+) -> PyResult<Bound<'py, PyString>> {
+    guarded(|| {
+        let mut sink = HashSink::new(py, secret);
+        sink.write(KEY_TAG);
+        // Length-prefixed: ("a", "b\0c") and ("a\0b", "c") never meet.
+        sink.write(&(scope.len() as u64).to_be_bytes());
+        sink.write(scope.as_bytes());
+        Encoder::new(py, &mut sink, false)
+            .encode(args.as_ptr())
+            .map_err(|e| e.into_pyerr(py, ROOT))?;
+        let hex = hex32(&sink.finish());
+        Ok(PyString::new(py, std::str::from_utf8(&hex).unwrap_or_default()))
+    })
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(canonical_json, m)?)?;
+    m.add_function(wrap_pyfunction!(fingerprint, m)?)?;
+    m.add_function(wrap_pyfunction!(idempotency_digest, m)?)?;
+    m.add("MAX_DEPTH", encoder::MAX_DEPTH)?;
+    Ok(())
+}

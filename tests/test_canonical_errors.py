@@ -1,0 +1,177 @@
+"""Bad input: a clear error that names what is wrong and where, never a crash."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from typing import Any
+
+import pytest
+
+from retrysafe import (
+    FingerprintError,
+    FingerprintTypeError,
+    FingerprintValueError,
+    RetrysafeError,
+    canonical_json,
+    fingerprint,
+)
+from retrysafe._native import MAX_DEPTH
+
+
+def _error(value: Any) -> FingerprintError:
+    with pytest.raises(FingerprintError) as info:
+        canonical_json(value)
+    with pytest.raises(type(info.value)):
+        fingerprint(value)
+    return info.value
+
+
+def test_unsupported_object_names_type_and_path() -> None:
+    """An unsupported value is a TypeError naming its type and where it sits."""
+    err = _error({"items": [1, 2, 3, object()]})
+    assert isinstance(err, TypeError)
+    assert isinstance(err, RetrysafeError)
+    assert "cannot canonicalize <class 'object'> at args['items'][3]" == str(err)
+    assert "args['items'][3]" == err.path
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_floats_raise_value_error(value: float) -> None:
+    """NaN and ±Infinity have no JSON form (orjson would write null)."""
+    err = _error({"price": [value]})
+    assert isinstance(err, FingerprintValueError)
+    assert isinstance(err, ValueError)
+    assert "args['price'][0]" == err.path
+
+
+def test_lone_surrogate_in_value_and_key() -> None:
+    """A lone surrogate is an error as a value and as a key, with the same error type."""
+    err = _error({"name": "a\ud800b"})
+    assert isinstance(err, FingerprintValueError)
+    assert "args['name']" == err.path
+    err = _error({"outer": {"\udfff": 1}})
+    assert isinstance(err, FingerprintValueError)
+    assert "lone surrogate" in str(err)
+
+
+def test_cycles_raise_naming_where_they_close() -> None:
+    """A list or dict that contains itself raises instead of recursing forever."""
+    loop: list[Any] = [1]
+    loop.append(loop)
+    err = _error({"a": loop})
+    assert "circular reference at args['a'][1]: the value contains itself" == str(err)
+    d: dict[str, Any] = {}
+    d["self"] = d
+    assert "args['self']" == _error(d).path
+
+
+def test_deep_nesting_raises_without_crashing() -> None:
+    """100,000 levels raise a clear error; the limit is the documented MAX_DEPTH."""
+    value: Any = []
+    for _ in range(100_000):
+        value = [value]
+    err = _error(value)
+    assert f"nesting deeper than {MAX_DEPTH} levels" in str(err)
+    ok: Any = "leaf"
+    for _ in range(MAX_DEPTH):
+        ok = [ok]
+    assert canonical_json(ok).startswith(b"[" * MAX_DEPTH)
+
+
+def test_deep_nesting_in_a_small_thread_stack() -> None:
+    """The depth limit holds in a thread with a small stack (no native stack overflow)."""
+    value: Any = []
+    for _ in range(10_000):
+        value = {"k": value}
+    errors: list[BaseException] = []
+    old = threading.stack_size(256 * 1024)
+    try:
+        t = threading.Thread(target=lambda: errors.append(_error(value)))
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old)
+    assert isinstance(errors[0], FingerprintValueError)
+    assert "nesting" in str(errors[0])
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({1.5: "x"}, "args"),
+        ({"ok": {(1, 2): "x"}}, "args['ok']"),
+        ({None: 1}, "args"),
+        ({True: 1}, "args"),
+    ],
+)
+def test_unsupported_key_types(value: Any, path: str) -> None:
+    """Keys must be str, int or Enum; a bool, float, tuple or None key is refused."""
+    err = _error(value)
+    assert isinstance(err, FingerprintTypeError)
+    assert "dict key" in str(err)
+    assert str(err).startswith(f"cannot canonicalize a dict key of <class '{type(next(iter(_first(value)))).__name__}'> at {path}")
+
+
+def _first(value: dict[Any, Any]) -> dict[Any, Any]:
+    inner = next(iter(value.values()))
+    return inner if isinstance(inner, dict) else value
+
+
+def test_mixed_keys_that_collide_raise() -> None:
+    """`{1: a, "1": b}` would be two members with one name: refused, not silently merged."""
+    err = _error({"m": {1: "a", "1": "b"}})
+    assert isinstance(err, FingerprintValueError)
+    assert "duplicate key \"1\" at args['m']" in str(err)
+
+
+def test_mixed_keys_that_do_not_collide_are_fine() -> None:
+    """Int and str keys may share a dict when their strings differ; order is string order."""
+    assert b'{"10":1,"9":2,"a":3}' == canonical_json({9: 2, 10: 1, "a": 3})
+
+
+def test_strict_refuses_integers_beyond_2_53() -> None:
+    """strict=True keeps to the I-JSON domain; the default keeps exact digits."""
+    assert b"9007199254740993" == canonical_json(2**53 + 1)
+    assert b"9007199254740992" == canonical_json(2**53, strict=True)
+    for big in (2**53 + 1, -(2**53) - 1, 2**80):
+        with pytest.raises(FingerprintValueError, match="strict=True"):
+            canonical_json({"n": big}, strict=True)
+
+
+def test_offset_with_seconds_is_refused() -> None:
+    """A UTC offset with seconds has no ±HH:MM form."""
+    tz = datetime.timezone(datetime.timedelta(hours=1, seconds=30))
+    err = _error({"when": datetime.datetime(2024, 1, 1, tzinfo=tz)})
+    assert "args['when']" == err.path
+
+
+def test_error_raised_by_user_code_is_wrapped_with_its_cause() -> None:
+    """A property that raises while a dataclass is read becomes a FingerprintError with a cause."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Broken:
+        x: int
+
+        def __getattribute__(self, name: str) -> Any:
+            if name == "x":
+                raise RuntimeError("boom")
+            return object.__getattribute__(self, name)
+
+    err = _error({"b": Broken(1)})
+    assert isinstance(err.__cause__, RuntimeError)
+
+
+def test_generators_are_refused_not_consumed() -> None:
+    """An iterator is not a list: consuming it would change the caller's state."""
+    gen = (i for i in range(3))
+    err = _error({"g": gen})
+    assert isinstance(err, FingerprintTypeError)
+    assert [0, 1, 2] == list(gen)
+
+
+def test_secret_must_be_bytes() -> None:
+    """A str secret is a TypeError, not silently encoded."""
+    with pytest.raises(TypeError):
+        fingerprint({}, secret="key")  # type: ignore[arg-type]

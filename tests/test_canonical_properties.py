@@ -1,0 +1,93 @@
+"""Properties of the canonical form, checked against an independent reference encoder."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from typing import Any
+
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
+
+from retrysafe import canonical_json, fingerprint
+
+from . import reference
+from .strategies import SAFE_INT, extended, floats, plain_json
+
+
+@given(plain_json)
+def test_plain_json_matches_rfc8785(value: Any) -> None:
+    """On plain JSON values the bytes are exactly those of the rfc8785 package."""
+    assert rfc8785.dumps(value) == canonical_json(value)
+
+
+@given(extended)
+def test_matches_reference_encoder(value: Any) -> None:
+    """The Rust encoder and the pure-Python reference agree byte for byte on every type."""
+    assert reference.canonical(value) == canonical_json(value)
+
+
+@given(floats)
+def test_every_float_matches_reference_and_round_trips(value: float) -> None:
+    """Across the whole double range: ECMAScript layout, and the text parses back exactly."""
+    text = canonical_json(value)
+    assert reference.canonical(value) == text
+    assert value == json.loads(text, parse_int=float)
+
+
+@given(st.dictionaries(st.text(max_size=5), st.integers(), min_size=2, max_size=8), st.randoms())
+def test_dict_order_never_changes_the_key(value: dict[str, int], rnd: random.Random) -> None:
+    """Insertion order of a dict is not part of its fingerprint."""
+    items = list(value.items())
+    rnd.shuffle(items)
+    assert fingerprint(value) == fingerprint(dict(items))
+
+
+@given(st.integers(-SAFE_INT, SAFE_INT))
+def test_int_and_equal_float_share_a_key(n: int) -> None:
+    """`1` and `1.0` (equal values) give one key."""
+    assert fingerprint({"amount": n}) == fingerprint({"amount": float(n)})
+
+
+@given(st.integers(), st.text(max_size=8))
+def test_int_key_and_its_string_share_a_key(n: int, value: str) -> None:
+    """`{1: x}` and `{"1": x}` canonicalize alike, so together in one dict they conflict."""
+    assert canonical_json({n: value}) == canonical_json({str(n): value})
+
+
+@given(extended, st.binary(min_size=1, max_size=64))
+def test_hmac_differs_from_plain_and_depends_on_secret(value: Any, secret: bytes) -> None:
+    """With a secret the digest is HMAC-SHA256 over the same canonical bytes."""
+    import hashlib
+    import hmac
+
+    expected = hmac.new(secret, canonical_json(value), hashlib.sha256).hexdigest()
+    assert expected == fingerprint(value, secret=secret)
+    assert hashlib.sha256(canonical_json(value)).hexdigest() == fingerprint(value)
+
+
+def test_sets_give_the_same_key_under_any_hash_seed() -> None:
+    """A set of strings iterates in hash order, which PYTHONHASHSEED changes; the key does not."""
+    code = (
+        "from retrysafe import fingerprint;"
+        "print(fingerprint({'tags': {'alpha', 'beta', 'gamma', 'delta', 'x' * 40, 'é'},"
+        " 'ids': frozenset(['a1', 'b2', 'c3'])}));"
+    )
+    digests = set()
+    orders = set()
+    for seed in ("1", "2", "3"):
+        out = subprocess.run(
+            [sys.executable, "-c", code + "print(list({'alpha','beta','gamma','delta'}))"],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        digests.add(out[0])
+        orders.add(out[1])
+    assert 1 == len(digests)
+    assert len(orders) > 1, "the seeds did not change set order, so the test proved nothing"
