@@ -6,6 +6,7 @@
 
 use std::os::raw::c_char;
 use std::ptr::addr_of_mut;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 use pyo3::exceptions::PyUnicodeEncodeError;
 use pyo3::ffi;
@@ -16,7 +17,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use smallvec::SmallVec;
 
 use crate::errors::{EncodeError, ErrorKind, Seg};
-use crate::text::{decimal_text, iso_text, utf16_cmp, write_str, DecimalError, Sink};
+use crate::text::{decimal_text, iso_text, short_decimal, utf16_cmp, write_str, DecimalError, Sink};
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
 pub const MAX_DEPTH: u32 = 255;
@@ -37,6 +38,16 @@ extern "C" {
 
 pub type Result<T = ()> = std::result::Result<T, Box<EncodeError>>;
 
+/// True when the running CPython is older than 3.12: its reference count is a plain
+/// integer that may be changed in place. From 3.12 on (immortal objects) the stable-ABI
+/// functions are called instead.
+static PLAIN_REFCOUNT: AtomicBool = AtomicBool::new(false);
+
+pub fn init_runtime(py: Python<'_>) {
+    let version = py.version_info();
+    PLAIN_REFCOUNT.store((version.major, version.minor) < (3, 12), AtomicOrdering::Relaxed);
+}
+
 /// A strong reference held while a borrowed item is encoded: user code run by a rare type
 /// (a property, `model_dump`) could otherwise drop it from its container under us.
 struct Ref(*mut ffi::PyObject);
@@ -44,7 +55,12 @@ struct Ref(*mut ffi::PyObject);
 impl Ref {
     #[inline(always)]
     unsafe fn new(obj: *mut ffi::PyObject) -> Self {
-        ffi::Py_INCREF(obj);
+        if PLAIN_REFCOUNT.load(AtomicOrdering::Relaxed) {
+            // The GIL is held, and before 3.12 Py_INCREF is exactly this.
+            (*obj).ob_refcnt += 1;
+        } else {
+            ffi::Py_IncRef(obj);
+        }
         Ref(obj)
     }
 }
@@ -52,7 +68,15 @@ impl Ref {
 impl Drop for Ref {
     #[inline(always)]
     fn drop(&mut self) {
-        unsafe { ffi::Py_DECREF(self.0) }
+        unsafe {
+            // Never the last reference: the container we borrowed from holds one too,
+            // unless user code removed it meanwhile, and then the slow call frees it.
+            if PLAIN_REFCOUNT.load(AtomicOrdering::Relaxed) && (*self.0).ob_refcnt > 1 {
+                (*self.0).ob_refcnt -= 1;
+            } else {
+                ffi::Py_DecRef(self.0);
+            }
+        }
     }
 }
 
@@ -268,7 +292,11 @@ impl<'py, S: Sink> Encoder<'py, S> {
             // Integral and exact: the ECMAScript text is the integer's digits (and -0 is 0).
             self.sink.write(itoa::Buffer::new().format(v as i64).as_bytes());
         } else {
-            self.sink.write(ryu_js::Buffer::new().format_finite(v).as_bytes());
+            let mut buf = [0u8; 24];
+            match short_decimal(v, &mut buf) {
+                Some(n) => self.sink.write(&buf[..n]),
+                None => self.sink.write(ryu_js::Buffer::new().format_finite(v).as_bytes()),
+            }
         }
         Ok(())
     }

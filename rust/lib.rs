@@ -7,7 +7,6 @@ mod errors;
 pub mod text;
 
 use std::cell::Cell;
-use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use hmac::{Hmac, Mac};
@@ -63,42 +62,33 @@ const DIRECT: usize = 2048;
 /// Hashing this much takes ~0.2 ms: worth letting other threads run meanwhile.
 const RELEASE_GIL: usize = 256 * 1024;
 
-/// Hashes canonical bytes as they are written: one pass, a fixed buffer, no second copy.
+thread_local! {
+    /// The hashing buffer, reused: taken, not borrowed, so a re-entrant call gets its own.
+    static HASH_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Hashes canonical bytes as they are written: one pass through an 8 KiB buffer, no copy
+/// of the whole document.
 struct HashSink<'py> {
     py: Python<'py>,
-    /// Not zero-filled: only `buf[..len]` is ever read.
-    buf: [MaybeUninit<u8>; BUF],
-    len: usize,
+    buf: Vec<u8>,
     hasher: Hasher,
 }
 
 impl<'py> HashSink<'py> {
     fn new(py: Python<'py>, secret: Option<&[u8]>) -> Self {
-        HashSink { py, buf: [MaybeUninit::uninit(); BUF], len: 0, hasher: Hasher::new(secret) }
-    }
-
-    /// Appends bytes that fit in the buffer.
-    #[inline(always)]
-    fn append(&mut self, bytes: &[u8]) {
-        debug_assert!(bytes.len() <= BUF - self.len);
-        // SAFETY: the caller checked that `bytes` fits after `len`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.buf.as_mut_ptr().add(self.len) as *mut u8,
-                bytes.len(),
-            );
-        }
-        self.len += bytes.len();
+        let mut buf = HASH_BUF.with(Cell::take);
+        buf.clear();
+        // Room for a full buffer plus one reserved string block (6 x 4 KiB + slack).
+        buf.reserve(BUF + 32 * 1024);
+        HashSink { py, buf, hasher: Hasher::new(secret) }
     }
 
     #[inline]
     fn flush(&mut self) {
-        if self.len > 0 {
-            // SAFETY: the first `len` bytes were written by `append` or `push`.
-            let filled = unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) };
-            self.hasher.update(filled);
-            self.len = 0;
+        if !self.buf.is_empty() {
+            self.hasher.update(&self.buf);
+            self.buf.clear();
         }
     }
 
@@ -107,29 +97,7 @@ impl<'py> HashSink<'py> {
         self.flush();
         std::mem::replace(&mut self.hasher, Hasher::Plain(Sha256::new())).finish()
     }
-}
 
-impl Sink for HashSink<'_> {
-    #[inline(always)]
-    fn write(&mut self, bytes: &[u8]) {
-        if bytes.len() <= BUF - self.len {
-            self.append(bytes);
-            return;
-        }
-        self.write_slow(bytes);
-    }
-
-    #[inline(always)]
-    fn push(&mut self, byte: u8) {
-        if self.len == BUF {
-            self.flush();
-        }
-        self.buf[self.len] = MaybeUninit::new(byte);
-        self.len += 1;
-    }
-}
-
-impl HashSink<'_> {
     #[inline(never)]
     fn write_slow(&mut self, bytes: &[u8]) {
         self.flush();
@@ -140,8 +108,47 @@ impl HashSink<'_> {
         } else if bytes.len() >= DIRECT {
             self.hasher.update(bytes);
         } else {
-            self.append(bytes);
+            self.buf.write(bytes);
         }
+    }
+}
+
+impl Drop for HashSink<'_> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        HASH_BUF.with(|cell| cell.set(buf));
+    }
+}
+
+impl Sink for HashSink<'_> {
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) {
+        if self.buf.len() + bytes.len() <= BUF {
+            self.buf.write(bytes);
+        } else {
+            self.write_slow(bytes);
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, byte: u8) {
+        if self.buf.len() == BUF {
+            self.flush();
+        }
+        Sink::push(&mut self.buf, byte);
+    }
+
+    #[inline(always)]
+    fn reserve_raw(&mut self, n: usize) -> *mut u8 {
+        if self.buf.len() + n > self.buf.capacity() {
+            self.flush();
+        }
+        self.buf.reserve_raw(n)
+    }
+
+    #[inline(always)]
+    unsafe fn commit(&mut self, n: usize) {
+        self.buf.commit(n);
     }
 }
 
@@ -230,6 +237,7 @@ fn idempotency_digest<'py>(
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    encoder::init_runtime(m.py());
     m.add_function(wrap_pyfunction!(canonical_json, m)?)?;
     m.add_function(wrap_pyfunction!(fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(idempotency_digest, m)?)?;

@@ -8,6 +8,13 @@ use std::cmp::Ordering;
 pub trait Sink {
     fn write(&mut self, bytes: &[u8]);
     fn push(&mut self, byte: u8);
+    /// A pointer to at least `n` writable bytes after the current end.
+    fn reserve_raw(&mut self, n: usize) -> *mut u8;
+    /// Marks `n` bytes written through the pointer of the last `reserve_raw` as filled.
+    ///
+    /// # Safety
+    /// Those `n` bytes were reserved and written.
+    unsafe fn commit(&mut self, n: usize);
 }
 
 impl<T: Sink> Sink for &mut T {
@@ -19,16 +26,49 @@ impl<T: Sink> Sink for &mut T {
     fn push(&mut self, byte: u8) {
         (**self).push(byte);
     }
+    #[inline(always)]
+    fn reserve_raw(&mut self, n: usize) -> *mut u8 {
+        (**self).reserve_raw(n)
+    }
+    #[inline(always)]
+    unsafe fn commit(&mut self, n: usize) {
+        (**self).commit(n);
+    }
 }
 
 impl Sink for Vec<u8> {
     #[inline(always)]
     fn write(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
+        let n = bytes.len();
+        if n <= 16 {
+            // Most writes are short (a key, a number): a byte loop beats a memcpy call.
+            self.reserve(16);
+            let len = self.len();
+            // SAFETY: 16 bytes are reserved after `len`, and n <= 16 of them are written.
+            unsafe {
+                let dst = self.as_mut_ptr().add(len);
+                for (i, &b) in bytes.iter().enumerate() {
+                    *dst.add(i) = b;
+                }
+                self.set_len(len + n);
+            }
+        } else {
+            self.extend_from_slice(bytes);
+        }
     }
     #[inline(always)]
     fn push(&mut self, byte: u8) {
         Vec::push(self, byte);
+    }
+    #[inline(always)]
+    fn reserve_raw(&mut self, n: usize) -> *mut u8 {
+        self.reserve(n);
+        // SAFETY: `n` bytes are reserved past `len`.
+        unsafe { self.as_mut_ptr().add(self.len()) }
+    }
+    #[inline(always)]
+    unsafe fn commit(&mut self, n: usize) {
+        self.set_len(self.len() + n);
     }
 }
 
@@ -50,88 +90,117 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
 
-/// Index of the first byte at or after `from` that RFC 8785 escapes (`< 0x20`, `"`, `\`),
-/// or `bytes.len()`. Sixteen bytes a step with SSE2 (baseline on x86_64), eight with SWAR
-/// elsewhere: long strings are mostly escape-free.
-#[inline]
-fn find_escape(bytes: &[u8], from: usize) -> usize {
-    let mut i = from;
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Input bytes handled per reservation: the output needs at most 6 bytes per input byte.
+const BLOCK: usize = 4096;
+/// Slack for the 16-byte stores past the last byte written.
+const SLACK: usize = 16;
+
+/// Each byte's escape sequence as 8 little-endian bytes (only the first 2 or 6 count), and
+/// that length; zero for bytes written raw.
+static ESCAPE_SEQ: ([u64; 256], [u8; 256]) = {
+    let mut seq = [0u64; 256];
+    let mut len = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let e = ESCAPE[b];
+        if e == b'u' {
+            let bytes = [b'\\', b'u', b'0', b'0', HEX[b >> 4], HEX[b & 0xf], 0, 0];
+            seq[b] = u64::from_le_bytes(bytes);
+            len[b] = 6;
+        } else if e != 0 {
+            seq[b] = u64::from_le_bytes([b'\\', e, 0, 0, 0, 0, 0, 0]);
+            len[b] = 2;
+        }
+        b += 1;
+    }
+    (seq, len)
+};
+
+/// Writes the escape of `b` at `out` (8 bytes stored, 2 or 6 counted); returns the count.
+///
+/// # Safety
+/// `out` has room for 8 bytes.
+#[inline(always)]
+unsafe fn put_escape(out: *mut u8, b: u8) -> usize {
+    std::ptr::write_unaligned(out as *mut u64, ESCAPE_SEQ.0[b as usize]);
+    ESCAPE_SEQ.1[b as usize] as usize
+}
+
+/// Escapes `bytes[i..end]` into `out`; returns the new output pointer.
+///
+/// # Safety
+/// `out` has room for `6 * (end - i) + SLACK` bytes.
+#[inline(always)]
+unsafe fn escape_block(bytes: &[u8], mut i: usize, end: usize, mut out: *mut u8) -> *mut u8 {
     #[cfg(target_arch = "x86_64")]
-    unsafe {
+    {
         use std::arch::x86_64::*;
         let quote = _mm_set1_epi8(b'"' as i8);
         let slash = _mm_set1_epi8(b'\\' as i8);
         let ctrl_max = _mm_set1_epi8(0x1f);
-        while i + 16 <= bytes.len() {
+        while i + 16 <= end {
             let x = _mm_loadu_si128(bytes.as_ptr().add(i) as *const __m128i);
+            // Copy all 16 bytes first; an escape found below overwrites from its position.
+            _mm_storeu_si128(out as *mut __m128i, x);
             // min(x, 0x1f) == x exactly when x <= 0x1f (unsigned).
             let ctrl = _mm_cmpeq_epi8(_mm_min_epu8(x, ctrl_max), x);
-            let hits = _mm_or_si128(
-                ctrl,
-                _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, slash)),
-            );
+            let hits = _mm_or_si128(ctrl, _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, slash)));
             let mask = _mm_movemask_epi8(hits);
-            if mask != 0 {
-                return i + mask.trailing_zeros() as usize;
+            // Branchy on purpose: a branch-free step makes every chunk wait on the tzcnt of
+            // the one before, which is slower even for prose with an escape every 40 bytes.
+            if mask == 0 {
+                i += 16;
+                out = out.add(16);
+            } else {
+                let pos = mask.trailing_zeros() as usize;
+                out = out.add(pos);
+                out = out.add(put_escape(out, bytes[i + pos]));
+                i += pos + 1;
             }
-            i += 16;
         }
     }
-    while i + 8 <= bytes.len() {
-        let mut chunk = [0u8; 8];
-        chunk.copy_from_slice(&bytes[i..i + 8]);
-        let x = u64::from_le_bytes(chunk);
-        // A byte < 0x20 (exact for every byte: bytes >= 0x80 are masked by !x).
-        let ctrl = x.wrapping_sub(LO * 0x20) & !x & HI;
-        let q = x ^ (LO * b'"' as u64);
-        let quote = q.wrapping_sub(LO) & !q & HI;
-        let b = x ^ (LO * b'\\' as u64);
-        let slash = b.wrapping_sub(LO) & !b & HI;
-        if ctrl | quote | slash != 0 {
-            break;
+    while i < end {
+        let b = bytes[i];
+        if ESCAPE[b as usize] == 0 {
+            *out = b;
+            out = out.add(1);
+        } else {
+            out = out.add(put_escape(out, b));
         }
-        i += 8;
-    }
-    while i < bytes.len() && ESCAPE[bytes[i] as usize] == 0 {
         i += 1;
     }
-    i
+    out
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes `bytes` (valid UTF-8) as a JSON string with only the escapes RFC 8785 requires.
 #[inline]
 pub fn write_str<S: Sink>(sink: &mut S, bytes: &[u8]) {
-    sink.push(b'"');
-    let mut start = 0;
-    let mut i = find_escape(bytes, 0);
-    while i < bytes.len() {
-        if start < i {
-            sink.write(&bytes[start..i]);
+    let n = bytes.len();
+    let mut i = 0;
+    // SAFETY: each block reserves 6 bytes per input byte, both quotes and the slack.
+    unsafe {
+        loop {
+            let end = n.min(i + BLOCK);
+            let base = sink.reserve_raw(6 * (end - i) + 2 + SLACK);
+            let mut out = base;
+            if i == 0 {
+                *out = b'"';
+                out = out.add(1);
+            }
+            out = escape_block(bytes, i, end, out);
+            if end == n {
+                *out = b'"';
+                out = out.add(1);
+                sink.commit(out.offset_from(base) as usize);
+                return;
+            }
+            sink.commit(out.offset_from(base) as usize);
+            i = end;
         }
-        let b = bytes[i];
-        match ESCAPE[b as usize] {
-            b'u' => sink.write(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 0xf) as usize],
-            ]),
-            e => sink.write(&[b'\\', e]),
-        }
-        start = i + 1;
-        i = find_escape(bytes, start);
     }
-    if start < bytes.len() {
-        sink.write(&bytes[start..]);
-    }
-    sink.push(b'"');
 }
 
 /// Lowercase hex of a digest.
@@ -198,6 +267,56 @@ pub fn es_layout(out: &mut Vec<u8>, negative: bool, digits: &[u8], n: i64) {
         out.push(if e >= 0 { b'+' } else { b'-' });
         out.extend_from_slice(itoa::Buffer::new().format(e.unsigned_abs()).as_bytes());
     }
+}
+
+const POW10: [f64; 7] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
+
+/// ECMAScript text of a finite, non-integral double that is a short decimal (at most six
+/// places, 1e-6 <= |v| < 1e9), the common case of prices, scores and temperatures; `None`
+/// otherwise (the caller uses ryu).
+///
+/// Exact: `m / 10^k == v` with m and 10^k exact doubles and IEEE division correctly rounded
+/// means the text `m e-k` parses back to `v`; the first such k gives the fewest digits; and
+/// in this range 10^-k exceeds two ulps of v, so no other k-place decimal also parses to v
+/// (the shortest round-trip text is unique, as ECMAScript requires).
+#[inline]
+pub fn short_decimal(v: f64, out: &mut [u8; 24]) -> Option<usize> {
+    let a = v.abs();
+    if !(1e-6..1e9).contains(&a) {
+        return None;
+    }
+    for (k, &p) in POW10.iter().enumerate().skip(1) {
+        let m = (a * p).round();
+        if m / p == a {
+            let m = m as u64;
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(m).as_bytes();
+            let mut n = 0;
+            if v < 0.0 {
+                out[0] = b'-';
+                n = 1;
+            }
+            if digits.len() > k {
+                let int_len = digits.len() - k;
+                out[n..n + int_len].copy_from_slice(&digits[..int_len]);
+                n += int_len;
+                out[n] = b'.';
+                out[n + 1..n + 1 + k].copy_from_slice(&digits[int_len..]);
+                n += 1 + k;
+            } else {
+                out[n..n + 2].copy_from_slice(b"0.");
+                n += 2;
+                for _ in 0..k - digits.len() {
+                    out[n] = b'0';
+                    n += 1;
+                }
+                out[n..n + digits.len()].copy_from_slice(digits);
+                n += digits.len();
+            }
+            return Some(n);
+        }
+    }
+    None
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -311,26 +430,45 @@ mod tests {
         assert_eq!(s("€\u{2028}😀</script>".as_bytes()), "\"€\u{2028}😀</script>\"");
     }
 
-    #[test]
-    fn swar_scan_finds_every_position() {
-        for len in 0..40 {
-            for pos in 0..len {
-                for special in [b'"', b'\\', 0u8, 0x1f] {
-                    let mut v = vec![b'x'; len];
-                    v[pos] = special;
-                    assert_eq!(find_escape(&v, 0), pos, "len {len} pos {pos} byte {special}");
-                }
-            }
-            let high = vec![0xC3u8; len];
-            assert_eq!(find_escape(&high, 0), len);
-            let edge: Vec<u8> = (0..len).map(|i| [0x20u8, 0x21, 0x7f, 0x80, 0xff][i % 5]).collect();
-            assert_eq!(find_escape(&edge, 0), len);
-            for from in 0..len {
-                let mut v = vec![b'x'; len];
-                v[len - 1] = b'"';
-                assert_eq!(find_escape(&v, from), len - 1);
+    fn slow_escape(bytes: &[u8]) -> String {
+        let mut out = String::from("\"");
+        for ch in std::str::from_utf8(bytes).unwrap().chars() {
+            match ch {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\u{8}' => out.push_str("\\b"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\u{c}' => out.push_str("\\f"),
+                '\r' => out.push_str("\\r"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
             }
         }
+        out.push('"');
+        out
+    }
+
+    #[test]
+    fn block_writer_matches_a_plain_escaper_at_every_position() {
+        for len in 0..70 {
+            for pos in 0..len {
+                for special in [b'"', b'\\', 0u8, 0x1f, b'\n'] {
+                    let mut v: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                    v[pos] = special;
+                    if pos + 1 < len {
+                        v[len - 1] = b'"';
+                    }
+                    assert_eq!(s(&v), slow_escape(&v), "len {len} pos {pos} byte {special}");
+                }
+            }
+        }
+        let big: Vec<u8> = (0..3 * BLOCK + 7).map(|i| if i % 61 == 0 { b'\n' } else { b'x' }).collect();
+        assert_eq!(s(&big), slow_escape(&big));
+        let all: Vec<u8> = (0u8..0x80).cycle().take(1000).collect();
+        assert_eq!(s(&all), slow_escape(&all));
+        let wide = "é€😀\u{7f}\u{80}\u{2028}".repeat(40);
+        assert_eq!(s(wide.as_bytes()), slow_escape(wide.as_bytes()));
     }
 
     #[test]
@@ -391,6 +529,38 @@ mod tests {
         assert_eq!(iso_text("03:04:05+00:00", 0).unwrap(), "03:04:05Z");
         assert_eq!(iso_text("2024-01-02", 11).unwrap(), "2024-01-02");
         assert_eq!(iso_text("03:04:05+01:00:30", 0), Err(IsoError::OffsetWithSeconds));
+    }
+
+    #[test]
+    fn short_decimals_match_ryu_js() {
+        let mut buf = [0u8; 24];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut checked = 0;
+        for i in 0..200_000u64 {
+            // xorshift: magnitudes across the fast range, 0 to 8 places.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let places = (i % 9) as i32;
+            let scale = 10f64.powi((state % 12) as i32 - 4);
+            let v = ((state >> 11) as f64 / (1u64 << 53) as f64 * scale * 10f64.powi(places)).round()
+                / 10f64.powi(places)
+                * if i % 2 == 0 { 1.0 } else { -1.0 };
+            if v.fract() == 0.0 {
+                continue;
+            }
+            let expected = ryu_js::Buffer::new().format_finite(v).to_owned();
+            if let Some(n) = short_decimal(v, &mut buf) {
+                assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), expected, "{v:e}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 50_000, "fast path taken only {checked} times");
+        for v in [0.1, 0.2, 2.5, 12.3456, 0.000001, 0.0000015, 999999999.5, -0.5, 0.1 + 0.2] {
+            if let Some(n) = short_decimal(v, &mut buf) {
+                assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), ryu_js::Buffer::new().format_finite(v));
+            }
+        }
     }
 
     #[test]
