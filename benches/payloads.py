@@ -17,8 +17,12 @@ def _sentence(rng: random.Random, n: int) -> str:
 
 def small(rng: random.Random) -> dict[str, Any]:
     """~100 B: typical tool-call arguments, 4 keys."""
-    return {"query": "weather in Paris tomorrow", "max_results": 5, "units": "metric",
-            "include_forecast": True}
+    return {
+        "query": "weather in Paris tomorrow",
+        "max_results": 5,
+        "units": "metric",
+        "include_forecast": True,
+    }
 
 
 def medium(rng: random.Random) -> dict[str, Any]:
@@ -26,13 +30,20 @@ def medium(rng: random.Random) -> dict[str, Any]:
     return {
         "tool": "search_files",
         "path": "/srv/repo/src",
-        "options": {"recursive": True, "max_depth": 6, "follow_symlinks": False,
-                    "ignore": ["*.pyc", "node_modules", ".git"],
-                    "limits": {"bytes": 1048576, "files": 200, "timeout_s": 2.5}},
-        "patterns": [{"glob": f"**/*{ext}", "weight": round(rng.random(), 3)}
-                     for ext in (".py", ".rs", ".toml", ".md")],
-        "items": [rng.randrange(10**6) if i % 2 else f"id-{rng.randrange(10**6):06d}"
-                  for i in range(20)],
+        "options": {
+            "recursive": True,
+            "max_depth": 6,
+            "follow_symlinks": False,
+            "ignore": ["*.pyc", "node_modules", ".git"],
+            "limits": {"bytes": 1048576, "files": 200, "timeout_s": 2.5},
+        },
+        "patterns": [
+            {"glob": f"**/*{ext}", "weight": round(rng.random(), 3)}
+            for ext in (".py", ".rs", ".toml", ".md")
+        ],
+        "items": [
+            rng.randrange(10**6) if i % 2 else f"id-{rng.randrange(10**6):06d}" for i in range(20)
+        ],
         "note": _sentence(rng, 64),
         "temperature": 0.2,
         "request_id": None,
@@ -43,9 +54,16 @@ def large(rng: random.Random) -> dict[str, Any]:
     """~100 KB: list of 1000 small records."""
     recs = []
     for i in range(1000):
-        recs.append({"id": i, "name": _sentence(rng, 2), "score": round(rng.uniform(0, 100), 4),
-                     "active": bool(i % 3), "tags": [rng.choice(_WORDS), rng.choice(_WORDS)],
-                     "parent": None if i % 7 else i - 1})
+        recs.append(
+            {
+                "id": i,
+                "name": _sentence(rng, 2),
+                "score": round(rng.uniform(0, 100), 4),
+                "active": bool(i % 3),
+                "tags": [rng.choice(_WORDS), rng.choice(_WORDS)],
+                "parent": None if i % 7 else i - 1,
+            }
+        )
     return {"operation": "bulk_upsert", "table": "items", "records": recs}
 
 
@@ -61,12 +79,19 @@ def text(rng: random.Random) -> dict[str, Any]:
             ln += " caf\u00e9 \u20ac \u2603"
         lines.append(ln)
         size += len(ln) + 1
-    return {"path": "scratch/out/report.txt", "mode": "w", "encoding": "utf-8",
-            "content": "\n".join(lines)}
+    return {
+        "path": "scratch/out/report.txt",
+        "mode": "w",
+        "encoding": "utf-8",
+        "content": "\n".join(lines),
+    }
 
 
 PAYLOADS: dict[str, Callable[[random.Random], Any]] = {
-    "small": small, "medium": medium, "large": large, "text": text,
+    "small": small,
+    "medium": medium,
+    "large": large,
+    "text": text,
 }
 
 

@@ -1,6 +1,6 @@
 """Print median-time ratios from a pytest-benchmark JSON file, per group.
 
-    python benches/ratios.py results.json
+python benches/ratios.py results.json
 """
 
 from __future__ import annotations

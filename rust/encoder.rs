@@ -17,7 +17,9 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use smallvec::SmallVec;
 
 use crate::errors::{EncodeError, ErrorKind, Seg};
-use crate::text::{decimal_text, iso_text, short_decimal, utf16_cmp, write_str, DecimalError, Sink};
+use crate::text::{
+    decimal_text, iso_text, short_decimal, utf16_cmp, write_str, DecimalError, Sink,
+};
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
 pub const MAX_DEPTH: u32 = 255;
@@ -33,7 +35,10 @@ extern "C" {
     // Part of the stable ABI since 3.10 and exported by every CPython 3.x with the same
     // signature; pyo3-ffi only declares it for abi3 >= 3.10. The fallback on 3.9
     // (PyUnicode_AsUTF8String) would allocate a bytes object per string.
-    fn PyUnicode_AsUTF8AndSize(obj: *mut ffi::PyObject, size: *mut ffi::Py_ssize_t) -> *const c_char;
+    fn PyUnicode_AsUTF8AndSize(
+        obj: *mut ffi::PyObject,
+        size: *mut ffi::Py_ssize_t,
+    ) -> *const c_char;
 }
 
 pub type Result<T = ()> = std::result::Result<T, Box<EncodeError>>;
@@ -45,7 +50,10 @@ static PLAIN_REFCOUNT: AtomicBool = AtomicBool::new(false);
 
 pub fn init_runtime(py: Python<'_>) {
     let version = py.version_info();
-    PLAIN_REFCOUNT.store((version.major, version.minor) < (3, 12), AtomicOrdering::Relaxed);
+    PLAIN_REFCOUNT.store(
+        (version.major, version.minor) < (3, 12),
+        AtomicOrdering::Relaxed,
+    );
 }
 
 /// A strong reference held while a borrowed item is encoded: user code run by a rare type
@@ -173,7 +181,14 @@ fn py_err(err: PyErr) -> Box<EncodeError> {
 
 impl<'py, S: Sink> Encoder<'py, S> {
     pub fn new(py: Python<'py>, sink: S, strict: bool) -> Self {
-        Encoder { py, sink, strict, depth: 0, seen: [0; SHAPE_SLOTS], shapes: None }
+        Encoder {
+            py,
+            sink,
+            strict,
+            depth: 0,
+            seen: [0; SHAPE_SLOTS],
+            shapes: None,
+        }
     }
 
     /// Encodes `obj` (a borrowed reference kept alive by the caller).
@@ -290,12 +305,15 @@ impl<'py, S: Sink> Encoder<'py, S> {
         }
         if v.fract() == 0.0 && v.abs() < MAX_SAFE as f64 {
             // Integral and exact: the ECMAScript text is the integer's digits (and -0 is 0).
-            self.sink.write(itoa::Buffer::new().format(v as i64).as_bytes());
+            self.sink
+                .write(itoa::Buffer::new().format(v as i64).as_bytes());
         } else {
             let mut buf = [0u8; 24];
             match short_decimal(v, &mut buf) {
                 Some(n) => self.sink.write(&buf[..n]),
-                None => self.sink.write(ryu_js::Buffer::new().format_finite(v).as_bytes()),
+                None => self
+                    .sink
+                    .write(ryu_js::Buffer::new().format_finite(v).as_bytes()),
             }
         }
         Ok(())
@@ -315,7 +333,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
             if i > 0 {
                 self.sink.push(b',');
             }
-            self.encode(item.0).map_err(|e| e.at(Seg::Index(i as usize), obj))?;
+            self.encode(item.0)
+                .map_err(|e| e.at(Seg::Index(i as usize), obj))?;
             i += 1;
         }
         self.sink.push(b']');
@@ -336,7 +355,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
                 self.sink.push(b',');
             }
             let item = ffi::PyTuple_GetItem(obj, i);
-            self.encode(item).map_err(|e| e.at(Seg::Index(i as usize), obj))?;
+            self.encode(item)
+                .map_err(|e| e.at(Seg::Index(i as usize), obj))?;
         }
         self.sink.push(b']');
         self.leave();
@@ -360,7 +380,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             let index = tag % SHAPE_SLOTS;
             let cached = self.shapes.as_mut().and_then(|slots| slots[index].take());
             if let Some(shape) = cached {
-                let written = self.encode_with_shape(obj, &shape);
+                let written = self.encode_with_shape(obj, &shape, (pos, k, v));
                 if let Some(slots) = self.shapes.as_mut() {
                     slots[index].get_or_insert(shape);
                 }
@@ -390,7 +410,12 @@ impl<'py, S: Sink> Encoder<'py, S> {
                 self.key_text(k).map_err(|e| e.at_key(self.py, k, obj))?
             };
             let index = members.len() as u32;
-            members.push(Member { text, key, value, index });
+            members.push(Member {
+                text,
+                key,
+                value,
+                index,
+            });
         }
         self.sort_members(obj, &mut members, converted)?;
         if let (Some(index), false) = (slot, converted) {
@@ -401,17 +426,24 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     /// Writes `obj` through a cached layout. `Ok(false)`: the keys differ, nothing written.
+    /// `first` is the dict's first item, already read by the caller.
     #[inline]
-    unsafe fn encode_with_shape(&mut self, obj: *mut ffi::PyObject, shape: &Shape) -> Result<bool> {
+    unsafe fn encode_with_shape(
+        &mut self,
+        obj: *mut ffi::PyObject,
+        shape: &Shape,
+        first: (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject),
+    ) -> Result<bool> {
         let mut values: SmallVec<[Ref; 16]> = SmallVec::new();
-        let mut pos: ffi::Py_ssize_t = 0;
-        let mut k: *mut ffi::PyObject = std::ptr::null_mut();
-        let mut v: *mut ffi::PyObject = std::ptr::null_mut();
-        while ffi::PyDict_Next(obj, &mut pos, &mut k, &mut v) != 0 {
+        let (mut pos, mut k, mut v) = first;
+        loop {
             if shape.keys.get(values.len()).map(|r| r.0) != Some(k) {
                 return Ok(false);
             }
             values.push(Ref::new(v));
+            if ffi::PyDict_Next(obj, &mut pos, &mut k, &mut v) == 0 {
+                break;
+            }
         }
         if values.len() != shape.keys.len() {
             return Ok(false);
@@ -448,7 +480,12 @@ impl<'py, S: Sink> Encoder<'py, S> {
         for k in by_insertion {
             keys.push(Ref::new(k));
         }
-        Shape { keys, order: members.iter().map(|m| m.index as u8).collect(), prefixes, ends }
+        Shape {
+            keys,
+            order: members.iter().map(|m| m.index as u8).collect(),
+            prefixes,
+            ends,
+        }
     }
 
     /// Sorts members by UTF-16 key order; converted keys may collide.
@@ -483,7 +520,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
             }
             write_str(&mut self.sink, m.text.as_bytes());
             self.sink.push(b':');
-            self.encode(m.value.0).map_err(|e| e.at_key(self.py, m.key.0, obj))?;
+            self.encode(m.value.0)
+                .map_err(|e| e.at_key(self.py, m.key.0, obj))?;
         }
         self.sink.push(b'}');
         self.leave();
@@ -523,7 +561,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
         if any.is_instance(t.enum_.bind(py)).map_err(py_err)? {
             self.enter(obj)?;
             let value = any.getattr(intern!(py, "value")).map_err(py_err)?;
-            self.encode(value.as_ptr()).map_err(|e| e.at(Seg::Attr("value".into()), obj))?;
+            self.encode(value.as_ptr())
+                .map_err(|e| e.at(Seg::Attr("value".into()), obj))?;
             self.leave();
             return Ok(());
         }
@@ -553,7 +592,10 @@ impl<'py, S: Sink> Encoder<'py, S> {
         if ffi::PyAnySet_Check(obj) != 0 {
             return self.encode_set(obj);
         }
-        if ffi::PyBytes_Check(obj) != 0 || ffi::PyByteArray_Check(obj) != 0 || ffi::PyMemoryView_Check(obj) != 0 {
+        if ffi::PyBytes_Check(obj) != 0
+            || ffi::PyByteArray_Check(obj) != 0
+            || ffi::PyMemoryView_Check(obj) != 0
+        {
             return self.encode_bytes(&any);
         }
         if any.is_instance(t.datetime.bind(py)).map_err(py_err)? {
@@ -587,12 +629,22 @@ impl<'py, S: Sink> Encoder<'py, S> {
         }
         let ty = any.get_type();
         let is_class = ffi::PyType_Check(obj) != 0;
-        if !is_class && ty.hasattr(intern!(py, "__dataclass_fields__")).map_err(py_err)? {
+        if !is_class
+            && ty
+                .hasattr(intern!(py, "__dataclass_fields__"))
+                .map_err(py_err)?
+        {
             return self.encode_dataclass(&any, t);
         }
-        if !is_class && ty.hasattr(intern!(py, "__pydantic_fields__")).map_err(py_err)? {
+        if !is_class
+            && ty
+                .hasattr(intern!(py, "__pydantic_fields__"))
+                .map_err(py_err)?
+        {
             let kwargs = PyDict::new(py);
-            kwargs.set_item(intern!(py, "by_alias"), true).map_err(py_err)?;
+            kwargs
+                .set_item(intern!(py, "by_alias"), true)
+                .map_err(py_err)?;
             let dumped = any
                 .call_method(intern!(py, "model_dump"), (), Some(&kwargs))
                 .map_err(py_err)?;
@@ -605,8 +657,12 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     unsafe fn encode_iso(&mut self, any: &Bound<'py, PyAny>, time_start: usize) -> Result {
-        let iso = any.call_method0(intern!(self.py, "isoformat")).map_err(py_err)?;
-        let iso = iso.downcast_into::<PyString>().map_err(|e| py_err(e.into()))?;
+        let iso = any
+            .call_method0(intern!(self.py, "isoformat"))
+            .map_err(py_err)?;
+        let iso = iso
+            .downcast_into::<PyString>()
+            .map_err(|e| py_err(e.into()))?;
         match iso_text(&iso.to_cow().map_err(py_err)?, time_start) {
             Ok(text) => {
                 write_str(&mut self.sink, text.as_bytes());
@@ -654,7 +710,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
         for item in &items {
             let mut sub = Encoder::new(py, Vec::new(), self.strict);
             sub.depth = self.depth;
-            sub.encode(item.as_ptr()).map_err(|e| e.at(Seg::SetItem, obj))?;
+            sub.encode(item.as_ptr())
+                .map_err(|e| e.at(Seg::SetItem, obj))?;
             parts.push(sub.sink);
         }
         parts.sort_unstable();
@@ -676,12 +733,15 @@ impl<'py, S: Sink> Encoder<'py, S> {
         let py = self.py;
         let obj = any.as_ptr();
         let fields = t.dataclass_fields.bind(py).call1((any,)).map_err(py_err)?;
-        let fields = fields.downcast_into::<PyTuple>().map_err(|e| py_err(e.into()))?;
+        let fields = fields
+            .downcast_into::<PyTuple>()
+            .map_err(|e| py_err(e.into()))?;
         self.enter(obj)?;
         let mut members: SmallVec<[Member; 8]> = SmallVec::with_capacity(fields.len());
         for field in fields.iter() {
             let name = field.getattr(intern!(py, "name")).map_err(py_err)?;
-            let value = any.getattr(name.downcast::<PyString>().map_err(|e| py_err(e.into()))?)
+            let value = any
+                .getattr(name.downcast::<PyString>().map_err(|e| py_err(e.into()))?)
                 .map_err(py_err)?;
             let (p, n) = self.str_bytes(name.as_ptr())?;
             let index = members.len() as u32;
@@ -704,7 +764,9 @@ unsafe fn int_digits(py: Python<'_>, obj: *mut ffi::PyObject) -> Result<String> 
         return Err(py_err(PyErr::fetch(py)));
     }
     let s = Bound::from_owned_ptr(py, s);
-    let s = s.downcast_into::<PyString>().map_err(|e| py_err(e.into()))?;
+    let s = s
+        .downcast_into::<PyString>()
+        .map_err(|e| py_err(e.into()))?;
     Ok(s.to_cow().map_err(py_err)?.into_owned())
 }
 

@@ -43,7 +43,11 @@ pub struct EncodeError {
 impl EncodeError {
     #[cold]
     pub fn new(kind: ErrorKind) -> Box<Self> {
-        Box::new(EncodeError { kind, path: Vec::new(), containers: Vec::new() })
+        Box::new(EncodeError {
+            kind,
+            path: Vec::new(),
+            containers: Vec::new(),
+        })
     }
 
     #[cold]
@@ -54,7 +58,12 @@ impl EncodeError {
     }
 
     #[cold]
-    pub fn at_key(self: Box<Self>, py: Python<'_>, key: *mut ffi::PyObject, container: *mut ffi::PyObject) -> Box<Self> {
+    pub fn at_key(
+        self: Box<Self>,
+        py: Python<'_>,
+        key: *mut ffi::PyObject,
+        container: *mut ffi::PyObject,
+    ) -> Box<Self> {
         let key = unsafe { Py::from_borrowed_ptr(py, key) };
         self.at(Seg::Key(key), container)
     }
@@ -80,7 +89,11 @@ impl EncodeError {
             match seg {
                 Seg::Index(i) => out.push_str(&format!("[{i}]")),
                 Seg::Key(k) => {
-                    let r = k.bind(py).repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into());
+                    let r = k
+                        .bind(py)
+                        .repr()
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|_| "?".into());
                     out.push('[');
                     out.push_str(&r);
                     out.push(']');
@@ -97,6 +110,7 @@ impl EncodeError {
 
     /// The Python exception for this error, its message naming the path under `root`.
     #[cold]
+    #[allow(clippy::boxed_local)] // errors travel boxed; unboxing here would only copy
     pub fn into_pyerr(self: Box<Self>, py: Python<'_>, root: &str) -> PyErr {
         let cycle = match self.kind {
             ErrorKind::TooDeep | ErrorKind::StackExhausted => self.cycle_depth(),
@@ -158,15 +172,23 @@ fn classes(py: Python<'_>) -> PyResult<&(Py<PyType>, Py<PyType>)> {
     CLASSES.get_or_try_init(py, || {
         let m = py.import("retrysafe._exceptions")?;
         Ok((
-            m.getattr("FingerprintTypeError")?.downcast_into::<PyType>()?.unbind(),
-            m.getattr("FingerprintValueError")?.downcast_into::<PyType>()?.unbind(),
+            m.getattr("FingerprintTypeError")?
+                .downcast_into::<PyType>()?
+                .unbind(),
+            m.getattr("FingerprintValueError")?
+                .downcast_into::<PyType>()?
+                .unbind(),
         ))
     })
 }
 
 fn build(py: Python<'_>, is_type_error: bool, message: String, path: String) -> PyErr {
     let made = classes(py).and_then(|(type_error, value_error)| {
-        let cls = if is_type_error { type_error } else { value_error };
+        let cls = if is_type_error {
+            type_error
+        } else {
+            value_error
+        };
         let kwargs = PyDict::new(py);
         kwargs.set_item("path", &path)?;
         let exc = cls.bind(py).call((message.clone(),), Some(&kwargs))?;

@@ -81,7 +81,11 @@ impl<'py> HashSink<'py> {
         buf.clear();
         // Room for a full buffer plus one reserved string block (6 x 4 KiB + slack).
         buf.reserve(BUF + 32 * 1024);
-        HashSink { py, buf, hasher: Hasher::new(secret) }
+        HashSink {
+            py,
+            buf,
+            hasher: Hasher::new(secret),
+        }
     }
 
     #[inline]
@@ -175,7 +179,11 @@ thread_local! {
 /// canonical_json(obj, /, *, strict=False) -> bytes
 #[pyfunction]
 #[pyo3(signature = (obj, /, *, strict = false))]
-fn canonical_json<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>, strict: bool) -> PyResult<Bound<'py, PyBytes>> {
+fn canonical_json<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+    strict: bool,
+) -> PyResult<Bound<'py, PyBytes>> {
     guarded(|| {
         let mut buf = OUT.with(Cell::take);
         buf.clear();
@@ -208,7 +216,10 @@ fn fingerprint<'py>(
             .map_err(|e| e.into_pyerr(py, ROOT))?;
         let hex = hex32(&sink.finish());
         // hex32 writes ASCII only.
-        Ok(PyString::new(py, std::str::from_utf8(&hex).unwrap_or_default()))
+        Ok(PyString::new(
+            py,
+            std::str::from_utf8(&hex).unwrap_or_default(),
+        ))
     })
 }
 
@@ -231,7 +242,10 @@ fn idempotency_digest<'py>(
             .encode(args.as_ptr())
             .map_err(|e| e.into_pyerr(py, ROOT))?;
         let hex = hex32(&sink.finish());
-        Ok(PyString::new(py, std::str::from_utf8(&hex).unwrap_or_default()))
+        Ok(PyString::new(
+            py,
+            std::str::from_utf8(&hex).unwrap_or_default(),
+        ))
     })
 }
 

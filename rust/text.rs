@@ -90,7 +90,6 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
-
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Input bytes handled per reservation: the output needs at most 6 bytes per input byte.
@@ -147,7 +146,10 @@ unsafe fn escape_block(bytes: &[u8], mut i: usize, end: usize, mut out: *mut u8)
             _mm_storeu_si128(out as *mut __m128i, x);
             // min(x, 0x1f) == x exactly when x <= 0x1f (unsigned).
             let ctrl = _mm_cmpeq_epi8(_mm_min_epu8(x, ctrl_max), x);
-            let hits = _mm_or_si128(ctrl, _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, slash)));
+            let hits = _mm_or_si128(
+                ctrl,
+                _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, slash)),
+            );
             let mask = _mm_movemask_epi8(hits);
             // Branchy on purpose: a branch-free step makes every chunk wait on the tzcnt of
             // the one before, which is slower even for prose with an escape every 40 bytes.
@@ -178,6 +180,37 @@ unsafe fn escape_block(bytes: &[u8], mut i: usize, end: usize, mut out: *mut u8)
 /// Writes `bytes` (valid UTF-8) as a JSON string with only the escapes RFC 8785 requires.
 #[inline]
 pub fn write_str<S: Sink>(sink: &mut S, bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if bytes.len() < 16 {
+        // Keys and most values: one padded 16-byte check and one store.
+        unsafe {
+            use std::arch::x86_64::*;
+            let mut chunk = [b'a'; 16];
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), chunk.as_mut_ptr(), bytes.len());
+            let x = _mm_loadu_si128(chunk.as_ptr() as *const __m128i);
+            let ctrl = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x);
+            let hits = _mm_or_si128(
+                ctrl,
+                _mm_or_si128(
+                    _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8)),
+                    _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8)),
+                ),
+            );
+            if _mm_movemask_epi8(hits) == 0 {
+                let out = sink.reserve_raw(18);
+                *out = b'"';
+                _mm_storeu_si128(out.add(1) as *mut __m128i, x);
+                *out.add(1 + bytes.len()) = b'"';
+                sink.commit(bytes.len() + 2);
+                return;
+            }
+        }
+    }
+    write_str_blocks(sink, bytes);
+}
+
+#[inline(never)]
+fn write_str_blocks<S: Sink>(sink: &mut S, bytes: &[u8]) {
     let n = bytes.len();
     let mut i = 0;
     // SAFETY: each block reserves 6 bytes per input byte, both quotes and the slack.
@@ -269,54 +302,57 @@ pub fn es_layout(out: &mut Vec<u8>, negative: bool, digits: &[u8], n: i64) {
     }
 }
 
-const POW10: [f64; 7] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
-
 /// ECMAScript text of a finite, non-integral double that is a short decimal (at most six
 /// places, 1e-6 <= |v| < 1e9), the common case of prices, scores and temperatures; `None`
 /// otherwise (the caller uses ryu).
 ///
-/// Exact: `m / 10^k == v` with m and 10^k exact doubles and IEEE division correctly rounded
-/// means the text `m e-k` parses back to `v`; the first such k gives the fewest digits; and
-/// in this range 10^-k exceeds two ulps of v, so no other k-place decimal also parses to v
-/// (the shortest round-trip text is unique, as ECMAScript requires).
+/// Exact: with m = round(|v| x 1e6) (< 2^53, so m and 1e6 are exact doubles, and IEEE
+/// division is correctly rounded), `m / 1e6 == |v|` means the text `m e-6` parses back to v.
+/// If some k-place decimal d (k <= 6) parses to v, then |v| x 1e6 is within 0.25 of
+/// d x 10^(6-k) in this range, so m is exactly that and stripping m's trailing zeros finds
+/// the fewest places. And here 10^-6 exceeds two ulps of v, so no other decimal of that many
+/// places also parses to v: the shortest round-trip text is unique, as ECMAScript requires.
 #[inline]
 pub fn short_decimal(v: f64, out: &mut [u8; 24]) -> Option<usize> {
     let a = v.abs();
     if !(1e-6..1e9).contains(&a) {
         return None;
     }
-    for (k, &p) in POW10.iter().enumerate().skip(1) {
-        let m = (a * p).round();
-        if m / p == a {
-            let m = m as u64;
-            let mut digits = itoa::Buffer::new();
-            let digits = digits.format(m).as_bytes();
-            let mut n = 0;
-            if v < 0.0 {
-                out[0] = b'-';
-                n = 1;
-            }
-            if digits.len() > k {
-                let int_len = digits.len() - k;
-                out[n..n + int_len].copy_from_slice(&digits[..int_len]);
-                n += int_len;
-                out[n] = b'.';
-                out[n + 1..n + 1 + k].copy_from_slice(&digits[int_len..]);
-                n += 1 + k;
-            } else {
-                out[n..n + 2].copy_from_slice(b"0.");
-                n += 2;
-                for _ in 0..k - digits.len() {
-                    out[n] = b'0';
-                    n += 1;
-                }
-                out[n..n + digits.len()].copy_from_slice(digits);
-                n += digits.len();
-            }
-            return Some(n);
-        }
+    // a * 1e6 < 1e15 and positive: adding 0.5 and truncating rounds it.
+    let mut m = (a * 1e6 + 0.5) as u64;
+    if m as f64 / 1e6 != a {
+        return None;
     }
-    None
+    let mut places = 6;
+    while m % 10 == 0 {
+        m /= 10;
+        places -= 1;
+    }
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(m).as_bytes();
+    let mut n = 0;
+    if v < 0.0 {
+        out[0] = b'-';
+        n = 1;
+    }
+    if digits.len() > places {
+        let int_len = digits.len() - places;
+        out[n..n + int_len].copy_from_slice(&digits[..int_len]);
+        n += int_len;
+        out[n] = b'.';
+        out[n + 1..n + 1 + places].copy_from_slice(&digits[int_len..]);
+        n += 1 + places;
+    } else {
+        out[n..n + 2].copy_from_slice(b"0.");
+        n += 2;
+        for _ in 0..places - digits.len() {
+            out[n] = b'0';
+            n += 1;
+        }
+        out[n..n + digits.len()].copy_from_slice(digits);
+        n += digits.len();
+    }
+    Some(n)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -427,7 +463,10 @@ mod tests {
         assert_eq!(s(b"a\"b\\c/d"), "\"a\\\"b\\\\c/d\"");
         assert_eq!(s(b"\x08\t\n\x0c\r"), "\"\\b\\t\\n\\f\\r\"");
         assert_eq!(s(b"\x00\x0f\x1f\x7f"), "\"\\u0000\\u000f\\u001f\x7f\"");
-        assert_eq!(s("€\u{2028}😀</script>".as_bytes()), "\"€\u{2028}😀</script>\"");
+        assert_eq!(
+            s("€\u{2028}😀</script>".as_bytes()),
+            "\"€\u{2028}😀</script>\""
+        );
     }
 
     fn slow_escape(bytes: &[u8]) -> String {
@@ -463,7 +502,9 @@ mod tests {
                 }
             }
         }
-        let big: Vec<u8> = (0..3 * BLOCK + 7).map(|i| if i % 61 == 0 { b'\n' } else { b'x' }).collect();
+        let big: Vec<u8> = (0..3 * BLOCK + 7)
+            .map(|i| if i % 61 == 0 { b'\n' } else { b'x' })
+            .collect();
         assert_eq!(s(&big), slow_escape(&big));
         let all: Vec<u8> = (0u8..0x80).cycle().take(1000).collect();
         assert_eq!(s(&all), slow_escape(&all));
@@ -476,8 +517,15 @@ mod tests {
         // RFC 8785 §3.2.3: "\r" < "1" < "\u0080" < "ö" < "€" < "😀" < "דּ" (U+FB33)
         let keys = ["\r", "1", "\u{80}", "ö", "€", "😀", "\u{fb33}"];
         for w in keys.windows(2) {
-            assert_eq!(utf16_cmp(w[0].as_bytes(), w[1].as_bytes()), Ordering::Less, "{w:?}");
-            assert_eq!(utf16_cmp(w[1].as_bytes(), w[0].as_bytes()), Ordering::Greater);
+            assert_eq!(
+                utf16_cmp(w[0].as_bytes(), w[1].as_bytes()),
+                Ordering::Less,
+                "{w:?}"
+            );
+            assert_eq!(
+                utf16_cmp(w[1].as_bytes(), w[0].as_bytes()),
+                Ordering::Greater
+            );
         }
         assert_eq!(utf16_cmp(b"ab", b"abc"), Ordering::Less);
         assert_eq!(utf16_cmp(b"", b""), Ordering::Equal);
@@ -486,13 +534,30 @@ mod tests {
     #[test]
     fn utf16_order_agrees_with_encode_utf16_everywhere() {
         let samples = [
-            "", "a", "z", "\u{7f}", "\u{80}", "\u{7ff}", "\u{800}", "\u{d7ff}", "\u{e000}",
-            "\u{ffff}", "\u{10000}", "\u{10ffff}", "a\u{e000}", "a\u{10000}", "\u{fb33}x",
+            "",
+            "a",
+            "z",
+            "\u{7f}",
+            "\u{80}",
+            "\u{7ff}",
+            "\u{800}",
+            "\u{d7ff}",
+            "\u{e000}",
+            "\u{ffff}",
+            "\u{10000}",
+            "\u{10ffff}",
+            "a\u{e000}",
+            "a\u{10000}",
+            "\u{fb33}x",
         ];
         for a in samples {
             for b in samples {
                 let expected = a.encode_utf16().cmp(b.encode_utf16());
-                assert_eq!(utf16_cmp(a.as_bytes(), b.as_bytes()), expected, "{a:?} {b:?}");
+                assert_eq!(
+                    utf16_cmp(a.as_bytes(), b.as_bytes()),
+                    expected,
+                    "{a:?} {b:?}"
+                );
             }
         }
     }
@@ -513,7 +578,10 @@ mod tests {
         assert_eq!(dec("0.000001"), "0.000001");
         assert_eq!(dec("1E-7"), "1e-7");
         assert_eq!(dec("-12.3400"), "-12.34");
-        assert_eq!(dec("123456789012345678901234567890.5"), "1.234567890123456789012345678905e+29");
+        assert_eq!(
+            dec("123456789012345678901234567890.5"),
+            "1.234567890123456789012345678905e+29"
+        );
         assert_eq!(dec("1E+21"), "1e+21");
         assert_eq!(dec("1E+20"), "100000000000000000000");
         assert_eq!(decimal_text("NaN"), Err(DecimalError::NotFinite));
@@ -523,12 +591,24 @@ mod tests {
 
     #[test]
     fn iso_offsets() {
-        assert_eq!(iso_text("2024-01-02T03:04:05+00:00", 11).unwrap(), "2024-01-02T03:04:05Z");
-        assert_eq!(iso_text("2024-01-02T03:04:05.000001-05:30", 11).unwrap(), "2024-01-02T03:04:05.000001-05:30");
-        assert_eq!(iso_text("2024-01-02T03:04:05", 11).unwrap(), "2024-01-02T03:04:05");
+        assert_eq!(
+            iso_text("2024-01-02T03:04:05+00:00", 11).unwrap(),
+            "2024-01-02T03:04:05Z"
+        );
+        assert_eq!(
+            iso_text("2024-01-02T03:04:05.000001-05:30", 11).unwrap(),
+            "2024-01-02T03:04:05.000001-05:30"
+        );
+        assert_eq!(
+            iso_text("2024-01-02T03:04:05", 11).unwrap(),
+            "2024-01-02T03:04:05"
+        );
         assert_eq!(iso_text("03:04:05+00:00", 0).unwrap(), "03:04:05Z");
         assert_eq!(iso_text("2024-01-02", 11).unwrap(), "2024-01-02");
-        assert_eq!(iso_text("03:04:05+01:00:30", 0), Err(IsoError::OffsetWithSeconds));
+        assert_eq!(
+            iso_text("03:04:05+01:00:30", 0),
+            Err(IsoError::OffsetWithSeconds)
+        );
     }
 
     #[test]
@@ -543,7 +623,8 @@ mod tests {
             state ^= state << 17;
             let places = (i % 9) as i32;
             let scale = 10f64.powi((state % 12) as i32 - 4);
-            let v = ((state >> 11) as f64 / (1u64 << 53) as f64 * scale * 10f64.powi(places)).round()
+            let v = ((state >> 11) as f64 / (1u64 << 53) as f64 * scale * 10f64.powi(places))
+                .round()
                 / 10f64.powi(places)
                 * if i % 2 == 0 { 1.0 } else { -1.0 };
             if v.fract() == 0.0 {
@@ -556,9 +637,22 @@ mod tests {
             }
         }
         assert!(checked > 50_000, "fast path taken only {checked} times");
-        for v in [0.1, 0.2, 2.5, 12.3456, 0.000001, 0.0000015, 999999999.5, -0.5, 0.1 + 0.2] {
+        for v in [
+            0.1,
+            0.2,
+            2.5,
+            12.3456,
+            0.000001,
+            0.0000015,
+            999999999.5,
+            -0.5,
+            0.1 + 0.2,
+        ] {
             if let Some(n) = short_decimal(v, &mut buf) {
-                assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), ryu_js::Buffer::new().format_finite(v));
+                assert_eq!(
+                    std::str::from_utf8(&buf[..n]).unwrap(),
+                    ryu_js::Buffer::new().format_finite(v)
+                );
             }
         }
     }

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import decimal
 import enum
-import uuid
 from typing import Any
 
 from hypothesis import strategies as st
@@ -28,15 +26,11 @@ keys = st.text(
 texts = st.text(max_size=40)
 floats = st.floats(allow_nan=False, allow_infinity=False)
 
-plain_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-SAFE_INT, SAFE_INT), floats, texts
-)
+plain_scalars = st.one_of(st.none(), st.booleans(), st.integers(-SAFE_INT, SAFE_INT), floats, texts)
 
 plain_json: st.SearchStrategy[Any] = st.recursive(
     plain_scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=5), st.dictionaries(keys, inner, max_size=5)
-    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(keys, inner, max_size=5)),
     max_leaves=25,
 )
 

@@ -97,25 +97,20 @@ def test_deep_nesting_in_a_small_thread_stack() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "path"),
+    ("value", "key_type", "path"),
     [
-        ({1.5: "x"}, "args"),
-        ({"ok": {(1, 2): "x"}}, "args['ok']"),
-        ({None: 1}, "args"),
-        ({True: 1}, "args"),
+        ({1.5: "x"}, "float", "args"),
+        ({"ok": {(1, 2): "x"}}, "tuple", "args['ok']"),
+        ({None: 1}, "NoneType", "args"),
+        ({True: 1}, "bool", "args"),
     ],
 )
-def test_unsupported_key_types(value: Any, path: str) -> None:
+def test_unsupported_key_types(value: Any, key_type: str, path: str) -> None:
     """Keys must be str, int or Enum; a bool, float, tuple or None key is refused."""
     err = _error(value)
     assert isinstance(err, FingerprintTypeError)
-    assert "dict key" in str(err)
-    assert str(err).startswith(f"cannot canonicalize a dict key of <class '{type(next(iter(_first(value)))).__name__}'> at {path}")
-
-
-def _first(value: dict[Any, Any]) -> dict[Any, Any]:
-    inner = next(iter(value.values()))
-    return inner if isinstance(inner, dict) else value
+    expected = f"cannot canonicalize a dict key of <class '{key_type}'> at {path}"
+    assert str(err).startswith(expected)
 
 
 def test_mixed_keys_that_collide_raise() -> None:

@@ -42,7 +42,9 @@ class FingerprintError(RetrysafeError):
     :class:`FingerprintValueError` (NaN, a lone surrogate, a cycle..., also a ``ValueError``).
     """
 
-    llm_hint = "The tool arguments contain a value that cannot be serialized; send plain JSON values."
+    llm_hint = (
+        "The tool arguments contain a value that cannot be serialized; send plain JSON values."
+    )
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
@@ -79,7 +81,9 @@ class IdempotencyKeyMismatchError(RetrysafeError):
 class IdempotencyInProgressError(RetrysafeError):
     """Another caller holds the record and did not finish in time (IETF draft: 409)."""
 
-    llm_hint = "The same operation is still running; wait and check its result instead of repeating it."
+    llm_hint = (
+        "The same operation is still running; wait and check its result instead of repeating it."
+    )
 
     def __init__(self, message: str, *, key: Any = None) -> None:
         super().__init__(message)
@@ -110,7 +114,9 @@ class LeaseLostError(RetrysafeError):
 class RetryRefusedError(RetrysafeError):
     """Automatic retry of a WRITE or DESTRUCTIVE tool whose remote does not honour a key."""
 
-    llm_hint = "This tool has side effects and is not retried automatically; check before calling again."
+    llm_hint = (
+        "This tool has side effects and is not retried automatically; check before calling again."
+    )
 
     def __init__(self, message: str, *, tool: str | None = None) -> None:
         super().__init__(message)
@@ -131,6 +137,8 @@ class RetryExhausted(RetrysafeError):
 class ToolLoopError(RetrysafeError):
     """The loop guard stopped a call: too many calls, or the same call again and again."""
 
-    def __init__(self, message: str, *, tool: str | None = None, llm_hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, tool: str | None = None, llm_hint: str | None = None
+    ) -> None:
         super().__init__(message, llm_hint=llm_hint)
         self.tool = tool

@@ -28,7 +28,7 @@ class IdempKey:
 
     __slots__ = ("_hex", "_scope", "_text")
 
-    def __init__(self, text: str, hex: str, scope: str | None) -> None:  # noqa: A002
+    def __init__(self, text: str, hex: str, scope: str | None) -> None:
         self._text = text
         self._hex = hex
         self._scope = scope

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+__all__ = ["MAX_DEPTH", "canonical_json", "fingerprint", "idempotency_digest"]
+
 MAX_DEPTH: int
 """Nesting deeper than this raises :class:`retrysafe.FingerprintValueError`."""
 
