@@ -1,29 +1,41 @@
-"""Print median-time ratios from a pytest-benchmark JSON file, per group.
+"""Median times and ratios from a pytest-benchmark JSON file, per group.
 
-python benches/ratios.py results.json
+    python benches/ratios.py results.json                      # ratios of retrysafe to each
+    python benches/ratios.py results.json --baseline bare      # overheads above a baseline
+
+A contender's name is the test parameter (`fingerprint[small-retrysafe]` -> `small-retrysafe`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from collections import defaultdict
 
 
-def main(path: str) -> None:
-    data = json.load(open(path))
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("path")
+    parser.add_argument("--baseline", help="subtract this contender's median (overheads)")
+    args = parser.parse_args()
+    with open(args.path) as f:
+        data = json.load(f)
     groups: dict[str, dict[str, float]] = defaultdict(dict)
     for bench in data["benchmarks"]:
         name = bench["name"].split("[", 1)[-1].rstrip("]")
         groups[bench["group"]][name] = bench["stats"]["median"]
     for group, medians in sorted(groups.items()):
         print(f"\n{group}")
-        ours = {k: v for k, v in medians.items() if "retrysafe" in k}
-        base = min(ours.values()) if ours else None
+        base = 0.0
+        if args.baseline:
+            base = next((v for k, v in medians.items() if k.endswith(args.baseline)), 0.0)
+        ours = [v - base for k, v in medians.items() if "retrysafe" in k]
         for name, median in sorted(medians.items(), key=lambda kv: kv[1]):
-            ratio = f"  retrysafe/this = {base / median:6.3f}" if base else ""
-            print(f"  {name:<40} {median * 1e6:12.3f} us{ratio}")
+            value = median - base
+            ratio = f"  retrysafe/this = {ours[0] / value:7.3f}" if ours and value > 0 else ""
+            label = "overhead" if args.baseline else "median"
+            print(f"  {name:<36} {label} {value * 1e6:12.3f} us{ratio}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()

@@ -1,10 +1,12 @@
 """retrysafe: make the tool calls of LLM agents safe to retry.
 
-Canonical fingerprints and idempotency keys (Rust), with more layers built on them.
+Canonical fingerprints and idempotency keys (Rust), effect tags, and async retry.
 """
 
 from __future__ import annotations
 
+from ._classify import RETRY_STATUSES, is_transient
+from ._effects import Effect, effect, effect_from_mcp, get_effect, mcp_annotations
 from ._exceptions import (
     FingerprintError,
     FingerprintTypeError,
@@ -21,10 +23,25 @@ from ._exceptions import (
 )
 from ._keys import IdempKey
 from ._native import canonical_json, fingerprint
+from ._retry import (
+    Attempt,
+    RetryBudget,
+    RetryConfig,
+    RetryEvent,
+    RetryStats,
+    collect_retry_stats,
+    on_result,
+    retry,
+    retrying,
+    with_retry,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "RETRY_STATUSES",
+    "Attempt",
+    "Effect",
     "FingerprintError",
     "FingerprintTypeError",
     "FingerprintValueError",
@@ -33,11 +50,25 @@ __all__ = [
     "IdempotencyKeyMismatchError",
     "LeaseLostError",
     "OutcomeUnknownError",
+    "RetryBudget",
+    "RetryConfig",
+    "RetryEvent",
     "RetryExhausted",
     "RetryRefusedError",
+    "RetryStats",
     "RetrysafeError",
     "StoreError",
     "ToolLoopError",
     "canonical_json",
+    "collect_retry_stats",
+    "effect",
+    "effect_from_mcp",
     "fingerprint",
+    "get_effect",
+    "is_transient",
+    "mcp_annotations",
+    "on_result",
+    "retry",
+    "retrying",
+    "with_retry",
 ]

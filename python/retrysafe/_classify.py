@@ -1,0 +1,213 @@
+"""Which failures are transient, and what the server says about retrying.
+
+Recognises the exception types of httpx, requests, aiohttp, the Anthropic and OpenAI SDKs and
+botocore by their module and class name along the MRO, so none of them is imported (or needs
+to be installed). Never by substring of a message: that breaks on the next SDK release.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["RETRY_STATUSES", "ServerHint", "is_transient", "server_hint", "status_of"]
+
+#: HTTP statuses retried by default: timeouts, lock conflicts, too early, throttling, and
+#: server errors (529 is Anthropic's "overloaded").
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+
+# (root module, class name): transient wherever it appears in an exception's MRO.
+_TRANSIENT_TYPES = frozenset(
+    {
+        ("httpx", "TimeoutException"),
+        ("httpx", "NetworkError"),
+        ("httpx", "RemoteProtocolError"),
+        ("httpcore", "TimeoutException"),
+        ("httpcore", "NetworkError"),
+        ("httpcore", "RemoteProtocolError"),
+        ("requests", "ConnectionError"),
+        ("requests", "Timeout"),
+        ("urllib3", "TimeoutError"),
+        ("urllib3", "ProtocolError"),
+        ("urllib3", "NewConnectionError"),
+        ("aiohttp", "ClientConnectionError"),
+        ("aiohttp", "ServerTimeoutError"),
+        ("anthropic", "APIConnectionError"),  # APITimeoutError derives from it
+        ("openai", "APIConnectionError"),
+        ("botocore", "ConnectionError"),  # EndpointConnectionError, ConnectTimeoutError, ...
+        ("botocore", "ReadTimeoutError"),
+    }
+)
+
+# botocore ClientError codes: throttling, and transient server-side conditions.
+_BOTOCORE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def _int_status(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status an exception carries (``.status_code``, ``.status``, ``.response...``)."""
+    for attr in ("status_code", "status"):
+        status = _int_status(getattr(exc, attr, None))
+        if status is not None:
+            return status
+    response = getattr(exc, "response", None)
+    if response is not None:
+        if isinstance(response, Mapping):  # botocore ClientError.response
+            meta = response.get("ResponseMetadata")
+            if isinstance(meta, Mapping):
+                return _int_status(meta.get("HTTPStatusCode"))
+            return None
+        for attr in ("status_code", "status"):
+            status = _int_status(getattr(response, attr, None))
+            if status is not None:
+                return status
+    return None
+
+
+def _botocore_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        error = response.get("Error")
+        if isinstance(error, Mapping):
+            code = error.get("Code")
+            return code if isinstance(code, str) else None
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The default ``retry_on``: timeouts, connection errors, retryable HTTP statuses.
+
+    Only ``Exception`` subclasses qualify: cancellation, ``KeyboardInterrupt`` and
+    ``SystemExit`` are never transient.
+    """
+    if not isinstance(exc, Exception):
+        return False
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    status = status_of(exc)
+    if status is not None:
+        return status in RETRY_STATUSES
+    for cls in type(exc).__mro__:
+        root = cls.__module__.partition(".")[0]
+        if (root, cls.__name__) in _TRANSIENT_TYPES:
+            return True
+    return _botocore_code(exc) in _BOTOCORE_CODES
+
+
+class ServerHint:
+    """What the response said: retry or not (``x-should-retry``), and after how long."""
+
+    __slots__ = ("delay", "should_retry")
+
+    def __init__(self, should_retry: bool | None, delay: float | None) -> None:
+        self.should_retry = should_retry
+        self.delay = delay
+
+    def __repr__(self) -> str:
+        return f"ServerHint(should_retry={self.should_retry!r}, delay={self.delay!r})"
+
+
+def _headers_of(exc: BaseException) -> Any:
+    response = getattr(exc, "response", None)
+    if response is not None:
+        if isinstance(response, Mapping):  # botocore
+            meta = response.get("ResponseMetadata")
+            if isinstance(meta, Mapping):
+                return meta.get("HTTPHeaders")
+            return None
+        headers = getattr(response, "headers", None)
+        if headers is not None:
+            return headers
+    return getattr(exc, "headers", None)
+
+
+def _header(headers: Any, name: str) -> str | None:
+    getter = getattr(headers, "get", None)
+    if getter is None:
+        return None
+    value = getter(name)
+    if value is None and isinstance(headers, Mapping):
+        # A plain dict is case-sensitive; HTTP header names are not.
+        for key, item in headers.items():
+            if isinstance(key, str) and key.lower() == name:
+                value = item
+                break
+    return value if isinstance(value, str) else None
+
+
+def _parse_retry_after(value: str, now: float) -> float | None:
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None:
+            return None
+        return max(0.0, when.timestamp() - now)
+    return seconds if seconds >= 0 else None
+
+
+def server_hint(exc: BaseException) -> ServerHint | None:
+    """The server's retry hint carried by ``exc``, in precedence order.
+
+    ``x-should-retry`` (``true``/``false``) first, then ``retry-after-ms`` (milliseconds),
+    then ``retry-after`` (seconds or an HTTP date). An exception may also carry a
+    ``retry_after`` attribute in seconds. ``None`` when there is no hint.
+    """
+    should_retry: bool | None = None
+    delay: float | None = None
+    attr = getattr(exc, "retry_after", None)
+    if isinstance(attr, (int, float)) and not isinstance(attr, bool) and attr >= 0:
+        delay = float(attr)
+    headers = _headers_of(exc)
+    if headers is not None:
+        flag = _header(headers, "x-should-retry")
+        if flag is not None:
+            flag = flag.strip().lower()
+            should_retry = True if flag == "true" else False if flag == "false" else None
+        ms = _header(headers, "retry-after-ms")
+        if ms is not None:
+            try:
+                parsed = float(ms) / 1000.0
+            except ValueError:
+                parsed = -1.0
+            if parsed >= 0:
+                delay = parsed
+        if delay is None:
+            text = _header(headers, "retry-after")
+            if text is not None:
+                delay = _parse_retry_after(text, time.time())
+    if should_retry is None and delay is None:
+        return None
+    return ServerHint(should_retry, delay)

@@ -1,0 +1,140 @@
+"""Side-effect tags: what a tool does to the world, declared once."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, Callable, TypeVar
+
+__all__ = [
+    "EFFECT_ATTRIBUTE",
+    "Effect",
+    "effect",
+    "effect_from_mcp",
+    "get_effect",
+    "mcp_annotations",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The attribute a tagged function carries; other layers (and `retrysafe vet`) read it.
+EFFECT_ATTRIBUTE = "__retrysafe_effect__"
+
+
+class Effect(str, enum.Enum):
+    """What a tool does; picks cache, retry and idempotency policy.
+
+    - ``READ``: no side effect; cached, retried, safe to re-run.
+    - ``IDEMPOTENT``: a side effect that is the same however often it runs (a PUT).
+    - ``WRITE``: a side effect that repeats if run twice (a charge, an e-mail).
+    - ``DESTRUCTIVE``: a side effect that destroys or cannot be undone (a DELETE).
+
+    An untagged tool is treated as ``DESTRUCTIVE`` wherever a policy must be chosen.
+    """
+
+    READ = "read"
+    IDEMPOTENT = "idempotent"
+    WRITE = "write"
+    DESTRUCTIVE = "destructive"
+
+    @classmethod
+    def parse(cls, value: Effect | str) -> Effect:
+        """``Effect.parse("Write")`` is ``Effect.WRITE``; unknown names raise ``ValueError``."""
+        if isinstance(value, Effect):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value.strip().lower())
+            except ValueError:
+                pass
+        names = ", ".join(e.value for e in cls)
+        raise ValueError(f"unknown effect {value!r}: expected one of {names}")
+
+    @property
+    def has_side_effect(self) -> bool:
+        """True for everything but READ."""
+        return self is not Effect.READ
+
+    @property
+    def repeats_side_effect(self) -> bool:
+        """True for WRITE and DESTRUCTIVE: running twice does twice the harm."""
+        return self in (Effect.WRITE, Effect.DESTRUCTIVE)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def effect(kind: Effect | str) -> Callable[[F], F]:
+    """Tag a function (sync or async, or a method) with its side effect.
+
+    The function object itself is returned, with one attribute set; its signature, type and
+    async-ness are unchanged. Tagging a function twice with different effects is an error.
+
+    >>> @effect(Effect.WRITE)
+    ... async def send_email(to: str, body: str) -> None: ...
+    >>> get_effect(send_email)
+    <Effect.WRITE: 'write'>
+    """
+    parsed = Effect.parse(kind)
+
+    def decorate(fn: F) -> F:
+        target = getattr(fn, "__func__", fn)  # staticmethod / classmethod
+        existing = getattr(target, EFFECT_ATTRIBUTE, None)
+        if existing is not None and existing is not parsed:
+            raise ValueError(
+                f"{getattr(fn, '__qualname__', fn)!r} is already tagged {existing.value}, not {parsed.value}"
+            )
+        setattr(target, EFFECT_ATTRIBUTE, parsed)
+        return fn
+
+    return decorate
+
+
+def get_effect(fn: Any) -> Effect | None:
+    """The effect a function was tagged with, or ``None`` when untagged.
+
+    Follows ``functools.wraps`` chains (``__wrapped__``), bound methods and partials.
+    """
+    seen = 0
+    while fn is not None and seen < 32:
+        tag = getattr(fn, EFFECT_ATTRIBUTE, None)
+        if isinstance(tag, Effect):
+            return tag
+        fn = (
+            getattr(fn, "__wrapped__", None)
+            or getattr(fn, "__func__", None)
+            or getattr(fn, "func", None)
+        )
+        seen += 1
+    return None
+
+
+def mcp_annotations(fn_or_effect: Any) -> dict[str, bool]:
+    """The Model Context Protocol tool annotations for a function or an effect.
+
+    An untagged function is described as DESTRUCTIVE (MCP's own default for a tool that is not
+    read-only). ``openWorldHint`` is True: tools reach outside the agent.
+    """
+    kind = fn_or_effect if isinstance(fn_or_effect, (Effect, str)) else get_effect(fn_or_effect)
+    kind = Effect.DESTRUCTIVE if kind is None else Effect.parse(kind)
+    return {
+        "readOnlyHint": kind is Effect.READ,
+        "destructiveHint": kind is Effect.DESTRUCTIVE,
+        "idempotentHint": kind in (Effect.READ, Effect.IDEMPOTENT),
+        "openWorldHint": True,
+    }
+
+
+def effect_from_mcp(annotations: Mapping[str, Any]) -> Effect:
+    """The effect MCP annotations describe, with MCP's defaults for missing hints.
+
+    MCP defaults: ``readOnlyHint`` false, ``destructiveHint`` true, ``idempotentHint`` false
+    (the last two meaningful only when not read-only).
+    """
+    if annotations.get("readOnlyHint", False):
+        return Effect.READ
+    if annotations.get("destructiveHint", True):
+        return Effect.DESTRUCTIVE
+    if annotations.get("idempotentHint", False):
+        return Effect.IDEMPOTENT
+    return Effect.WRITE
