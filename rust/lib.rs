@@ -4,6 +4,7 @@
 
 mod encoder;
 mod errors;
+mod keyer;
 pub mod text;
 
 use std::cell::Cell;
@@ -19,7 +20,7 @@ use encoder::Encoder;
 use text::{hex32, Sink};
 
 /// The root name in error paths: tool-call arguments.
-const ROOT: &str = "args";
+pub(crate) const ROOT: &str = "args";
 
 /// Domain separation for idempotency keys; bump it if the derivation ever changes.
 const KEY_TAG: &[u8] = b"retrysafe/idempotency-key/v1\0";
@@ -69,14 +70,14 @@ thread_local! {
 
 /// Hashes canonical bytes as they are written: one pass through an 8 KiB buffer, no copy
 /// of the whole document.
-struct HashSink<'py> {
+pub(crate) struct HashSink<'py> {
     py: Python<'py>,
     buf: Vec<u8>,
     hasher: Hasher,
 }
 
 impl<'py> HashSink<'py> {
-    fn new(py: Python<'py>, secret: Option<&[u8]>) -> Self {
+    pub(crate) fn new(py: Python<'py>, secret: Option<&[u8]>) -> Self {
         let mut buf = HASH_BUF.with(Cell::take);
         buf.clear();
         // Room for a full buffer plus one reserved string block (6 x 4 KiB + slack).
@@ -97,7 +98,7 @@ impl<'py> HashSink<'py> {
     }
 
     /// The digest; the sink is spent (its hasher replaced by a fresh one).
-    fn finish(&mut self) -> [u8; 32] {
+    pub(crate) fn finish(&mut self) -> [u8; 32] {
         self.flush();
         std::mem::replace(&mut self.hasher, Hasher::Plain(Sha256::new())).finish()
     }
@@ -255,6 +256,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(canonical_json, m)?)?;
     m.add_function(wrap_pyfunction!(fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(idempotency_digest, m)?)?;
+    m.add_function(wrap_pyfunction!(keyer::digest_with_head, m)?)?;
+    m.add_class::<keyer::CallKeyer>()?;
     m.add("MAX_DEPTH", encoder::MAX_DEPTH)?;
     Ok(())
 }

@@ -1,10 +1,12 @@
 """retrysafe: make the tool calls of LLM agents safe to retry.
 
-Canonical fingerprints and idempotency keys (Rust), effect tags, and async retry.
+Canonical fingerprints and idempotency keys (Rust), a result cache with single-flight,
+effect tags, and async retry.
 """
 
 from __future__ import annotations
 
+from ._cache import CacheInfo, CacheStats, cache_tool
 from ._classify import RETRY_STATUSES, is_transient
 from ._effects import Effect, effect, effect_from_mcp, get_effect, mcp_annotations
 from ._exceptions import (
@@ -35,12 +37,15 @@ from ._retry import (
     retrying,
     with_retry,
 )
+from .stores import MemoryStore, Store
 
 __version__ = "0.1.0"
 
 __all__ = [
     "RETRY_STATUSES",
     "Attempt",
+    "CacheInfo",
+    "CacheStats",
     "Effect",
     "FingerprintError",
     "FingerprintTypeError",
@@ -49,6 +54,7 @@ __all__ = [
     "IdempotencyInProgressError",
     "IdempotencyKeyMismatchError",
     "LeaseLostError",
+    "MemoryStore",
     "OutcomeUnknownError",
     "RetryBudget",
     "RetryConfig",
@@ -57,8 +63,10 @@ __all__ = [
     "RetryRefusedError",
     "RetryStats",
     "RetrysafeError",
+    "Store",
     "StoreError",
     "ToolLoopError",
+    "cache_tool",
     "canonical_json",
     "collect_retry_stats",
     "effect",

@@ -2,7 +2,9 @@
 
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "canonical_json", "fingerprint", "idempotency_digest"]
+from typing_extensions import final
+
+__all__ = ["MAX_DEPTH", "CallKeyer", "canonical_json", "digest_with_head", "fingerprint", "idempotency_digest"]
 
 MAX_DEPTH: int
 """Nesting deeper than this raises :class:`retrysafe.FingerprintValueError`."""
@@ -30,3 +32,35 @@ def idempotency_digest(scope: str, args: Any, /, *, secret: bytes | None = None)
     SHA-256 (or HMAC-SHA256) over a version tag, the length-prefixed UTF-8 scope and the
     canonical JSON of ``args``.
     """
+
+def digest_with_head(head: bytes, obj: Any, /, *, secret: bytes | None = None) -> str:
+    """SHA-256 (or HMAC) of ``head + canonical_json(obj)`` as 64 hex: the slow path of
+    :class:`CallKeyer` gives the same digest."""
+
+@final
+class CallKeyer:
+    """Binds the calls of one function and fingerprints them in one native call.
+
+    ``names``/``defaults``: the parameters (``empty`` marks "no default"); ``positional``:
+    how many may be passed positionally; ``skip``: leading positionals left out (``self``).
+    """
+
+    def __new__(
+        cls,
+        head: bytes,
+        names: list[str],
+        defaults: list[Any],
+        positional: int,
+        skip: int,
+        /,
+        *,
+        prefix: str | None = None,
+        secret: bytes | None = None,
+        empty: Any,
+    ) -> CallKeyer: ...
+    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None, /) -> str | None:
+        """``prefix`` + the 64-hex digest of the bound call, or ``None`` when the call does not
+        bind simply (the caller then binds with ``inspect.signature``)."""
+    @property
+    def head(self) -> bytes:
+        """The bytes hashed before the arguments."""

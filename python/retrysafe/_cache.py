@@ -1,0 +1,689 @@
+"""cache_tool: never make the same read twice in a window, never stampede a slow API.
+
+Keys: the call bound to the signature with defaults applied, fingerprinted with the
+function's identity (one native call on the hit path). Values: kept by reference in memory,
+serialized in shared stores. Single-flight: one execution per key at a time, across the
+tasks of an event loop, across threads, and (with RedisStore) across processes.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar, overload
+
+import anyio
+from anyio.lowlevel import RunVar
+
+from ._exceptions import StoreError
+from ._native import CallKeyer, digest_with_head
+from .stores import MISS, Store, resolve_store
+
+if TYPE_CHECKING:
+    from typing_extensions import ParamSpec
+
+    P = ParamSpec("P")
+
+__all__ = ["CacheInfo", "CacheStats", "cache_tool"]
+
+T = TypeVar("T")
+logger = logging.getLogger("retrysafe")
+
+_KEY_VERSION = b"retrysafe/cache/v1\0"
+
+
+class CacheStats:
+    """Counters of one cached function (``fn.cache.stats()`` returns them as a dict).
+
+    ``hits``: served from the store. ``misses``: calls that found nothing. ``coalesced``:
+    misses that waited for another caller's execution instead of running the function.
+    ``executions``: times the function actually ran. ``errors``: store failures (the call
+    went through uncached). ``evictions``: entries the memory store dropped for room.
+    """
+
+    __slots__ = ("coalesced", "errors", "executions", "hits", "misses")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.coalesced = 0
+        self.executions = 0
+        self.errors = 0
+
+
+class _Flight:
+    """One execution in progress in an event loop; its waiters share the outcome."""
+
+    __slots__ = ("abandoned", "done", "error", "event", "value")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.done = False
+        self.value: Any = None
+        self.error: Exception | None = None
+        self.abandoned = False
+
+
+class _SyncFlight:
+    __slots__ = ("done", "error", "event", "value")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.done = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+# Executions in flight, per event loop: a decorated function may be used from many loops.
+_FLIGHTS: RunVar[dict[tuple[int, str], _Flight]] = RunVar("retrysafe_flights")
+
+
+def _flights() -> dict[tuple[int, str], _Flight]:
+    try:
+        return _FLIGHTS.get()
+    except LookupError:
+        flights: dict[tuple[int, str], _Flight] = {}
+        _FLIGHTS.set(flights)
+        return flights
+
+
+def _make_keyer(fn: Callable[..., Any], prefix: str, head: bytes) -> tuple[CallKeyer | None, int]:
+    """A native binder for plain signatures; None where *args/**kwargs need inspect."""
+    params = list(inspect.signature(fn).parameters.values())
+    skip = 1 if params and params[0].name in ("self", "cls") else 0
+    params = params[skip:]
+    kinds = {p.kind for p in params}
+    if kinds & {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}:
+        return None, skip
+    positional = sum(
+        p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params
+    )
+    if any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in params):
+        return None, skip  # keywords must not reach positional-only names: inspect decides
+    keyer = CallKeyer(
+        head,
+        [p.name for p in params],
+        [p.default for p in params],
+        positional,
+        skip,
+        prefix=prefix,
+        empty=inspect.Parameter.empty,
+    )
+    return keyer, skip
+
+
+class CacheInfo(Generic[T]):
+    """``fn.cache``: statistics, invalidation and bypass of one cached function."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        ttl_seconds: float | None,
+        store: Store,
+        namespace: str,
+        key: Callable[..., Any] | None,
+        cache_errors: tuple[type[Exception], ...],
+        error_ttl_seconds: float,
+        lease_seconds: float,
+        wait_seconds: float,
+    ) -> None:
+        self.fn = fn
+        self.ttl = ttl_seconds
+        self.store = store
+        self.namespace = namespace
+        self.prefix = namespace + ":"
+        self._head = _KEY_VERSION + len(namespace.encode()).to_bytes(8, "big") + namespace.encode()
+        self._custom_key = key
+        self._keyer, self._skip = (None, 0) if key is not None else _make_keyer(fn, self.prefix, self._head)
+        self._signature = inspect.signature(fn)
+        self.cache_errors = cache_errors
+        self.error_ttl = error_ttl_seconds
+        self.lease_seconds = lease_seconds
+        self.wait_seconds = wait_seconds
+        self.counters = CacheStats()
+        self._id = id(self)
+        self._lock = threading.Lock()
+        self._sync_flights: dict[str, _SyncFlight] = {}
+        self._warned = False
+        self._down_until = 0.0
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def key(self, *args: Any, **kwargs: Any) -> str:
+        """The store key of a call (what ``invalidate`` removes)."""
+        return self._key(args, kwargs)
+
+    def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        keyer = self._keyer
+        if keyer is not None:
+            found = keyer.key(args, kwargs)
+            if found is not None:
+                return found
+        return self._slow_key(args, kwargs)
+
+    def _slow_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if self._custom_key is not None:
+            return self.prefix + digest_with_head(self._head, self._custom_key(*args, **kwargs))
+        bound = self._signature.bind(*args, **kwargs)  # raises the TypeError a call would
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        if self._skip:
+            arguments.pop(next(iter(self._signature.parameters)), None)
+        return self.prefix + digest_with_head(self._head, arguments)
+
+    # --- the public face --------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """``{"hits", "misses", "coalesced", "executions", "errors", "evictions"}``."""
+        c = self.counters
+        return {
+            "hits": c.hits,
+            "misses": c.misses,
+            "coalesced": c.coalesced,
+            "executions": c.executions,
+            "errors": c.errors,
+            "evictions": int(getattr(self.store, "evictions", 0)),
+        }
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Drop the cached result of this call; True if there was one."""
+        return self.store.delete(self._key(args, kwargs))
+
+    async def ainvalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """``invalidate`` for async code (no blocking I/O on the event loop)."""
+        return await self.store.adelete(self._key(args, kwargs))
+
+    def clear(self) -> int:
+        """Drop every cached result of this function; returns how many."""
+        return self.store.clear(self.prefix)
+
+    def bypass(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function itself, neither reading nor writing the cache."""
+        return self.fn(*args, **kwargs)
+
+    # --- store failures: fail open ----------------------------------------------------------
+
+    def _store_failed(self, exc: BaseException) -> None:
+        self.counters.errors += 1
+        self._down_until = time.monotonic() + 1.0
+        if not self._warned:
+            self._warned = True
+            logger.warning("retrysafe: cache store failed for %s, calling through uncached: %s", self.namespace, exc)
+
+    def _store_ok(self) -> None:
+        if self._warned:
+            self._warned = False
+            logger.warning("retrysafe: cache store for %s is back", self.namespace)
+
+    def _store_down(self) -> bool:
+        return self._down_until > 0 and time.monotonic() < self._down_until
+
+    def _cacheable_error(self, exc: Exception) -> bool:
+        return bool(self.cache_errors) and isinstance(exc, self.cache_errors)
+
+    # --- async miss path --------------------------------------------------------------------
+
+    async def _amiss(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        flights = _flights()
+        fk = (self._id, key)
+        while True:
+            flight = flights.get(fk)
+            if flight is None:
+                break
+            self.counters.coalesced += 1
+            # Cancelling this wait cancels only this caller.
+            await flight.event.wait()
+            if flight.done:
+                return flight.value
+            if flight.error is not None:
+                raise flight.error
+            # The executing caller was cancelled: the first waiter to get here runs it again.
+        flight = _Flight()
+        flights[fk] = flight
+        try:
+            value = await self._acompute(key, args, kwargs)
+        except Exception as exc:
+            flight.error = exc
+            raise
+        except BaseException:
+            flight.abandoned = True
+            raise
+        else:
+            flight.value = value
+            flight.done = True
+            return value
+        finally:
+            if flights.get(fk) is flight:
+                del flights[fk]
+            flight.event.set()
+
+    async def _acompute(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        store = self.store
+        if store.shared and not self._store_down():
+            return await self._acompute_shared(key, args, kwargs)
+        value = await self._aexecute(key, args, kwargs)
+        await self._astore(key, value)
+        return value
+
+    async def _aexecute(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self.counters.executions += 1
+        try:
+            return await self.fn(*args, **kwargs)
+        except Exception as exc:
+            if self._cacheable_error(exc):
+                await self._astore(key, _CachedError(exc), self.error_ttl)
+            raise
+
+    async def _astore(self, key: str, value: Any, ttl: float | None = None) -> None:
+        try:
+            await self.store.aset(key, value, ttl if ttl is not None else self.ttl)
+        except StoreError as exc:
+            self._store_failed(exc)
+
+    async def _acompute_shared(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        store = self.store
+        owner = uuid.uuid4().hex
+        delay = 0.02
+        give_up_at = time.monotonic() + self.wait_seconds
+        try:
+            while True:
+                if await store.aacquire_lease(key, owner, self.lease_seconds):
+                    found = await store.aget(key)  # finished between our miss and the lease?
+                    if found is not MISS:
+                        await store.arelease_lease(key, owner)
+                        return _unwrap(found)
+                    return await self._aexecute_leased(key, owner, args, kwargs)
+                self.counters.coalesced += 1
+                async with store.awatch(key) as watcher:
+                    found = await store.aget(key)
+                    if found is MISS:
+                        await watcher.wait(delay)
+                        found = await store.aget(key)
+                if found is not MISS:
+                    self._store_ok()
+                    return _unwrap(found)
+                if time.monotonic() >= give_up_at:
+                    break  # the holder is alive but slow: a READ may run here too
+                delay = min(delay * 2, 1.0)
+        except StoreError as exc:
+            self._store_failed(exc)
+        return await self._aexecute(key, args, kwargs)
+
+    async def _aexecute_leased(self, key: str, owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        store = self.store
+        value: Any = None
+        error: Exception | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._aheartbeat, key, owner)
+                try:
+                    value = await self._aexecute(key, args, kwargs)
+                except Exception as exc:
+                    error = exc
+                finally:
+                    tg.cancel_scope.cancel()
+        except BaseException:
+            # Cancelled: let the others take over now rather than when the lease runs out.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await store.arelease_lease(key, owner)
+                except StoreError:
+                    pass
+            raise
+        if error is not None:
+            try:
+                await store.arelease_lease(key, owner)
+            except StoreError as exc:
+                self._store_failed(exc)
+            raise error
+        try:
+            await store.aset_and_release(key, value, self.ttl, owner)
+            self._store_ok()
+        except StoreError as exc:
+            self._store_failed(exc)
+        return value
+
+    async def _aheartbeat(self, key: str, owner: str) -> None:
+        while True:
+            await anyio.sleep(self.lease_seconds / 3)
+            try:
+                if not await self.store.aextend_lease(key, owner, self.lease_seconds):
+                    return
+            except StoreError:
+                return
+
+    # --- sync miss path ---------------------------------------------------------------------
+
+    def _miss(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        while True:
+            with self._lock:
+                flight = self._sync_flights.get(key)
+                leader = flight is None
+                if leader:
+                    flight = _SyncFlight()
+                    self._sync_flights[key] = flight
+            assert flight is not None
+            if leader:
+                break
+            self.counters.coalesced += 1
+            flight.event.wait()
+            if flight.done:
+                return flight.value
+            if isinstance(flight.error, Exception):
+                raise flight.error
+            # The executing thread was interrupted: run it again.
+        try:
+            value = self._compute(key, args, kwargs)
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        else:
+            flight.value = value
+            flight.done = True
+            return value
+        finally:
+            with self._lock:
+                if self._sync_flights.get(key) is flight:
+                    del self._sync_flights[key]
+            flight.event.set()
+
+    def _compute(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.store.shared and not self._store_down():
+            return self._compute_shared(key, args, kwargs)
+        value = self._execute(key, args, kwargs)
+        self._store(key, value)
+        return value
+
+    def _execute(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self.counters.executions += 1
+        try:
+            return self.fn(*args, **kwargs)
+        except Exception as exc:
+            if self._cacheable_error(exc):
+                self._store(key, _CachedError(exc), self.error_ttl)
+            raise
+
+    def _store(self, key: str, value: Any, ttl: float | None = None) -> None:
+        try:
+            self.store.set(key, value, ttl if ttl is not None else self.ttl)
+        except StoreError as exc:
+            self._store_failed(exc)
+
+    def _compute_shared(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        store = self.store
+        owner = uuid.uuid4().hex
+        delay = 0.02
+        give_up_at = time.monotonic() + self.wait_seconds
+        try:
+            while True:
+                if store.acquire_lease(key, owner, self.lease_seconds):
+                    found = store.get(key)
+                    if found is not MISS:
+                        store.release_lease(key, owner)
+                        return _unwrap(found)
+                    return self._execute_leased(key, owner, args, kwargs)
+                self.counters.coalesced += 1
+                with store.watch(key) as watcher:
+                    found = store.get(key)
+                    if found is MISS:
+                        watcher.wait(delay)
+                        found = store.get(key)
+                if found is not MISS:
+                    self._store_ok()
+                    return _unwrap(found)
+                if time.monotonic() >= give_up_at:
+                    break
+                delay = min(delay * 2, 1.0)
+        except StoreError as exc:
+            self._store_failed(exc)
+        return self._execute(key, args, kwargs)
+
+    def _execute_leased(self, key: str, owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        store = self.store
+        stop = threading.Event()
+
+        def heartbeat() -> None:
+            while not stop.wait(self.lease_seconds / 3):
+                try:
+                    if not store.extend_lease(key, owner, self.lease_seconds):
+                        return
+                except StoreError:
+                    return
+
+        beat = threading.Thread(target=heartbeat, name="retrysafe-lease", daemon=True)
+        beat.start()
+        try:
+            value = self._execute(key, args, kwargs)
+        except BaseException:
+            stop.set()
+            try:
+                store.release_lease(key, owner)
+            except StoreError:
+                pass
+            raise
+        finally:
+            stop.set()
+        try:
+            store.set_and_release(key, value, self.ttl, owner)
+            self._store_ok()
+        except StoreError as exc:
+            self._store_failed(exc)
+        return value
+
+
+class _CachedError:
+    """An exception cached for a short TTL (``cache_errors=``): re-raised on a hit."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _unwrap(value: Any) -> Any:
+    if type(value) is _CachedError:
+        raise value.error
+    return value
+
+
+@overload
+def cache_tool(fn: Callable[P, Coroutine[Any, Any, T]], /) -> Callable[P, Coroutine[Any, Any, T]]: ...  # type: ignore[overload-overlap]
+
+
+@overload
+def cache_tool(fn: Callable[P, T], /) -> Callable[P, T]: ...
+
+
+@overload
+def cache_tool(
+    fn: None = None,
+    /,
+    *,
+    ttl_seconds: float | None = 300,
+    max_size: int = 512,
+    store: Any = None,
+    namespace: str | None = None,
+    key: Callable[..., Any] | None = None,
+    cache_errors: tuple[type[Exception], ...] = (),
+    error_ttl_seconds: float = 5.0,
+    lease_seconds: float = 10.0,
+    wait_seconds: float = 30.0,
+) -> _CacheDecorator: ...
+
+
+def cache_tool(
+    fn: Any = None,
+    /,
+    *,
+    ttl_seconds: float | None = 300,
+    max_size: int = 512,
+    store: Any = None,
+    namespace: str | None = None,
+    key: Callable[..., Any] | None = None,
+    cache_errors: tuple[type[Exception], ...] = (),
+    error_ttl_seconds: float = 5.0,
+    lease_seconds: float = 10.0,
+    wait_seconds: float = 30.0,
+) -> Any:
+    """Cache a tool's results (sync or async), with single-flight.
+
+    ``@cache_tool``, ``@cache_tool()``, ``@cache_tool(ttl_seconds=300, max_size=512)``,
+    ``@cache_tool(ttl_seconds=120, store=redis.Redis(host=..., port=...))``.
+
+    - ``ttl_seconds``: how long a result is served (``None``: until evicted).
+    - ``max_size``: entries kept by the default per-function ``MemoryStore`` (LRU).
+    - ``store``: a Store, a ``redis.Redis``, a ``redis.asyncio.Redis`` or a ``redis://`` URL.
+    - ``namespace``: the key prefix (default: the function's module and qualified name).
+    - ``key``: a callable taking the call's arguments and returning what identifies it.
+    - ``cache_errors``: exception types cached for ``error_ttl_seconds`` (others never are).
+    - ``lease_seconds``/``wait_seconds``: cross-process single-flight with a shared store.
+
+    Keys bind the call to the signature with defaults applied: ``f(1)``, ``f(x=1)`` and
+    ``f(1, region="eu")`` (default ``"eu"``) are one key. A cached ``None`` is a hit.
+    ``fn.cache`` gives ``stats()``, ``invalidate(...)``, ``clear()`` and ``bypass(...)``.
+    """
+    if fn is not None:
+        if not callable(fn):
+            raise TypeError(f"cache_tool() takes keyword options only, got {fn!r}")
+        return _CacheDecorator(dict(ttl_seconds=ttl_seconds, max_size=max_size))(fn)
+    return _CacheDecorator(
+        dict(
+            ttl_seconds=ttl_seconds,
+            max_size=max_size,
+            store=store,
+            namespace=namespace,
+            key=key,
+            cache_errors=cache_errors,
+            error_ttl_seconds=error_ttl_seconds,
+            lease_seconds=lease_seconds,
+            wait_seconds=wait_seconds,
+        )
+    )
+
+
+class _CacheDecorator:
+    __slots__ = ("options",)
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]: ...  # type: ignore[overload-overlap]
+
+    @overload
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
+
+    def __call__(self, fn: Any) -> Any:
+        return _wrap(fn, **self.options)
+
+
+def _positive(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"cache_tool: {name} must be a positive number{' or None' if allow_none else ''}, got {value!r}")
+
+
+def _wrap(
+    fn: Any,
+    *,
+    ttl_seconds: float | None = 300,
+    max_size: int = 512,
+    store: Any = None,
+    namespace: str | None = None,
+    key: Callable[..., Any] | None = None,
+    cache_errors: tuple[type[Exception], ...] = (),
+    error_ttl_seconds: float = 5.0,
+    lease_seconds: float = 10.0,
+    wait_seconds: float = 30.0,
+) -> Any:
+    if not callable(fn):
+        raise TypeError(f"cache_tool needs a callable, got {fn!r}")
+    _positive("ttl_seconds", ttl_seconds, allow_none=True)
+    _positive("error_ttl_seconds", error_ttl_seconds)
+    _positive("lease_seconds", lease_seconds)
+    _positive("wait_seconds", wait_seconds)
+    if key is not None and not callable(key):
+        raise TypeError(f"cache_tool: key must be a callable, got {key!r}")
+    if not isinstance(cache_errors, tuple) or not all(
+        isinstance(t, type) and issubclass(t, Exception) for t in cache_errors
+    ):
+        raise TypeError(f"cache_tool: cache_errors must be a tuple of Exception types, got {cache_errors!r}")
+    resolved = resolve_store(store, max_size=max_size)
+    if cache_errors and resolved.shared:
+        raise ValueError("cache_tool: cache_errors needs an in-process store (exceptions are not serialized)")
+    name = namespace or f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+    info: CacheInfo[Any] = CacheInfo(
+        fn,
+        ttl_seconds=ttl_seconds,
+        store=resolved,
+        namespace=name,
+        key=key,
+        cache_errors=cache_errors,
+        error_ttl_seconds=error_ttl_seconds,
+        lease_seconds=lease_seconds,
+        wait_seconds=wait_seconds,
+    )
+    counters = info.counters
+    make_key = info._key
+    memory = not resolved.shared and type(resolved).__name__ == "MemoryStore"
+    get = resolved.get
+    aget = resolved.aget
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+
+    if is_async and memory:
+
+        async def memory_wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = make_key(args, kwargs)
+            value = get(key)
+            if value is not MISS:
+                counters.hits += 1
+                return _unwrap(value) if type(value) is _CachedError else value
+            counters.misses += 1
+            return await info._amiss(key, args, kwargs)
+
+        wrapper: Any = memory_wrapper
+    elif is_async:
+
+        async def shared_wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = make_key(args, kwargs)
+            if not info._store_down():
+                try:
+                    value = await aget(key)
+                except StoreError as exc:
+                    info._store_failed(exc)
+                else:
+                    if value is not MISS:
+                        counters.hits += 1
+                        return value
+            counters.misses += 1
+            return await info._amiss(key, args, kwargs)
+
+        wrapper = shared_wrapper
+    else:
+
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = make_key(args, kwargs)
+            if not info._store_down():
+                try:
+                    value = get(key)
+                except StoreError as exc:
+                    info._store_failed(exc)
+                else:
+                    if value is not MISS:
+                        counters.hits += 1
+                        return _unwrap(value) if type(value) is _CachedError else value
+            counters.misses += 1
+            return info._miss(key, args, kwargs)
+
+        wrapper = sync_wrapper
+    wrapper = functools.wraps(fn)(wrapper)
+    wrapper.cache = info
+    return wrapper
+

@@ -1,0 +1,106 @@
+"""The Store protocol: what the cache (and the layers above it) need from a backend."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from typing import Any, Final, Protocol, final, runtime_checkable
+
+__all__ = ["MISS", "AsyncWatcher", "Store", "Watcher"]
+
+
+@final
+class _Miss:
+    """The marker for "no value" (a cached ``None`` is a value)."""
+
+    _instance: _Miss | None = None
+
+    def __new__(cls) -> _Miss:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISS"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISS: Final = _Miss()
+
+
+class Watcher(Protocol):
+    """Subscribed to one key's change notifications (set up before the caller re-checks)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block until the key changes or ``timeout`` seconds pass; True if notified."""
+        ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A key-value store with TTLs, leases and counters, in sync and async forms.
+
+    Keys are logical names (``"ns:digest"``); a store maps them to its own layout. Values
+    are Python objects: :class:`~retrysafe.stores.MemoryStore` keeps them as they are,
+    :class:`~retrysafe.stores.RedisStore` serializes them (orjson by default).
+    """
+
+    #: True when other processes see the same data (cross-process single-flight applies).
+    shared: bool
+
+    def get(self, key: str) -> Any:
+        """The value, or ``MISS``."""
+        ...
+
+    def set(self, key: str, value: Any, ttl: float | None) -> None:
+        """Store a value for ``ttl`` seconds (``None``: until evicted)."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Remove a key; True if it existed."""
+        ...
+
+    def clear(self, prefix: str) -> int:
+        """Remove every key starting with ``prefix``; returns how many."""
+        ...
+
+    def incr(self, key: str, amount: float, ttl: float | None) -> float:
+        """Add to a counter (created at 0), refreshing its TTL; returns the new value."""
+        ...
+
+    def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Take the lease on ``key`` for ``ttl`` seconds if nobody holds it."""
+        ...
+
+    def extend_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend a lease ``owner`` still holds; False if it was lost."""
+        ...
+
+    def release_lease(self, key: str, owner: str) -> bool:
+        """Drop a lease ``owner`` holds, and wake the key's watchers."""
+        ...
+
+    def set_and_release(self, key: str, value: Any, ttl: float | None, owner: str) -> None:
+        """Store a value, drop ``owner``'s lease and wake watchers, in one step."""
+        ...
+
+    def watch(self, key: str) -> AbstractContextManager[Watcher]:
+        """Subscribe to the key's notifications."""
+        ...
+
+    async def aget(self, key: str) -> Any: ...
+    async def aset(self, key: str, value: Any, ttl: float | None) -> None: ...
+    async def adelete(self, key: str) -> bool: ...
+    async def aclear(self, prefix: str) -> int: ...
+    async def aincr(self, key: str, amount: float, ttl: float | None) -> float: ...
+    async def aacquire_lease(self, key: str, owner: str, ttl: float) -> bool: ...
+    async def aextend_lease(self, key: str, owner: str, ttl: float) -> bool: ...
+    async def arelease_lease(self, key: str, owner: str) -> bool: ...
+    async def aset_and_release(self, key: str, value: Any, ttl: float | None, owner: str) -> None: ...
+    def awatch(self, key: str) -> AbstractAsyncContextManager[AsyncWatcher]: ...
+
+
+class AsyncWatcher(Protocol):
+    async def wait(self, timeout: float) -> bool: ...
+

@@ -1,0 +1,225 @@
+"""MemoryStore: the default in-process store, a bounded LRU with TTLs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import anyio
+
+from ._base import MISS
+
+__all__ = ["MemoryStore"]
+
+
+class _MemoryWatcher:
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def wait(self, timeout: float) -> bool:
+        return self.event.wait(timeout)
+
+
+class _AsyncMemoryWatcher:
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: _MemoryWatcher) -> None:
+        self.inner = inner
+
+    async def wait(self, timeout: float) -> bool:
+        # Threads may set the event: poll it briefly instead of blocking the loop.
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while not self.inner.event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await anyio.sleep(min(delay, left))
+            delay = min(delay * 2, 0.05)
+        return True
+
+
+class MemoryStore:
+    """A bounded LRU with per-entry TTLs: O(1) per operation, thread-safe.
+
+    Values are kept as they are, by reference: a caller that mutates a returned value
+    mutates what the next caller gets from this process's cache (as with
+    ``functools.lru_cache``). Return immutable values, or copy them, when that matters;
+    shared stores (Redis) serialize, so every hit there is a fresh object.
+
+    ``max_size`` bounds the number of entries; the least recently used goes first.
+    Expired entries read as missing and are dropped when met or evicted.
+    """
+
+    shared = False
+
+    def __init__(self, max_size: int = 10_000) -> None:
+        if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
+            raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")
+        self.max_size = max_size
+        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._watchers: dict[str, set[_MemoryWatcher]] = {}
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(max_size={self.max_size}, entries={len(self._data)})"
+
+    # --- values -----------------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """The value, or ``MISS``. Reads take no lock: each dict operation is atomic."""
+        entry = self._data.get(key)
+        if entry is None:
+            return MISS
+        expires, value = entry
+        if expires and expires <= time.monotonic():
+            with self._lock:
+                if self._data.get(key) is entry:
+                    del self._data[key]
+            return MISS
+        try:
+            self._data.move_to_end(key)
+        except KeyError:  # removed by another thread meanwhile: still a valid read
+            pass
+        return value
+
+    def set(self, key: str, value: Any, ttl: float | None) -> None:
+        expires = time.monotonic() + ttl if ttl else 0.0
+        with self._lock:
+            self._data[key] = (expires, value)
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_size:
+                self._data.popitem(last=False)
+                self.evictions += 1
+        self._notify(key)
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            found = self._data.pop(key, None) is not None
+        return found
+
+    def clear(self, prefix: str = "") -> int:
+        with self._lock:
+            doomed = [k for k in self._data if k.startswith(prefix)]
+            for k in doomed:
+                del self._data[k]
+        return len(doomed)
+
+    def incr(self, key: str, amount: float, ttl: float | None) -> float:
+        with self._lock:
+            entry = self._data.get(key)
+            now = time.monotonic()
+            current = entry[1] if entry is not None and (not entry[0] or entry[0] > now) else 0
+            if not isinstance(current, (int, float)):
+                raise TypeError(f"MemoryStore.incr: {key!r} holds a {type(current).__name__}, not a counter")
+            value = current + amount
+            self._data[key] = (now + ttl if ttl else 0.0, value)
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_size:
+                self._data.popitem(last=False)
+                self.evictions += 1
+        return value
+
+    # --- leases -----------------------------------------------------------------------------
+
+    def _lease_key(self, key: str) -> str:
+        return f"\x00lease:{key}"
+
+    def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        lease = self._lease_key(key)
+        with self._lock:
+            entry = self._data.get(lease)
+            if entry is not None and entry[0] > time.monotonic():
+                return False
+            self._data[lease] = (time.monotonic() + ttl, owner)
+        return True
+
+    def extend_lease(self, key: str, owner: str, ttl: float) -> bool:
+        lease = self._lease_key(key)
+        with self._lock:
+            entry = self._data.get(lease)
+            if entry is None or entry[1] != owner or entry[0] <= time.monotonic():
+                return False
+            self._data[lease] = (time.monotonic() + ttl, owner)
+        return True
+
+    def release_lease(self, key: str, owner: str) -> bool:
+        lease = self._lease_key(key)
+        with self._lock:
+            entry = self._data.get(lease)
+            held = entry is not None and entry[1] == owner
+            if held:
+                del self._data[lease]
+        self._notify(key)
+        return held
+
+    def set_and_release(self, key: str, value: Any, ttl: float | None, owner: str) -> None:
+        self.set(key, value, ttl)
+        self.release_lease(key, owner)
+
+    # --- notifications ----------------------------------------------------------------------
+
+    def _notify(self, key: str) -> None:
+        watchers = self._watchers.get(key)
+        if watchers:
+            for w in list(watchers):
+                w.event.set()
+
+    @contextmanager
+    def watch(self, key: str) -> Iterator[_MemoryWatcher]:
+        watcher = _MemoryWatcher()
+        with self._lock:
+            self._watchers.setdefault(key, set()).add(watcher)
+        try:
+            yield watcher
+        finally:
+            with self._lock:
+                group = self._watchers.get(key)
+                if group is not None:
+                    group.discard(watcher)
+                    if not group:
+                        del self._watchers[key]
+
+    # --- async forms: no I/O, so they run inline ----------------------------------------------
+
+    async def aget(self, key: str) -> Any:
+        return self.get(key)
+
+    async def aset(self, key: str, value: Any, ttl: float | None) -> None:
+        self.set(key, value, ttl)
+
+    async def adelete(self, key: str) -> bool:
+        return self.delete(key)
+
+    async def aclear(self, prefix: str = "") -> int:
+        return self.clear(prefix)
+
+    async def aincr(self, key: str, amount: float, ttl: float | None) -> float:
+        return self.incr(key, amount, ttl)
+
+    async def aacquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        return self.acquire_lease(key, owner, ttl)
+
+    async def aextend_lease(self, key: str, owner: str, ttl: float) -> bool:
+        return self.extend_lease(key, owner, ttl)
+
+    async def arelease_lease(self, key: str, owner: str) -> bool:
+        return self.release_lease(key, owner)
+
+    async def aset_and_release(self, key: str, value: Any, ttl: float | None, owner: str) -> None:
+        self.set_and_release(key, value, ttl, owner)
+
+    @asynccontextmanager
+    async def awatch(self, key: str) -> AsyncIterator[_AsyncMemoryWatcher]:
+        with self.watch(key) as watcher:
+            yield _AsyncMemoryWatcher(watcher)

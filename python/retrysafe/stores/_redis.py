@@ -1,0 +1,442 @@
+"""RedisStore: the shared store for swarms of processes on many machines."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Callable, Protocol
+
+import anyio
+import orjson
+import sniffio
+
+from .._exceptions import StoreError
+from ._base import MISS
+
+__all__ = ["RedisStore", "Serializer"]
+
+logger = logging.getLogger("retrysafe")
+
+# Stored values start with this header: anything else under the prefix is foreign and
+# reads as a miss, never as a wrong result.
+HEADER = b"rs1:"
+
+
+class Serializer(Protocol):
+    """How values are turned into bytes for a shared store."""
+
+    def dumps(self, value: Any) -> bytes: ...
+    def loads(self, data: bytes) -> Any: ...
+
+
+class OrjsonSerializer:
+    """The default: orjson. JSON types come back as JSON types (a tuple as a list, a datetime
+    as its ISO string); pass a serializer of your own (pickle, msgpack) for more."""
+
+    def dumps(self, value: Any) -> bytes:
+        return orjson.dumps(value)
+
+    def loads(self, data: bytes) -> Any:
+        return orjson.loads(data)
+
+
+_ACQUIRE = "return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0"
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+local held = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  held = 1
+end
+redis.call('PUBLISH', ARGV[2], 'release')
+return held
+"""
+_SET_RELEASE = """
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+end
+redis.call('PUBLISH', ARGV[4], 'set')
+return 1
+"""
+_INCR = """
+local v = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return v
+"""
+_SCRIPTS = {"acquire": _ACQUIRE, "extend": _EXTEND, "release": _RELEASE, "set_release": _SET_RELEASE, "incr": _INCR}
+
+# Connection settings carried from one client to a client of the other kind.
+_PORTABLE = (
+    "host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout",
+    "socket_keepalive", "client_name", "protocol", "path",
+)
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+        import redis.asyncio
+    except ImportError as exc:  # pragma: no cover - exercised without redis installed
+        raise ImportError(
+            "RedisStore needs redis-py: install it with `pip install 'retrysafe[redis]'`"
+        ) from exc
+    return redis
+
+
+def _ms(seconds: float | None) -> int:
+    return 0 if not seconds else max(1, int(seconds * 1000))
+
+
+class _SyncWatcher:
+    def __init__(self, pubsub: Any) -> None:
+        self.pubsub = pubsub
+
+    def wait(self, timeout: float) -> bool:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            if message is not None and message.get("type") == "message":
+                return True
+
+
+class _AsyncWatcher:
+    def __init__(self, pubsub: Any) -> None:
+        self.pubsub = pubsub
+
+    async def wait(self, timeout: float) -> bool:
+        with anyio.move_on_after(timeout):
+            while True:
+                message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+                if message is not None and message.get("type") == "message":
+                    return True
+        return False
+
+
+class _ThreadWatcher:
+    def __init__(self, inner: _SyncWatcher) -> None:
+        self.inner = inner
+
+    async def wait(self, timeout: float) -> bool:
+        return await anyio.to_thread.run_sync(self.inner.wait, timeout, abandon_on_cancel=True)
+
+
+class RedisStore:
+    """A store in Redis (standalone, Sentinel or Cluster), shared by every process using it.
+
+    ``client_or_url``: a ``redis.Redis``, a ``redis.asyncio.Redis`` or a ``redis://`` /
+    ``rediss://`` URL (TLS and AUTH through the URL). Given one client, the other kind is
+    built from its connection settings: ``redis.Redis`` serves sync callers,
+    ``redis.asyncio`` serves asyncio (one client per event loop). Under trio the sync client
+    runs in worker threads. Call :meth:`aclose` (async) and :meth:`close` when done.
+
+    Every multi-step operation is one Lua script; all keys of one entry share a hash tag
+    (``{prefix}:{key}...``), so Redis Cluster works. Values are serialized with orjson behind
+    a short header (pickle only with a serializer that you pass).
+    """
+
+    shared = True
+
+    def __init__(
+        self, client_or_url: Any, prefix: str = "retrysafe", *, serializer: Serializer | None = None
+    ) -> None:
+        redis = _import_redis()
+        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+            raise ValueError(f"prefix must be a non-empty str without braces, got {prefix!r}")
+        self.prefix = prefix
+        self.serializer: Serializer = serializer or OrjsonSerializer()
+        self._redis = redis
+        self._url: str | None = None
+        self._kwargs: dict[str, Any] = {}
+        self._ssl = False
+        self._given_async: Any = None
+        if isinstance(client_or_url, str):
+            if not client_or_url.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError(f"not a Redis URL: {client_or_url!r} (expected redis:// or rediss://)")
+            self._url = client_or_url
+            self._sync = redis.Redis.from_url(client_or_url, socket_connect_timeout=2, socket_timeout=5)
+        elif isinstance(client_or_url, redis.asyncio.Redis):
+            self._given_async = client_or_url
+            self._take_kwargs(client_or_url.connection_pool)
+            self._sync = self._build_sync()
+        elif isinstance(client_or_url, redis.Redis):
+            self._sync = client_or_url
+            self._take_kwargs(client_or_url.connection_pool)
+        else:
+            raise TypeError(
+                f"RedisStore takes a redis.Redis, a redis.asyncio.Redis or a redis:// URL, got {client_or_url!r}"
+            )
+        self._sync_scripts = {name: self._sync.register_script(src) for name, src in _SCRIPTS.items()}
+        self._async: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self._warned_foreign = False
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._describe()}, prefix={self.prefix!r})"
+
+    def _describe(self) -> str:
+        if self._url is not None:
+            return self._url.split("@")[-1]  # never print credentials
+        return f"{self._kwargs.get('host', '?')}:{self._kwargs.get('port', '?')}"
+
+    def _take_kwargs(self, pool: Any) -> None:
+        kwargs = getattr(pool, "connection_kwargs", {}) or {}
+        self._kwargs = {k: v for k, v in kwargs.items() if k in _PORTABLE}
+        self._ssl = "SSL" in getattr(getattr(pool, "connection_class", None), "__name__", "")
+        self._ssl_kwargs = {k: v for k, v in kwargs.items() if k.startswith("ssl_")}
+
+    def _build_sync(self) -> Any:
+        redis = self._redis
+        if self._url is not None:
+            return redis.Redis.from_url(self._url)
+        cls = redis.SSLConnection if self._ssl else redis.Connection
+        pool = redis.ConnectionPool(connection_class=cls, **self._kwargs, **(self._ssl_kwargs if self._ssl else {}))
+        return redis.Redis(connection_pool=pool)
+
+    def _build_async(self) -> Any:
+        aredis = self._redis.asyncio
+        if self._url is not None:
+            return aredis.Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=5)
+        cls = aredis.SSLConnection if self._ssl else aredis.Connection
+        pool = aredis.ConnectionPool(connection_class=cls, **self._kwargs, **(self._ssl_kwargs if self._ssl else {}))
+        return aredis.Redis(connection_pool=pool)
+
+    # --- key layout -------------------------------------------------------------------------
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:{{{key}}}"
+
+    def _lease(self, key: str) -> str:
+        return f"{self.prefix}:{{{key}}}:lease"
+
+    def _channel(self, key: str) -> str:
+        return f"{self.prefix}:{{{key}}}:done"
+
+    # --- (de)serialization ------------------------------------------------------------------
+
+    def _dump(self, value: Any) -> bytes:
+        try:
+            return HEADER + self.serializer.dumps(value)
+        except Exception as exc:
+            raise StoreError(f"cannot serialize a {type(value).__name__} for Redis: {exc}") from exc
+
+    def _load(self, key: str, data: bytes | None) -> Any:
+        if data is None:
+            return MISS
+        if not data.startswith(HEADER):
+            self._foreign(key, "it lacks retrysafe's header")
+            return MISS
+        try:
+            return self.serializer.loads(data[len(HEADER) :])
+        except Exception as exc:
+            self._foreign(key, f"it does not deserialize ({exc})")
+            return MISS
+
+    def _foreign(self, key: str, why: str) -> None:
+        if not self._warned_foreign:
+            self._warned_foreign = True
+            logger.warning("retrysafe: ignoring a value under %s in Redis: %s", self._key(key), why)
+
+    # --- async client selection -------------------------------------------------------------
+
+    def _loop_client(self) -> tuple[Any, dict[str, Any]] | None:
+        """The asyncio client of the running loop, or None under another backend (trio)."""
+        if sniffio.current_async_library() != "asyncio":
+            return None
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        found = self._async.get(loop)
+        if found is None:
+            with self._lock:
+                found = self._async.get(loop)
+                if found is None:
+                    client = self._given_async if self._given_async is not None and not self._async else None
+                    client = client or self._build_async()
+                    scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
+                    found = (client, scripts)
+                    self._async[loop] = found
+        return found
+
+    async def _run(self, sync_call: Callable[[], Any], async_call: Callable[[Any, dict[str, Any]], Any]) -> Any:
+        found = self._loop_client()
+        try:
+            if found is None:
+                return await anyio.to_thread.run_sync(sync_call)
+            return await async_call(*found)
+        except self._redis.RedisError as exc:
+            raise StoreError(f"Redis at {self._describe()} failed: {exc}") from exc
+
+    def _sync_run(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except self._redis.RedisError as exc:
+            raise StoreError(f"Redis at {self._describe()} failed: {exc}") from exc
+
+    # --- sync operations --------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        return self._load(key, self._sync_run(lambda: self._sync.get(self._key(key))))
+
+    def set(self, key: str, value: Any, ttl: float | None) -> None:
+        data = self._dump(value)
+        self._sync_run(lambda: self._sync.set(self._key(key), data, px=_ms(ttl) or None))
+
+    def delete(self, key: str) -> bool:
+        return bool(self._sync_run(lambda: self._sync.delete(self._key(key))))
+
+    def clear(self, prefix: str = "") -> int:
+        pattern = self._key_pattern(prefix)
+
+        def run() -> int:
+            removed = 0
+            batch: list[Any] = []
+            for k in self._sync.scan_iter(match=pattern, count=500):
+                batch.append(k)
+                if len(batch) >= 500:
+                    removed += self._sync.delete(*batch)
+                    batch.clear()
+            if batch:
+                removed += self._sync.delete(*batch)
+            return removed
+
+        return int(self._sync_run(run))
+
+    def _key_pattern(self, prefix: str) -> str:
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
+        return f"{self.prefix}:{{{escaped}*"
+
+    def incr(self, key: str, amount: float, ttl: float | None) -> float:
+        script = self._sync_scripts["incr"]
+        return float(self._sync_run(lambda: script(keys=[self._key(key)], args=[amount, _ms(ttl)])))
+
+    def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        script = self._sync_scripts["acquire"]
+        return bool(self._sync_run(lambda: script(keys=[self._lease(key)], args=[owner, _ms(ttl)])))
+
+    def extend_lease(self, key: str, owner: str, ttl: float) -> bool:
+        script = self._sync_scripts["extend"]
+        return bool(self._sync_run(lambda: script(keys=[self._lease(key)], args=[owner, _ms(ttl)])))
+
+    def release_lease(self, key: str, owner: str) -> bool:
+        script = self._sync_scripts["release"]
+        return bool(self._sync_run(lambda: script(keys=[self._lease(key)], args=[owner, self._channel(key)])))
+
+    def set_and_release(self, key: str, value: Any, ttl: float | None, owner: str) -> None:
+        data = self._dump(value)
+        script = self._sync_scripts["set_release"]
+        self._sync_run(
+            lambda: script(
+                keys=[self._key(key), self._lease(key)], args=[data, _ms(ttl), owner, self._channel(key)]
+            )
+        )
+
+    @contextmanager
+    def watch(self, key: str) -> Iterator[_SyncWatcher]:
+        pubsub = self._sync.pubsub(ignore_subscribe_messages=True)
+        try:
+            self._sync_run(lambda: pubsub.subscribe(self._channel(key)))
+            yield _SyncWatcher(pubsub)
+        finally:
+            try:
+                pubsub.close()
+            except Exception:  # the connection may already be gone
+                pass
+
+    def close(self) -> None:
+        """Close the sync client's connections."""
+        self._sync.close()
+
+    # --- async operations -------------------------------------------------------------------
+
+    async def aget(self, key: str) -> Any:
+        full = self._key(key)
+        return self._load(key, await self._run(lambda: self._sync.get(full), lambda c, s: c.get(full)))
+
+    async def aset(self, key: str, value: Any, ttl: float | None) -> None:
+        data = self._dump(value)
+        full = self._key(key)
+        px = _ms(ttl) or None
+        await self._run(lambda: self._sync.set(full, data, px=px), lambda c, s: c.set(full, data, px=px))
+
+    async def adelete(self, key: str) -> bool:
+        full = self._key(key)
+        return bool(await self._run(lambda: self._sync.delete(full), lambda c, s: c.delete(full)))
+
+    async def aclear(self, prefix: str = "") -> int:
+        return await anyio.to_thread.run_sync(self.clear, prefix)
+
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        sync_script = self._sync_scripts[name]
+        return await self._run(
+            lambda: sync_script(keys=keys, args=args), lambda c, s: s[name](keys=keys, args=args)
+        )
+
+    async def aincr(self, key: str, amount: float, ttl: float | None) -> float:
+        return float(await self._script("incr", [self._key(key)], [amount, _ms(ttl)]))
+
+    async def aacquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        return bool(await self._script("acquire", [self._lease(key)], [owner, _ms(ttl)]))
+
+    async def aextend_lease(self, key: str, owner: str, ttl: float) -> bool:
+        return bool(await self._script("extend", [self._lease(key)], [owner, _ms(ttl)]))
+
+    async def arelease_lease(self, key: str, owner: str) -> bool:
+        return bool(await self._script("release", [self._lease(key)], [owner, self._channel(key)]))
+
+    async def aset_and_release(self, key: str, value: Any, ttl: float | None, owner: str) -> None:
+        data = self._dump(value)
+        await self._script(
+            "set_release", [self._key(key), self._lease(key)], [data, _ms(ttl), owner, self._channel(key)]
+        )
+
+    @asynccontextmanager
+    async def awatch(self, key: str) -> AsyncIterator[Any]:
+        found = self._loop_client()
+        if found is None:
+            with self.watch(key) as inner:
+                yield _ThreadWatcher(inner)
+            return
+        pubsub = found[0].pubsub(ignore_subscribe_messages=True)
+        try:
+            try:
+                await pubsub.subscribe(self._channel(key))
+            except self._redis.RedisError as exc:
+                raise StoreError(f"Redis at {self._describe()} failed: {exc}") from exc
+            yield _AsyncWatcher(pubsub)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await pubsub.aclose()
+                except Exception:  # the connection may already be gone
+                    pass
+
+    async def aclose(self) -> None:
+        """Close this event loop's async client (call before the loop ends)."""
+        if sniffio.current_async_library() != "asyncio":
+            return
+        import asyncio
+
+        found = self._async.pop(asyncio.get_running_loop(), None)
+        if found is not None and found[0] is not self._given_async:
+            await found[0].aclose()

@@ -1,0 +1,174 @@
+//! `CallKeyer`: the cache key of a call in one native call — bind positional and keyword
+//! arguments to the parameter names fixed at decoration time, apply defaults, and hash
+//! `head || canonical_json({name: value, ...})` without building the dict in Python.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+
+use crate::encoder::Encoder;
+use crate::text::{hex32, utf16_cmp, write_str, Sink};
+use crate::{HashSink, ROOT};
+
+/// Binds calls of one function and fingerprints them. Built once per decorated function.
+#[pyclass(frozen, module = "retrysafe._native")]
+pub struct CallKeyer {
+    head: Vec<u8>,
+    /// Prepended to the hex digest in the returned key (the cache's namespace).
+    prefix: String,
+    secret: Option<Vec<u8>>,
+    names: Vec<Py<PyString>>,
+    /// The default of each parameter, `None` where it has none.
+    defaults: Vec<Option<Py<PyAny>>>,
+    /// How many parameters may be given positionally (the rest are keyword-only).
+    positional: usize,
+    /// Leading positional arguments left out of the key (`self`, `cls`).
+    skip: usize,
+    /// Parameter indexes in canonical (UTF-16 sorted) key order, with each member's
+    /// `,"name":` prefix already escaped (the first without its comma).
+    order: Vec<(usize, Vec<u8>)>,
+}
+
+#[pymethods]
+impl CallKeyer {
+    #[new]
+    #[pyo3(signature = (head, names, defaults, positional, skip, /, *, prefix = None, secret = None, empty))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        head: &[u8],
+        names: Vec<Bound<'_, PyString>>,
+        defaults: Vec<Bound<'_, PyAny>>,
+        positional: usize,
+        skip: usize,
+        prefix: Option<String>,
+        secret: Option<Vec<u8>>,
+        empty: Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        if names.len() != defaults.len() || positional > names.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "CallKeyer: names and defaults differ in length, or positional is too large",
+            ));
+        }
+        let texts: Vec<String> = names.iter().map(|n| n.to_cow().map(|c| c.into_owned())).collect::<PyResult<_>>()?;
+        let mut indexes: Vec<usize> = (0..names.len()).collect();
+        indexes.sort_by(|&a, &b| utf16_cmp(texts[a].as_bytes(), texts[b].as_bytes()));
+        let order = indexes
+            .iter()
+            .enumerate()
+            .map(|(pos, &i)| {
+                let mut prefix = Vec::new();
+                if pos > 0 {
+                    prefix.push(b',');
+                }
+                write_str(&mut prefix, texts[i].as_bytes());
+                prefix.push(b':');
+                (i, prefix)
+            })
+            .collect();
+        Ok(CallKeyer {
+            head: head.to_vec(),
+            prefix: prefix.unwrap_or_default(),
+            secret,
+            names: names.into_iter().map(Bound::unbind).collect(),
+            defaults: defaults.into_iter().map(|d| if d.is(&empty) { None } else { Some(d.unbind()) }).collect(),
+            positional,
+            skip,
+            order,
+        })
+    }
+
+    /// The 64-hex key of a call, or `None` when the arguments do not bind simply (too many
+    /// positionals, an unknown or repeated keyword, a missing argument): the caller then
+    /// binds with `inspect.signature`, for the same digest or the proper TypeError.
+    #[pyo3(signature = (args, kwargs, /))]
+    fn key<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Option<Bound<'py, PyString>>> {
+        let n = self.names.len();
+        let given = args.len();
+        if given < self.skip || given - self.skip > self.positional {
+            return Ok(None);
+        }
+        let mut values: smallvec::SmallVec<[*mut ffi::PyObject; 8]> = smallvec::smallvec![std::ptr::null_mut(); n];
+        for (i, slot) in values.iter_mut().enumerate().take(given - self.skip) {
+            // SAFETY: the index is within the tuple; the tuple keeps the item alive.
+            *slot = unsafe { ffi::PyTuple_GetItem(args.as_ptr(), (i + self.skip) as ffi::Py_ssize_t) };
+        }
+        if let Some(kwargs) = kwargs {
+            for (k, v) in kwargs.iter() {
+                let Some(i) = self.index_of(py, &k)? else { return Ok(None) };
+                if !values[i].is_null() {
+                    return Ok(None); // given twice: let inspect raise the TypeError
+                }
+                values[i] = v.as_ptr();
+            }
+        }
+        for (i, slot) in values.iter_mut().enumerate() {
+            if slot.is_null() {
+                match &self.defaults[i] {
+                    Some(d) => *slot = d.as_ptr(),
+                    None => return Ok(None),
+                }
+            }
+        }
+        // `kwargs` (and `args`) hold every value for the duration of this call.
+        let mut sink = HashSink::new(py, self.secret.as_deref());
+        sink.write(&self.head);
+        let mut encoder = Encoder::new(py, &mut sink, false);
+        encoder.sink.push(b'{');
+        for (i, prefix) in &self.order {
+            encoder.sink.write(prefix);
+            encoder
+                .encode(values[*i])
+                .map_err(|e| e.at_key(py, self.names[*i].as_ptr(), std::ptr::null_mut()).into_pyerr(py, ROOT))?;
+        }
+        encoder.sink.push(b'}');
+        drop(encoder);
+        let hex = hex32(&sink.finish());
+        let mut key = String::with_capacity(self.prefix.len() + 64);
+        key.push_str(&self.prefix);
+        key.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+        Ok(Some(PyString::new(py, &key)))
+    }
+
+    /// The head bytes hashed before the arguments.
+    #[getter]
+    fn head<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.head)
+    }
+}
+
+impl CallKeyer {
+    fn index_of(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+        // Keyword names are usually the interned parameter names: pointer equality first.
+        if let Some(i) = self.names.iter().position(|n| n.as_ptr() == key.as_ptr()) {
+            return Ok(Some(i));
+        }
+        for (i, name) in self.names.iter().enumerate() {
+            if name.bind(py).as_any().eq(key)? {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// digest_with_head(head, obj, /, *, secret=None) -> str: SHA-256 (or HMAC) of
+/// `head || canonical_json(obj)`; the slow path of `CallKeyer.key` gives the same digest.
+#[pyfunction]
+#[pyo3(signature = (head, obj, /, *, secret = None))]
+pub fn digest_with_head<'py>(
+    py: Python<'py>,
+    head: &[u8],
+    obj: &Bound<'py, PyAny>,
+    secret: Option<&[u8]>,
+) -> PyResult<Bound<'py, PyString>> {
+    let mut sink = HashSink::new(py, secret);
+    sink.write(head);
+    Encoder::new(py, &mut sink, false).encode(obj.as_ptr()).map_err(|e| e.into_pyerr(py, ROOT))?;
+    let hex = hex32(&sink.finish());
+    Ok(PyString::new(py, std::str::from_utf8(&hex).unwrap_or_default()))
+}
