@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from retrysafe.stores import MemoryStore, Store
 
 settings.register_profile(
     "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -32,3 +37,41 @@ def redis_url() -> str:
             pytest.fail("REDIS_URL is not set: run the suite through `make test`")
         pytest.skip("REDIS_URL not set (run through `make test`)")
     return url
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every cache, record and guard test runs on the memory store and on a real Redis."""
+    return str(request.param)
+
+
+def _make_store(kind: str, request: pytest.FixtureRequest) -> Store:
+    if kind == "memory":
+        return MemoryStore(max_size=10_000)
+    from retrysafe.stores import RedisStore
+
+    url = request.getfixturevalue("redis_url")
+    return RedisStore(url, prefix=f"test-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def store(store_kind: str, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A fresh store for a sync test, emptied afterwards."""
+    made = _make_store(store_kind, request)
+    yield made
+    made.clear("")
+    if hasattr(made, "close"):
+        made.close()
+
+
+@pytest.fixture
+async def astore(store_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A fresh store for an async test; its event-loop client is closed in that loop."""
+    made = _make_store(store_kind, request)
+    yield made
+    await made.aclear("")
+    closer: Any = getattr(made, "aclose", None)
+    if closer is not None:
+        await closer()
+    if hasattr(made, "close"):
+        made.close()

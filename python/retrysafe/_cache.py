@@ -22,6 +22,7 @@ from anyio.lowlevel import RunVar
 
 from ._exceptions import StoreError
 from ._native import CallKeyer, digest_with_head
+from ._retry import _is_async
 from .stores import MISS, Store, resolve_store
 
 if TYPE_CHECKING:
@@ -101,7 +102,8 @@ def _make_keyer(fn: Callable[..., Any], prefix: str, head: bytes) -> tuple[CallK
     if kinds & {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}:
         return None, skip
     positional = sum(
-        p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params
+        p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for p in params
     )
     if any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in params):
         return None, skip  # keywords must not reach positional-only names: inspect decides
@@ -140,7 +142,9 @@ class CacheInfo(Generic[T]):
         self.prefix = namespace + ":"
         self._head = _KEY_VERSION + len(namespace.encode()).to_bytes(8, "big") + namespace.encode()
         self._custom_key = key
-        self._keyer, self._skip = (None, 0) if key is not None else _make_keyer(fn, self.prefix, self._head)
+        self._keyer, self._skip = (
+            (None, 0) if key is not None else _make_keyer(fn, self.prefix, self._head)
+        )
         self._signature = inspect.signature(fn)
         self.cache_errors = cache_errors
         self.error_ttl = error_ttl_seconds
@@ -214,7 +218,11 @@ class CacheInfo(Generic[T]):
         self._down_until = time.monotonic() + 1.0
         if not self._warned:
             self._warned = True
-            logger.warning("retrysafe: cache store failed for %s, calling through uncached: %s", self.namespace, exc)
+            logger.warning(
+                "retrysafe: cache store failed for %s, calling through uncached: %s",
+                self.namespace,
+                exc,
+            )
 
     def _store_ok(self) -> None:
         if self._warned:
@@ -286,7 +294,9 @@ class CacheInfo(Generic[T]):
         except StoreError as exc:
             self._store_failed(exc)
 
-    async def _acompute_shared(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _acompute_shared(
+        self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         store = self.store
         owner = uuid.uuid4().hex
         delay = 0.02
@@ -315,7 +325,9 @@ class CacheInfo(Generic[T]):
             self._store_failed(exc)
         return await self._aexecute(key, args, kwargs)
 
-    async def _aexecute_leased(self, key: str, owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _aexecute_leased(
+        self, key: str, owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         store = self.store
         value: Any = None
         error: Exception | None = None
@@ -444,7 +456,9 @@ class CacheInfo(Generic[T]):
             self._store_failed(exc)
         return self._execute(key, args, kwargs)
 
-    def _execute_leased(self, key: str, owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _execute_leased(
+        self, key: str, owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         store = self.store
         stop = threading.Event()
 
@@ -493,7 +507,9 @@ def _unwrap(value: Any) -> Any:
 
 
 @overload
-def cache_tool(fn: Callable[P, Coroutine[Any, Any, T]], /) -> Callable[P, Coroutine[Any, Any, T]]: ...  # type: ignore[overload-overlap]
+def cache_tool(
+    fn: Callable[P, Coroutine[Any, Any, T]], /
+) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
 
 @overload
@@ -574,7 +590,9 @@ class _CacheDecorator:
         self.options = options
 
     @overload
-    def __call__(self, fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]: ...  # type: ignore[overload-overlap]
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
     @overload
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
@@ -587,7 +605,9 @@ def _positive(name: str, value: Any, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"cache_tool: {name} must be a positive number{' or None' if allow_none else ''}, got {value!r}")
+        raise ValueError(
+            f"cache_tool: {name} must be a positive number{' or None' if allow_none else ''}, got {value!r}"
+        )
 
 
 def _wrap(
@@ -614,10 +634,14 @@ def _wrap(
     if not isinstance(cache_errors, tuple) or not all(
         isinstance(t, type) and issubclass(t, Exception) for t in cache_errors
     ):
-        raise TypeError(f"cache_tool: cache_errors must be a tuple of Exception types, got {cache_errors!r}")
+        raise TypeError(
+            f"cache_tool: cache_errors must be a tuple of Exception types, got {cache_errors!r}"
+        )
     resolved = resolve_store(store, max_size=max_size)
     if cache_errors and resolved.shared:
-        raise ValueError("cache_tool: cache_errors needs an in-process store (exceptions are not serialized)")
+        raise ValueError(
+            "cache_tool: cache_errors needs an in-process store (exceptions are not serialized)"
+        )
     name = namespace or f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
     info: CacheInfo[Any] = CacheInfo(
         fn,
@@ -635,7 +659,7 @@ def _wrap(
     memory = not resolved.shared and type(resolved).__name__ == "MemoryStore"
     get = resolved.get
     aget = resolved.aget
-    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+    is_async = _is_async(fn)
 
     if is_async and memory:
 
@@ -686,4 +710,3 @@ def _wrap(
     wrapper = functools.wraps(fn)(wrapper)
     wrapper.cache = info
     return wrapper
-

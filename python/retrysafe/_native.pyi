@@ -4,7 +4,14 @@ from typing import Any
 
 from typing_extensions import final
 
-__all__ = ["MAX_DEPTH", "CallKeyer", "canonical_json", "digest_with_head", "fingerprint", "idempotency_digest"]
+__all__ = [
+    "MAX_DEPTH",
+    "CallKeyer",
+    "canonical_json",
+    "digest_with_head",
+    "fingerprint",
+    "idempotency_digest",
+]
 
 MAX_DEPTH: int
 """Nesting deeper than this raises :class:`retrysafe.FingerprintValueError`."""

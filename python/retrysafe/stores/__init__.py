@@ -14,7 +14,16 @@ from ._memory import MemoryStore
 if TYPE_CHECKING:
     from ._redis import RedisStore, Serializer
 
-__all__ = ["MISS", "AsyncWatcher", "MemoryStore", "RedisStore", "Serializer", "Store", "Watcher", "resolve_store"]
+__all__ = [
+    "MISS",
+    "AsyncWatcher",
+    "MemoryStore",
+    "RedisStore",
+    "Serializer",
+    "Store",
+    "Watcher",
+    "resolve_store",
+]
 
 
 def __getattr__(name: str) -> Any:

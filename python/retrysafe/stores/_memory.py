@@ -22,8 +22,8 @@ class _MemoryWatcher:
     def __init__(self) -> None:
         self.event = threading.Event()
 
-    def wait(self, timeout: float) -> bool:
-        return self.event.wait(timeout)
+    def wait(self, seconds: float) -> bool:
+        return self.event.wait(seconds)
 
 
 class _AsyncMemoryWatcher:
@@ -32,9 +32,9 @@ class _AsyncMemoryWatcher:
     def __init__(self, inner: _MemoryWatcher) -> None:
         self.inner = inner
 
-    async def wait(self, timeout: float) -> bool:
+    async def wait(self, seconds: float) -> bool:
         # Threads may set the event: poll it briefly instead of blocking the loop.
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds
         delay = 0.001
         while not self.inner.event.is_set():
             left = deadline - time.monotonic()
@@ -121,7 +121,9 @@ class MemoryStore:
             now = time.monotonic()
             current = entry[1] if entry is not None and (not entry[0] or entry[0] > now) else 0
             if not isinstance(current, (int, float)):
-                raise TypeError(f"MemoryStore.incr: {key!r} holds a {type(current).__name__}, not a counter")
+                raise TypeError(
+                    f"MemoryStore.incr: {key!r} holds a {type(current).__name__}, not a counter"
+                )
             value = current + amount
             self._data[key] = (now + ttl if ttl else 0.0, value)
             self._data.move_to_end(key)

@@ -7,7 +7,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import anyio
 import orjson
@@ -79,12 +79,27 @@ if tonumber(ARGV[2]) > 0 then
 end
 return v
 """
-_SCRIPTS = {"acquire": _ACQUIRE, "extend": _EXTEND, "release": _RELEASE, "set_release": _SET_RELEASE, "incr": _INCR}
+_SCRIPTS = {
+    "acquire": _ACQUIRE,
+    "extend": _EXTEND,
+    "release": _RELEASE,
+    "set_release": _SET_RELEASE,
+    "incr": _INCR,
+}
 
 # Connection settings carried from one client to a client of the other kind.
 _PORTABLE = (
-    "host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout",
-    "socket_keepalive", "client_name", "protocol", "path",
+    "host",
+    "port",
+    "db",
+    "username",
+    "password",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "client_name",
+    "protocol",
+    "path",
 )
 
 
@@ -107,10 +122,10 @@ class _SyncWatcher:
     def __init__(self, pubsub: Any) -> None:
         self.pubsub = pubsub
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, seconds: float) -> bool:
         import time
 
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -124,10 +139,12 @@ class _AsyncWatcher:
     def __init__(self, pubsub: Any) -> None:
         self.pubsub = pubsub
 
-    async def wait(self, timeout: float) -> bool:
-        with anyio.move_on_after(timeout):
+    async def wait(self, seconds: float) -> bool:
+        with anyio.move_on_after(seconds):
             while True:
-                message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+                message = await self.pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=seconds
+                )
                 if message is not None and message.get("type") == "message":
                     return True
         return False
@@ -137,8 +154,8 @@ class _ThreadWatcher:
     def __init__(self, inner: _SyncWatcher) -> None:
         self.inner = inner
 
-    async def wait(self, timeout: float) -> bool:
-        return await anyio.to_thread.run_sync(self.inner.wait, timeout, abandon_on_cancel=True)
+    async def wait(self, seconds: float) -> bool:
+        return await anyio.to_thread.run_sync(self.inner.wait, seconds, abandon_on_cancel=True)
 
 
 class RedisStore:
@@ -172,9 +189,11 @@ class RedisStore:
         self._given_async: Any = None
         if isinstance(client_or_url, str):
             if not client_or_url.startswith(("redis://", "rediss://", "unix://")):
-                raise ValueError(f"not a Redis URL: {client_or_url!r} (expected redis:// or rediss://)")
+                raise ValueError(
+                    f"not a Redis URL: {client_or_url!r} (expected redis:// or rediss://)"
+                )
             self._url = client_or_url
-            self._sync = redis.Redis.from_url(client_or_url, socket_connect_timeout=2, socket_timeout=5)
+            self._sync = self._build_sync()
         elif isinstance(client_or_url, redis.asyncio.Redis):
             self._given_async = client_or_url
             self._take_kwargs(client_or_url.connection_pool)
@@ -186,8 +205,13 @@ class RedisStore:
             raise TypeError(
                 f"RedisStore takes a redis.Redis, a redis.asyncio.Redis or a redis:// URL, got {client_or_url!r}"
             )
-        self._sync_scripts = {name: self._sync.register_script(src) for name, src in _SCRIPTS.items()}
-        self._async: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
+        self._own_sync = self._sync is not client_or_url
+        self._sync_scripts = {
+            name: self._sync.register_script(src) for name, src in _SCRIPTS.items()
+        }
+        self._async: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
         self._warned_foreign = False
 
@@ -205,20 +229,33 @@ class RedisStore:
         self._ssl = "SSL" in getattr(getattr(pool, "connection_class", None), "__name__", "")
         self._ssl_kwargs = {k: v for k, v in kwargs.items() if k.startswith("ssl_")}
 
+    # Blocking pools: a burst of concurrent callers queues for a connection instead of
+    # failing with "Too many connections".
+    _POOL: ClassVar[dict[str, Any]] = {"max_connections": 64, "timeout": 20}
+    _TIMEOUTS: ClassVar[dict[str, Any]] = {"socket_connect_timeout": 2, "socket_timeout": 5}
+
     def _build_sync(self) -> Any:
         redis = self._redis
         if self._url is not None:
-            return redis.Redis.from_url(self._url)
-        cls = redis.SSLConnection if self._ssl else redis.Connection
-        pool = redis.ConnectionPool(connection_class=cls, **self._kwargs, **(self._ssl_kwargs if self._ssl else {}))
+            pool = redis.BlockingConnectionPool.from_url(self._url, **self._POOL, **self._TIMEOUTS)
+        else:
+            cls = redis.SSLConnection if self._ssl else redis.Connection
+            extra = self._ssl_kwargs if self._ssl else {}
+            pool = redis.BlockingConnectionPool(
+                connection_class=cls, **self._POOL, **self._kwargs, **extra
+            )
         return redis.Redis(connection_pool=pool)
 
     def _build_async(self) -> Any:
         aredis = self._redis.asyncio
         if self._url is not None:
-            return aredis.Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=5)
-        cls = aredis.SSLConnection if self._ssl else aredis.Connection
-        pool = aredis.ConnectionPool(connection_class=cls, **self._kwargs, **(self._ssl_kwargs if self._ssl else {}))
+            pool = aredis.BlockingConnectionPool.from_url(self._url, **self._POOL, **self._TIMEOUTS)
+        else:
+            cls = aredis.SSLConnection if self._ssl else aredis.Connection
+            extra = self._ssl_kwargs if self._ssl else {}
+            pool = aredis.BlockingConnectionPool(
+                connection_class=cls, **self._POOL, **self._kwargs, **extra
+            )
         return aredis.Redis(connection_pool=pool)
 
     # --- key layout -------------------------------------------------------------------------
@@ -271,14 +308,20 @@ class RedisStore:
             with self._lock:
                 found = self._async.get(loop)
                 if found is None:
-                    client = self._given_async if self._given_async is not None and not self._async else None
+                    client = (
+                        self._given_async
+                        if self._given_async is not None and not self._async
+                        else None
+                    )
                     client = client or self._build_async()
                     scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
                     found = (client, scripts)
                     self._async[loop] = found
         return found
 
-    async def _run(self, sync_call: Callable[[], Any], async_call: Callable[[Any, dict[str, Any]], Any]) -> Any:
+    async def _run(
+        self, sync_call: Callable[[], Any], async_call: Callable[[Any, dict[str, Any]], Any]
+    ) -> Any:
         found = self._loop_client()
         try:
             if found is None:
@@ -340,14 +383,19 @@ class RedisStore:
 
     def release_lease(self, key: str, owner: str) -> bool:
         script = self._sync_scripts["release"]
-        return bool(self._sync_run(lambda: script(keys=[self._lease(key)], args=[owner, self._channel(key)])))
+        return bool(
+            self._sync_run(
+                lambda: script(keys=[self._lease(key)], args=[owner, self._channel(key)])
+            )
+        )
 
     def set_and_release(self, key: str, value: Any, ttl: float | None, owner: str) -> None:
         data = self._dump(value)
         script = self._sync_scripts["set_release"]
         self._sync_run(
             lambda: script(
-                keys=[self._key(key), self._lease(key)], args=[data, _ms(ttl), owner, self._channel(key)]
+                keys=[self._key(key), self._lease(key)],
+                args=[data, _ms(ttl), owner, self._channel(key)],
             )
         )
 
@@ -364,20 +412,26 @@ class RedisStore:
                 pass
 
     def close(self) -> None:
-        """Close the sync client's connections."""
-        self._sync.close()
+        """Close the sync client's connections (a client you passed in stays yours)."""
+        if self._own_sync:
+            self._sync.close()
+            self._sync.connection_pool.disconnect()
 
     # --- async operations -------------------------------------------------------------------
 
     async def aget(self, key: str) -> Any:
         full = self._key(key)
-        return self._load(key, await self._run(lambda: self._sync.get(full), lambda c, s: c.get(full)))
+        return self._load(
+            key, await self._run(lambda: self._sync.get(full), lambda c, s: c.get(full))
+        )
 
     async def aset(self, key: str, value: Any, ttl: float | None) -> None:
         data = self._dump(value)
         full = self._key(key)
         px = _ms(ttl) or None
-        await self._run(lambda: self._sync.set(full, data, px=px), lambda c, s: c.set(full, data, px=px))
+        await self._run(
+            lambda: self._sync.set(full, data, px=px), lambda c, s: c.set(full, data, px=px)
+        )
 
     async def adelete(self, key: str) -> bool:
         full = self._key(key)
@@ -407,7 +461,9 @@ class RedisStore:
     async def aset_and_release(self, key: str, value: Any, ttl: float | None, owner: str) -> None:
         data = self._dump(value)
         await self._script(
-            "set_release", [self._key(key), self._lease(key)], [data, _ms(ttl), owner, self._channel(key)]
+            "set_release",
+            [self._key(key), self._lease(key)],
+            [data, _ms(ttl), owner, self._channel(key)],
         )
 
     @asynccontextmanager
@@ -439,4 +495,4 @@ class RedisStore:
 
         found = self._async.pop(asyncio.get_running_loop(), None)
         if found is not None and found[0] is not self._given_async:
-            await found[0].aclose()
+            await found[0].aclose(close_connection_pool=True)
