@@ -16,6 +16,9 @@ pub struct CallKeyer {
     head: Vec<u8>,
     /// Prepended to the hex digest in the returned key (the cache's namespace).
     prefix: String,
+    /// When > 0, a call whose `prefix + canonical JSON` fits in this many bytes is keyed by
+    /// those bytes themselves (exact, and cheaper than SHA-256 for an in-process dict).
+    raw_limit: usize,
     secret: Option<Vec<u8>>,
     names: Vec<Py<PyString>>,
     /// The default of each parameter, `None` where it has none.
@@ -32,7 +35,7 @@ pub struct CallKeyer {
 #[pymethods]
 impl CallKeyer {
     #[new]
-    #[pyo3(signature = (head, names, defaults, positional, skip, /, *, prefix = None, secret = None, empty))]
+    #[pyo3(signature = (head, names, defaults, positional, skip, /, *, prefix = None, raw_limit = 0, secret = None, empty))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         head: &[u8],
@@ -41,6 +44,7 @@ impl CallKeyer {
         positional: usize,
         skip: usize,
         prefix: Option<String>,
+        raw_limit: usize,
         secret: Option<Vec<u8>>,
         empty: Bound<'_, PyAny>,
     ) -> PyResult<Self> {
@@ -68,6 +72,7 @@ impl CallKeyer {
         Ok(CallKeyer {
             head: head.to_vec(),
             prefix: prefix.unwrap_or_default(),
+            raw_limit,
             secret,
             names: names.into_iter().map(Bound::unbind).collect(),
             defaults: defaults.into_iter().map(|d| if d.is(&empty) { None } else { Some(d.unbind()) }).collect(),
@@ -86,7 +91,7 @@ impl CallKeyer {
         py: Python<'py>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Option<Bound<'py, PyString>>> {
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let n = self.names.len();
         let given = args.len();
         if given < self.skip || given - self.skip > self.positional {
@@ -115,23 +120,23 @@ impl CallKeyer {
             }
         }
         // `kwargs` (and `args`) hold every value for the duration of this call.
+        if self.raw_limit > 0 {
+            let mut buf = Vec::with_capacity(self.prefix.len() + 160);
+            buf.extend_from_slice(self.prefix.as_bytes());
+            let start = buf.len();
+            self.write_call(py, &mut buf, &values)?;
+            if buf.len() <= self.raw_limit {
+                return Ok(Some(PyBytes::new(py, &buf).into_any()));
+            }
+            let mut sink = HashSink::new(py, self.secret.as_deref());
+            sink.write(&self.head);
+            sink.write(&buf[start..]);
+            return Ok(Some(self.hex_key(py, &sink.finish()).into_any()));
+        }
         let mut sink = HashSink::new(py, self.secret.as_deref());
         sink.write(&self.head);
-        let mut encoder = Encoder::new(py, &mut sink, false);
-        encoder.sink.push(b'{');
-        for (i, prefix) in &self.order {
-            encoder.sink.write(prefix);
-            encoder
-                .encode(values[*i])
-                .map_err(|e| e.at_key(py, self.names[*i].as_ptr(), std::ptr::null_mut()).into_pyerr(py, ROOT))?;
-        }
-        encoder.sink.push(b'}');
-        drop(encoder);
-        let hex = hex32(&sink.finish());
-        let mut key = String::with_capacity(self.prefix.len() + 64);
-        key.push_str(&self.prefix);
-        key.push_str(std::str::from_utf8(&hex).unwrap_or_default());
-        Ok(Some(PyString::new(py, &key)))
+        self.write_call(py, &mut sink, &values)?;
+        Ok(Some(self.hex_key(py, &sink.finish()).into_any()))
     }
 
     /// The head bytes hashed before the arguments.
@@ -142,6 +147,28 @@ impl CallKeyer {
 }
 
 impl CallKeyer {
+    /// Writes the bound call as canonical JSON: `{"name":value,...}` in key order.
+    fn write_call<S: Sink>(&self, py: Python<'_>, sink: &mut S, values: &[*mut ffi::PyObject]) -> PyResult<()> {
+        let mut encoder = Encoder::new(py, sink, false);
+        encoder.sink.push(b'{');
+        for (i, prefix) in &self.order {
+            encoder.sink.write(prefix);
+            encoder
+                .encode(values[*i])
+                .map_err(|e| e.at_key(py, self.names[*i].as_ptr(), std::ptr::null_mut()).into_pyerr(py, ROOT))?;
+        }
+        encoder.sink.push(b'}');
+        Ok(())
+    }
+
+    fn hex_key<'py>(&self, py: Python<'py>, digest: &[u8; 32]) -> Bound<'py, PyString> {
+        let hex = hex32(digest);
+        let mut key = String::with_capacity(self.prefix.len() + 64);
+        key.push_str(&self.prefix);
+        key.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+        PyString::new(py, &key)
+    }
+
     fn index_of(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
         // Keyword names are usually the interned parameter names: pointer equality first.
         if let Some(i) = self.names.iter().position(|n| n.as_ptr() == key.as_ptr()) {

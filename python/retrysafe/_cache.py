@@ -21,9 +21,10 @@ import anyio
 from anyio.lowlevel import RunVar
 
 from ._exceptions import StoreError
-from ._native import CallKeyer, digest_with_head
+from ._native import CallKeyer, canonical_json, digest_with_head
 from ._retry import _is_async
 from .stores import MISS, Store, resolve_store
+from .stores._base import Key
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec
@@ -36,6 +37,8 @@ T = TypeVar("T")
 logger = logging.getLogger("retrysafe")
 
 _KEY_VERSION = b"retrysafe/cache/v1\0"
+# In-process stores key small calls by their canonical bytes (exact, no SHA-256 needed).
+RAW_KEY_LIMIT = 256
 
 
 class CacheStats:
@@ -81,19 +84,21 @@ class _SyncFlight:
 
 
 # Executions in flight, per event loop: a decorated function may be used from many loops.
-_FLIGHTS: RunVar[dict[tuple[int, str], _Flight]] = RunVar("retrysafe_flights")
+_FLIGHTS: RunVar[dict[tuple[int, Any], _Flight]] = RunVar("retrysafe_flights")
 
 
-def _flights() -> dict[tuple[int, str], _Flight]:
+def _flights() -> dict[tuple[int, Any], _Flight]:
     try:
         return _FLIGHTS.get()
     except LookupError:
-        flights: dict[tuple[int, str], _Flight] = {}
+        flights: dict[tuple[int, Any], _Flight] = {}
         _FLIGHTS.set(flights)
         return flights
 
 
-def _make_keyer(fn: Callable[..., Any], prefix: str, head: bytes) -> tuple[CallKeyer | None, int]:
+def _make_keyer(
+    fn: Callable[..., Any], prefix: str, head: bytes, raw_limit: int
+) -> tuple[CallKeyer | None, int]:
     """A native binder for plain signatures; None where *args/**kwargs need inspect."""
     params = list(inspect.signature(fn).parameters.values())
     skip = 1 if params and params[0].name in ("self", "cls") else 0
@@ -114,6 +119,7 @@ def _make_keyer(fn: Callable[..., Any], prefix: str, head: bytes) -> tuple[CallK
         positional,
         skip,
         prefix=prefix,
+        raw_limit=raw_limit,
         empty=inspect.Parameter.empty,
     )
     return keyer, skip
@@ -142,8 +148,11 @@ class CacheInfo(Generic[T]):
         self.prefix = namespace + ":"
         self._head = _KEY_VERSION + len(namespace.encode()).to_bytes(8, "big") + namespace.encode()
         self._custom_key = key
+        self._raw_limit = 0 if store.shared else RAW_KEY_LIMIT
         self._keyer, self._skip = (
-            (None, 0) if key is not None else _make_keyer(fn, self.prefix, self._head)
+            (None, 0)
+            if key is not None
+            else _make_keyer(fn, self.prefix, self._head, self._raw_limit)
         )
         self._signature = inspect.signature(fn)
         self.cache_errors = cache_errors
@@ -153,17 +162,17 @@ class CacheInfo(Generic[T]):
         self.counters = CacheStats()
         self._id = id(self)
         self._lock = threading.Lock()
-        self._sync_flights: dict[str, _SyncFlight] = {}
+        self._sync_flights: dict[Any, _SyncFlight] = {}
         self._warned = False
         self._down_until = 0.0
 
     # --- keys -------------------------------------------------------------------------------
 
-    def key(self, *args: Any, **kwargs: Any) -> str:
-        """The store key of a call (what ``invalidate`` removes)."""
+    def key(self, *args: Any, **kwargs: Any) -> str | bytes:
+        """The store key of a call (what ``invalidate`` removes): opaque, stable."""
         return self._key(args, kwargs)
 
-    def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | bytes:
         keyer = self._keyer
         if keyer is not None:
             found = keyer.key(args, kwargs)
@@ -171,15 +180,20 @@ class CacheInfo(Generic[T]):
                 return found
         return self._slow_key(args, kwargs)
 
-    def _slow_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    def _slow_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | bytes:
         if self._custom_key is not None:
-            return self.prefix + digest_with_head(self._head, self._custom_key(*args, **kwargs))
-        bound = self._signature.bind(*args, **kwargs)  # raises the TypeError a call would
-        bound.apply_defaults()
-        arguments = dict(bound.arguments)
-        if self._skip:
-            arguments.pop(next(iter(self._signature.parameters)), None)
-        return self.prefix + digest_with_head(self._head, arguments)
+            value: Any = self._custom_key(*args, **kwargs)
+        else:
+            bound = self._signature.bind(*args, **kwargs)  # raises the TypeError a call would
+            bound.apply_defaults()
+            value = dict(bound.arguments)
+            if self._skip:
+                value.pop(next(iter(self._signature.parameters)), None)
+        if self._raw_limit:
+            raw = self.prefix.encode() + canonical_json(value)
+            if len(raw) <= self._raw_limit:
+                return raw
+        return self.prefix + digest_with_head(self._head, value)
 
     # --- the public face --------------------------------------------------------------------
 
@@ -237,7 +251,7 @@ class CacheInfo(Generic[T]):
 
     # --- async miss path --------------------------------------------------------------------
 
-    async def _amiss(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _amiss(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         flights = _flights()
         fk = (self._id, key)
         while True:
@@ -271,7 +285,7 @@ class CacheInfo(Generic[T]):
                 del flights[fk]
             flight.event.set()
 
-    async def _acompute(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _acompute(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         store = self.store
         if store.shared and not self._store_down():
             return await self._acompute_shared(key, args, kwargs)
@@ -279,7 +293,7 @@ class CacheInfo(Generic[T]):
         await self._astore(key, value)
         return value
 
-    async def _aexecute(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _aexecute(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         self.counters.executions += 1
         try:
             return await self.fn(*args, **kwargs)
@@ -288,14 +302,14 @@ class CacheInfo(Generic[T]):
                 await self._astore(key, _CachedError(exc), self.error_ttl)
             raise
 
-    async def _astore(self, key: str, value: Any, ttl: float | None = None) -> None:
+    async def _astore(self, key: Key, value: Any, ttl: float | None = None) -> None:
         try:
             await self.store.aset(key, value, ttl if ttl is not None else self.ttl)
         except StoreError as exc:
             self._store_failed(exc)
 
     async def _acompute_shared(
-        self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         store = self.store
         owner = uuid.uuid4().hex
@@ -326,7 +340,7 @@ class CacheInfo(Generic[T]):
         return await self._aexecute(key, args, kwargs)
 
     async def _aexecute_leased(
-        self, key: str, owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, key: Key, owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         store = self.store
         value: Any = None
@@ -361,7 +375,7 @@ class CacheInfo(Generic[T]):
             self._store_failed(exc)
         return value
 
-    async def _aheartbeat(self, key: str, owner: str) -> None:
+    async def _aheartbeat(self, key: Key, owner: str) -> None:
         while True:
             await anyio.sleep(self.lease_seconds / 3)
             try:
@@ -372,7 +386,7 @@ class CacheInfo(Generic[T]):
 
     # --- sync miss path ---------------------------------------------------------------------
 
-    def _miss(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _miss(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         while True:
             with self._lock:
                 flight = self._sync_flights.get(key)
@@ -405,14 +419,14 @@ class CacheInfo(Generic[T]):
                     del self._sync_flights[key]
             flight.event.set()
 
-    def _compute(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _compute(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.store.shared and not self._store_down():
             return self._compute_shared(key, args, kwargs)
         value = self._execute(key, args, kwargs)
         self._store(key, value)
         return value
 
-    def _execute(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _execute(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         self.counters.executions += 1
         try:
             return self.fn(*args, **kwargs)
@@ -421,13 +435,13 @@ class CacheInfo(Generic[T]):
                 self._store(key, _CachedError(exc), self.error_ttl)
             raise
 
-    def _store(self, key: str, value: Any, ttl: float | None = None) -> None:
+    def _store(self, key: Key, value: Any, ttl: float | None = None) -> None:
         try:
             self.store.set(key, value, ttl if ttl is not None else self.ttl)
         except StoreError as exc:
             self._store_failed(exc)
 
-    def _compute_shared(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _compute_shared(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         store = self.store
         owner = uuid.uuid4().hex
         delay = 0.02
@@ -457,7 +471,7 @@ class CacheInfo(Generic[T]):
         return self._execute(key, args, kwargs)
 
     def _execute_leased(
-        self, key: str, owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, key: Key, owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         store = self.store
         stop = threading.Event()
@@ -655,16 +669,26 @@ def _wrap(
         wait_seconds=wait_seconds,
     )
     counters = info.counters
-    make_key = info._key
+    keyer = info._keyer
+    slow_key = info._slow_key
+    if keyer is not None:
+        native_key = keyer.key
+
+        def make_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Key:
+            return native_key(args, kwargs) or slow_key(args, kwargs)
+
+    else:
+        make_key = slow_key
     memory = not resolved.shared and type(resolved).__name__ == "MemoryStore"
     get = resolved.get
     aget = resolved.aget
     is_async = _is_async(fn)
 
     if is_async and memory:
+        native = keyer.key if keyer is not None else slow_key
 
         async def memory_wrapper(*args: Any, **kwargs: Any) -> Any:
-            key = make_key(args, kwargs)
+            key = native(args, kwargs) or slow_key(args, kwargs)
             value = get(key)
             if value is not MISS:
                 counters.hits += 1

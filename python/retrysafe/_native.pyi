@@ -62,12 +62,14 @@ class CallKeyer:
         /,
         *,
         prefix: str | None = None,
+        raw_limit: int = 0,
         secret: bytes | None = None,
         empty: Any,
     ) -> CallKeyer: ...
-    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None, /) -> str | None:
-        """``prefix`` + the 64-hex digest of the bound call, or ``None`` when the call does not
-        bind simply (the caller then binds with ``inspect.signature``)."""
+    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None, /) -> str | bytes | None:
+        """``prefix`` + the 64-hex digest of the bound call; with ``raw_limit``, the bytes
+        ``prefix + canonical JSON`` when they fit. ``None`` when the call does not bind simply
+        (the caller then binds with ``inspect.signature``)."""
     @property
     def head(self) -> bytes:
         """The bytes hashed before the arguments."""

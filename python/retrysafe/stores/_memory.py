@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 
-from ._base import MISS
+from ._base import MISS, Key
 
 __all__ = ["MemoryStore"]
 
@@ -63,9 +63,10 @@ class MemoryStore:
         if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
             raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")
         self.max_size = max_size
-        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        # Keys are str, or bytes (the cache keys small calls by their canonical bytes).
+        self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
-        self._watchers: dict[str, set[_MemoryWatcher]] = {}
+        self._watchers: dict[Key, set[_MemoryWatcher]] = {}
         self.evictions = 0
 
     def __len__(self) -> int:
@@ -76,7 +77,7 @@ class MemoryStore:
 
     # --- values -----------------------------------------------------------------------------
 
-    def get(self, key: str) -> Any:
+    def get(self, key: Key) -> Any:
         """The value, or ``MISS``. Reads take no lock: each dict operation is atomic."""
         entry = self._data.get(key)
         if entry is None:
@@ -93,7 +94,7 @@ class MemoryStore:
             pass
         return value
 
-    def set(self, key: str, value: Any, ttl: float | None) -> None:
+    def set(self, key: Key, value: Any, ttl: float | None) -> None:
         expires = time.monotonic() + ttl if ttl else 0.0
         with self._lock:
             self._data[key] = (expires, value)
@@ -103,19 +104,22 @@ class MemoryStore:
                 self.evictions += 1
         self._notify(key)
 
-    def delete(self, key: str) -> bool:
+    def delete(self, key: Key) -> bool:
         with self._lock:
             found = self._data.pop(key, None) is not None
         return found
 
     def clear(self, prefix: str = "") -> int:
+        raw = prefix.encode()
         with self._lock:
-            doomed = [k for k in self._data if k.startswith(prefix)]
+            doomed = [
+                k for k in self._data if k.startswith(raw if isinstance(k, bytes) else prefix)
+            ]
             for k in doomed:
                 del self._data[k]
         return len(doomed)
 
-    def incr(self, key: str, amount: float, ttl: float | None) -> float:
+    def incr(self, key: Key, amount: float, ttl: float | None) -> float:
         with self._lock:
             entry = self._data.get(key)
             now = time.monotonic()
@@ -134,10 +138,10 @@ class MemoryStore:
 
     # --- leases -----------------------------------------------------------------------------
 
-    def _lease_key(self, key: str) -> str:
-        return f"\x00lease:{key}"
+    def _lease_key(self, key: Key) -> str:
+        return f"\x00lease:{key!r}"
 
-    def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+    def acquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
         lease = self._lease_key(key)
         with self._lock:
             entry = self._data.get(lease)
@@ -146,7 +150,7 @@ class MemoryStore:
             self._data[lease] = (time.monotonic() + ttl, owner)
         return True
 
-    def extend_lease(self, key: str, owner: str, ttl: float) -> bool:
+    def extend_lease(self, key: Key, owner: str, ttl: float) -> bool:
         lease = self._lease_key(key)
         with self._lock:
             entry = self._data.get(lease)
@@ -155,7 +159,7 @@ class MemoryStore:
             self._data[lease] = (time.monotonic() + ttl, owner)
         return True
 
-    def release_lease(self, key: str, owner: str) -> bool:
+    def release_lease(self, key: Key, owner: str) -> bool:
         lease = self._lease_key(key)
         with self._lock:
             entry = self._data.get(lease)
@@ -165,20 +169,20 @@ class MemoryStore:
         self._notify(key)
         return held
 
-    def set_and_release(self, key: str, value: Any, ttl: float | None, owner: str) -> None:
+    def set_and_release(self, key: Key, value: Any, ttl: float | None, owner: str) -> None:
         self.set(key, value, ttl)
         self.release_lease(key, owner)
 
     # --- notifications ----------------------------------------------------------------------
 
-    def _notify(self, key: str) -> None:
+    def _notify(self, key: Key) -> None:
         watchers = self._watchers.get(key)
         if watchers:
             for w in list(watchers):
                 w.event.set()
 
     @contextmanager
-    def watch(self, key: str) -> Iterator[_MemoryWatcher]:
+    def watch(self, key: Key) -> Iterator[_MemoryWatcher]:
         watcher = _MemoryWatcher()
         with self._lock:
             self._watchers.setdefault(key, set()).add(watcher)
@@ -194,34 +198,34 @@ class MemoryStore:
 
     # --- async forms: no I/O, so they run inline ----------------------------------------------
 
-    async def aget(self, key: str) -> Any:
+    async def aget(self, key: Key) -> Any:
         return self.get(key)
 
-    async def aset(self, key: str, value: Any, ttl: float | None) -> None:
+    async def aset(self, key: Key, value: Any, ttl: float | None) -> None:
         self.set(key, value, ttl)
 
-    async def adelete(self, key: str) -> bool:
+    async def adelete(self, key: Key) -> bool:
         return self.delete(key)
 
     async def aclear(self, prefix: str = "") -> int:
         return self.clear(prefix)
 
-    async def aincr(self, key: str, amount: float, ttl: float | None) -> float:
+    async def aincr(self, key: Key, amount: float, ttl: float | None) -> float:
         return self.incr(key, amount, ttl)
 
-    async def aacquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+    async def aacquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
         return self.acquire_lease(key, owner, ttl)
 
-    async def aextend_lease(self, key: str, owner: str, ttl: float) -> bool:
+    async def aextend_lease(self, key: Key, owner: str, ttl: float) -> bool:
         return self.extend_lease(key, owner, ttl)
 
-    async def arelease_lease(self, key: str, owner: str) -> bool:
+    async def arelease_lease(self, key: Key, owner: str) -> bool:
         return self.release_lease(key, owner)
 
-    async def aset_and_release(self, key: str, value: Any, ttl: float | None, owner: str) -> None:
+    async def aset_and_release(self, key: Key, value: Any, ttl: float | None, owner: str) -> None:
         self.set_and_release(key, value, ttl, owner)
 
     @asynccontextmanager
-    async def awatch(self, key: str) -> AsyncIterator[_AsyncMemoryWatcher]:
+    async def awatch(self, key: Key) -> AsyncIterator[_AsyncMemoryWatcher]:
         with self.watch(key) as watcher:
             yield _AsyncMemoryWatcher(watcher)
