@@ -6,8 +6,11 @@ import asyncio
 import email.utils
 import inspect
 import logging
+import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -637,3 +640,73 @@ async def test_iterator_form_async_cancellation_passes_through() -> None:
                 attempts += 1
                 await anyio.sleep(10)
     assert 1 == attempts
+
+
+# --- a budget shared through a store ---------------------------------------------------------
+
+
+def _shared_budget(store: Any, name: str) -> RetryBudget:
+    return RetryBudget(max_tokens=4, token_ratio=1, store=store, name=name)
+
+
+def test_budget_shared_through_a_store(store: Any) -> None:
+    """Two budgets with one name on one store (two processes) drain one bucket."""
+    name = f"b-{uuid.uuid4().hex[:6]}"
+    a, b = _shared_budget(store, name), _shared_budget(store, name)
+    assert a.record_failure()  # 4 -> 3
+    assert not b.record_failure()  # 3 -> 2: the other "process" sees the drain
+    assert 2.0 == a.tokens == b.tokens
+    b.record_success()
+    assert 3.0 == a.tokens
+    config = FAST.replace(max_attempts=10, budget=a)
+    flaky = Flaky(ConnectionError("one"), ConnectionError("two"))
+    with pytest.raises(ConnectionError, match="one"):
+        with_retry(flaky, config=config)()  # 3 -> 2: at half, so not even one retry
+    assert 1 == flaky.calls
+
+
+@pytest.mark.anyio
+async def test_budget_shared_async(astore: Any) -> None:
+    """The async retry path uses the store's async operations."""
+    budget = _shared_budget(astore, f"b-{uuid.uuid4().hex[:6]}")
+    flaky = Flaky(ConnectionError("one"), ConnectionError("two"), ConnectionError("three"))
+    with pytest.raises(ConnectionError, match="two"):
+        await with_retry(flaky.acall, config=FAST.replace(max_attempts=10, budget=budget))()
+    assert 2 == flaky.calls
+
+
+def test_budget_shared_with_another_process(redis_url: str) -> None:
+    """A separate process drains the bucket; this one then refuses to retry."""
+    name = f"b-{uuid.uuid4().hex[:6]}"
+    prefix = f"test-{uuid.uuid4().hex[:6]}"
+    code = (
+        "from retrysafe import RetryBudget; from retrysafe.stores import RedisStore;"
+        f"b = RetryBudget(max_tokens=4, token_ratio=1, store=RedisStore({redis_url!r}, prefix={prefix!r}), name={name!r});"
+        "b.record_failure(); b.record_failure()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+    from retrysafe.stores import RedisStore
+
+    store = RedisStore(redis_url, prefix=prefix)
+    try:
+        budget = _shared_budget(store, name)
+        assert 2.0 == budget.tokens
+        flaky = Flaky(ConnectionError("first"))
+        with pytest.raises(ConnectionError, match="first"):
+            with_retry(flaky, config=FAST.replace(budget=budget))()
+        assert 1 == flaky.calls
+    finally:
+        store.clear("")
+        store.close()
+
+
+def test_budget_falls_back_when_the_store_fails(caplog: pytest.LogCaptureFixture) -> None:
+    """An unreachable shared store: the process keeps its own bucket and says so once."""
+    from retrysafe.stores import RedisStore
+
+    dead = RedisStore("redis://127.0.0.1:1/0")
+    budget = RetryBudget(max_tokens=4, token_ratio=1, store=dead)
+    assert budget.record_failure()
+    assert not budget.record_failure()
+    assert 1 == sum("falls back" in r.getMessage() for r in caplog.records)
+    dead.close()

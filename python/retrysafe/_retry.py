@@ -30,7 +30,7 @@ import anyio
 
 from ._classify import is_transient, server_hint
 from ._effects import get_effect
-from ._exceptions import RetryExhausted, RetryRefusedError
+from ._exceptions import RetryExhausted, RetryRefusedError, StoreError
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec, Self
@@ -99,11 +99,21 @@ class RetryBudget:
     successes refill the bucket (``token_ratio=0.1``: about one retry per ten successes).
     When the budget refuses, the call fails with its last error instead of retrying.
 
-    One budget is shared by every function whose :class:`RetryConfig` names it; it is
-    thread-safe. A budget shared across processes is built on a store.
+    Per process by default (thread-safe). With ``store=`` (a Store, a ``redis.Redis``, a
+    URL...) every process naming the same ``name`` shares one bucket, so a swarm backs off
+    together; an idle shared bucket resets after ``ttl_seconds``. If the store fails, the
+    process falls back to its own bucket.
     """
 
-    def __init__(self, max_tokens: float = 100.0, token_ratio: float = 0.1) -> None:
+    def __init__(
+        self,
+        max_tokens: float = 100.0,
+        token_ratio: float = 0.1,
+        *,
+        store: Any = None,
+        name: str = "default",
+        ttl_seconds: float = 600.0,
+    ) -> None:
         if not (
             isinstance(max_tokens, (int, float)) and max_tokens > 0 and math.isfinite(max_tokens)
         ):
@@ -114,25 +124,90 @@ class RetryBudget:
         self.token_ratio = float(token_ratio)
         self._tokens = float(max_tokens)
         self._lock = threading.Lock()
+        self.name = name
+        self.ttl_seconds = ttl_seconds
+        self._store: Any = None
+        if store is not None:
+            from .stores import resolve_store
+
+            self._store = resolve_store(store)
+        self._key = f"retry-budget:{name}"
+        self._warned = False
 
     @property
     def tokens(self) -> float:
-        """Tokens left now."""
+        """Tokens left now (read from the store when shared)."""
+        if self._store is not None:
+            try:
+                deficit = self._store.add_clamped(
+                    self._key, 0.0, 0.0, self.max_tokens, self.ttl_seconds
+                )
+                return self.max_tokens - float(deficit)
+            except StoreError as exc:
+                self._store_failed(exc)
         return self._tokens
+
+    def _local(self, delta: float) -> float:
+        with self._lock:
+            self._tokens = min(self.max_tokens, max(0.0, self._tokens + delta))
+            return self._tokens
+
+    def _store_failed(self, exc: StoreError) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "retrysafe: retry budget %r falls back to this process: %s", self.name, exc
+            )
+
+    def _shared(self, deficit_delta: float) -> float | None:
+        try:
+            deficit = self._store.add_clamped(
+                self._key, deficit_delta, 0.0, self.max_tokens, self.ttl_seconds
+            )
+        except StoreError as exc:
+            self._store_failed(exc)
+            return None
+        return self.max_tokens - float(deficit)
+
+    async def _ashared(self, deficit_delta: float) -> float | None:
+        try:
+            deficit = await self._store.aadd_clamped(
+                self._key, deficit_delta, 0.0, self.max_tokens, self.ttl_seconds
+            )
+        except StoreError as exc:
+            self._store_failed(exc)
+            return None
+        return self.max_tokens - float(deficit)
 
     def record_success(self) -> None:
         """A call (or attempt) succeeded: refill by ``token_ratio``."""
-        with self._lock:
-            self._tokens = min(self.max_tokens, self._tokens + self.token_ratio)
+        if self._store is None or self._shared(-self.token_ratio) is None:
+            self._local(self.token_ratio)
 
     def record_failure(self) -> bool:
         """An attempt failed: take a token; return whether a retry is still allowed."""
-        with self._lock:
-            self._tokens = max(0.0, self._tokens - 1.0)
-            return self._tokens > self.max_tokens / 2
+        tokens = self._shared(1.0) if self._store is not None else None
+        if tokens is None:
+            tokens = self._local(-1.0)
+        return tokens > self.max_tokens / 2
+
+    async def arecord_success(self) -> None:
+        """``record_success`` without blocking the event loop on a shared store."""
+        if self._store is None:
+            self._local(self.token_ratio)
+        elif await self._ashared(-self.token_ratio) is None:
+            self._local(self.token_ratio)
+
+    async def arecord_failure(self) -> bool:
+        """``record_failure`` without blocking the event loop on a shared store."""
+        tokens = await self._ashared(1.0) if self._store is not None else None
+        if tokens is None:
+            tokens = self._local(-1.0)
+        return tokens > self.max_tokens / 2
 
     def __repr__(self) -> str:
-        return f"RetryBudget(tokens={self._tokens:g}/{self.max_tokens:g}, token_ratio={self.token_ratio:g})"
+        where = f", store={self._store!r}" if self._store is not None else ""
+        return f"RetryBudget(name={self.name!r}, max_tokens={self.max_tokens:g}, token_ratio={self.token_ratio:g}{where})"
 
 
 def _check_number(
@@ -404,8 +479,7 @@ class _Run:
         return timeout
 
     def succeeded(self) -> None:
-        if self.config.budget is not None:
-            self.config.budget.record_success()
+        """Record a success (the caller has told the budget)."""
         sink = _COLLECT.get()
         if sink is not None:
             sink.append(self.stats)
@@ -429,7 +503,7 @@ class _Run:
         return err
 
     def after_failure(
-        self, error: Exception | None, result: Any = None
+        self, error: Exception | None, result: Any = None, budget_ok: bool = True
     ) -> tuple[float, RetryEvent]:
         """The wait before the next attempt, or raise: ``error`` unchanged when it is not
         retryable (or the budget or a server hint says stop), RetryExhausted when attempts or
@@ -439,7 +513,6 @@ class _Run:
         if error is not None:
             stats.errors.append(error)
         hint = server_hint(error) if error is not None and config.respect_retry_after else None
-        budget_ok = config.budget.record_failure() if config.budget is not None else True
         if error is not None:
             if hint is not None and hint.should_retry is False:
                 self._give_up(error, "the server said x-should-retry: false")
@@ -495,6 +568,31 @@ class _Run:
         raise error
 
 
+def _failed(run: _Run, error: Exception | None, result: Any = None) -> tuple[float, RetryEvent]:
+    budget = run.config.budget
+    return run.after_failure(error, result, budget.record_failure() if budget is not None else True)
+
+
+async def _afailed(
+    run: _Run, error: Exception | None, result: Any = None
+) -> tuple[float, RetryEvent]:
+    budget = run.config.budget
+    ok = await budget.arecord_failure() if budget is not None else True
+    return run.after_failure(error, result, ok)
+
+
+def _succeeded(run: _Run) -> None:
+    if run.config.budget is not None:
+        run.config.budget.record_success()
+    run.succeeded()
+
+
+async def _asucceeded(run: _Run) -> None:
+    if run.config.budget is not None:
+        await run.config.budget.arecord_success()
+    run.succeeded()
+
+
 def _call_hook(config: RetryConfig, event: RetryEvent) -> object:
     hook = config.on_retry
     return None if hook is None else hook(event)
@@ -512,7 +610,7 @@ async def _run_async(
     result_pred = config._result_pred
     if first_error is not None:
         run.stats.attempts = 1
-        wait, event = run.after_failure(first_error)
+        wait, event = await _afailed(run, first_error)
         await _pause_async(config, event, wait)
     while True:
         run.stats.attempts += 1
@@ -528,12 +626,12 @@ async def _run_async(
                         f"{name}: attempt {run.stats.attempts} timed out after {timeout:.3g}s"
                     )
         except Exception as error:
-            wait, event = run.after_failure(error)
+            wait, event = await _afailed(run, error)
         else:
             if result_pred is None or not result_pred(result):
-                run.succeeded()
+                await _asucceeded(run)
                 return result
-            wait, event = run.after_failure(None, result)
+            wait, event = await _afailed(run, None, result)
         await _pause_async(config, event, wait)
 
 
@@ -556,7 +654,7 @@ def _run_sync(
     result_pred = config._result_pred
     if first_error is not None:
         run.stats.attempts = 1
-        wait, event = run.after_failure(first_error)
+        wait, event = _failed(run, first_error)
         _call_hook(config, event)
         time.sleep(wait)
     while True:
@@ -564,12 +662,12 @@ def _run_sync(
         try:
             result = fn(*args, **kwargs)
         except Exception as error:
-            wait, event = run.after_failure(error)
+            wait, event = _failed(run, error)
         else:
             if result_pred is None or not result_pred(result):
-                run.succeeded()
+                _succeeded(run)
                 return result
-            wait, event = run.after_failure(None, result)
+            wait, event = _failed(run, None, result)
         _call_hook(config, event)
         time.sleep(wait)
 
@@ -813,9 +911,9 @@ class retrying:
                     "retrying(): use `with attempt:` around the work in the loop body"
                 )
             if not attempt.failed:
-                run.succeeded()
+                _succeeded(run)
                 return
-            wait, event = run.after_failure(attempt.error)
+            wait, event = _failed(run, attempt.error)
             _call_hook(self.config, event)
             time.sleep(wait)
 
@@ -844,9 +942,9 @@ class _AsyncAttempts:
                     "retrying(): use `with attempt:` around the work in the loop body"
                 )
             if not last.failed:
-                run.succeeded()
+                await _asucceeded(run)
                 raise StopAsyncIteration
-            wait, event = run.after_failure(last.error)
+            wait, event = await _afailed(run, last.error)
             await _pause_async(self._config, event, wait)
         run.stats.attempts += 1
         self._last = Attempt(run, run.stats.attempts, run.attempt_timeout())

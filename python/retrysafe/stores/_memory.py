@@ -136,6 +136,19 @@ class MemoryStore:
                 self.evictions += 1
         return value
 
+    def add_clamped(
+        self, key: Key, delta: float, low: float, high: float, ttl: float | None
+    ) -> float:
+        with self._lock:
+            entry = self._data.get(key)
+            now = time.monotonic()
+            live = entry is not None and (not entry[0] or entry[0] > now)
+            current = entry[1] if live and entry is not None else low
+            value = min(high, max(low, current + delta))
+            self._data[key] = (now + ttl if ttl else 0.0, value)
+            self._data.move_to_end(key)
+        return value
+
     # --- leases -----------------------------------------------------------------------------
 
     def _lease_key(self, key: Key) -> str:
@@ -212,6 +225,11 @@ class MemoryStore:
 
     async def aincr(self, key: Key, amount: float, ttl: float | None) -> float:
         return self.incr(key, amount, ttl)
+
+    async def aadd_clamped(
+        self, key: Key, delta: float, low: float, high: float, ttl: float | None
+    ) -> float:
+        return self.add_clamped(key, delta, low, high, ttl)
 
     async def aacquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
         return self.acquire_lease(key, owner, ttl)

@@ -80,12 +80,24 @@ if tonumber(ARGV[2]) > 0 then
 end
 return v
 """
+_ADD_CLAMPED = """
+local v = tonumber(redis.call('GET', KEYS[1])) or tonumber(ARGV[2])
+v = math.min(tonumber(ARGV[3]), math.max(tonumber(ARGV[2]), v + tonumber(ARGV[1])))
+local text = string.format('%.17g', v)
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[1], text, 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], text)
+end
+return text
+"""
 _SCRIPTS = {
     "acquire": _ACQUIRE,
     "extend": _EXTEND,
     "release": _RELEASE,
     "set_release": _SET_RELEASE,
     "incr": _INCR,
+    "add_clamped": _ADD_CLAMPED,
 }
 
 # Connection settings carried from one client to a client of the other kind.
@@ -389,6 +401,13 @@ class RedisStore:
         script = self._sync_scripts["incr"]
         return float(self._sync_run(lambda: script(keys=[self._key(key)], args=[amount, _ms(ttl)])))
 
+    def add_clamped(
+        self, key: Key, delta: float, low: float, high: float, ttl: float | None
+    ) -> float:
+        script = self._sync_scripts["add_clamped"]
+        keys, args = [self._key(key)], [delta, low, high, _ms(ttl)]
+        return float(self._sync_run(lambda: script(keys=keys, args=args)))
+
     def acquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
         script = self._sync_scripts["acquire"]
         return bool(self._sync_run(lambda: script(keys=[self._lease(key)], args=[owner, _ms(ttl)])))
@@ -472,6 +491,13 @@ class RedisStore:
 
     async def aincr(self, key: Key, amount: float, ttl: float | None) -> float:
         return float(await self._script("incr", [self._key(key)], [amount, _ms(ttl)]))
+
+    async def aadd_clamped(
+        self, key: Key, delta: float, low: float, high: float, ttl: float | None
+    ) -> float:
+        return float(
+            await self._script("add_clamped", [self._key(key)], [delta, low, high, _ms(ttl)])
+        )
 
     async def aacquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
         return bool(await self._script("acquire", [self._lease(key)], [owner, _ms(ttl)]))
