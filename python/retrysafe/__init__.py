@@ -23,6 +23,15 @@ from ._exceptions import (
     StoreError,
     ToolLoopError,
 )
+from ._guard import LoopGuard, LoopStop, current_guard
+from ._idempotent import (
+    IdempotencyHandle,
+    NotApplied,
+    current_key,
+    idempotent,
+    resolve,
+    side_effect_started,
+)
 from ._keys import IdempKey
 from ._native import canonical_json, fingerprint
 from ._retry import (
@@ -37,11 +46,24 @@ from ._retry import (
     retrying,
     with_retry,
 )
+from ._session import Session, current_session, session
 from .stores import MemoryStore, Store
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "current_guard",
+    "LoopStop",
+    "LoopGuard",
+    "session",
+    "current_session",
+    "side_effect_started",
+    "resolve",
+    "idempotent",
+    "current_key",
+    "Session",
+    "NotApplied",
+    "IdempotencyHandle",
     "RETRY_STATUSES",
     "Attempt",
     "CacheInfo",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Final, Protocol, Union, final, runtime_checkable
 
+from ._records import Claim, RecordView
+
 __all__ = ["MISS", "AsyncWatcher", "Key", "Store", "Watcher"]
 
 #: A store key: a str, or bytes (in-process caches key small calls by their canonical bytes).
@@ -94,6 +96,41 @@ class Store(Protocol):
         """Store a value, drop ``owner``'s lease and wake watchers, in one step."""
         ...
 
+    # --- idempotency records: every transition checks the fence --------------------------
+
+    def claim(
+        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+    ) -> Claim:
+        """Claim a record: start it, replay it, or report who holds it (see :class:`Claim`).
+        An expired lease is taken over when ``takeover`` (READ/IDEMPOTENT), else the record
+        turns UNKNOWN."""
+        ...
+
+    def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
+        """Extend the lease of the claim holding ``fence``; False if it was fenced out."""
+        ...
+
+    def complete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
+        """Store the result of the claim holding ``fence`` (also from UNKNOWN: the late owner
+        knows the truth); False if fenced out."""
+        ...
+
+    def release(self, key: Key, fence: int) -> bool:
+        """Remove the record of the claim holding ``fence`` (nothing was applied)."""
+        ...
+
+    def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
+        """Turn the claim holding ``fence`` UNKNOWN (cut off after it may have acted)."""
+        ...
+
+    def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
+        """Settle a record by hand: COMPLETED with ``payload`` or removed; returns the old state."""
+        ...
+
+    def record(self, key: Key) -> RecordView | None:
+        """The record under ``key``, or None."""
+        ...
+
     def watch(self, key: Key) -> AbstractContextManager[Watcher]:
         """Subscribe to the key's notifications."""
         ...
@@ -113,6 +150,13 @@ class Store(Protocol):
         self, key: Key, value: Any, ttl: float | None, owner: str
     ) -> None: ...
     def awatch(self, key: Key) -> AbstractAsyncContextManager[AsyncWatcher]: ...
+    async def aclaim(
+        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+    ) -> Claim: ...
+    async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool: ...
+    async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool: ...
+    async def arelease(self, key: Key, fence: int) -> bool: ...
+    async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool: ...
 
 
 class AsyncWatcher(Protocol):

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 
 from ._base import MISS, Key
+from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
 
 __all__ = ["MemoryStore"]
 
@@ -68,6 +69,9 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._watchers: dict[Key, set[_MemoryWatcher]] = {}
         self.evictions = 0
+        # Idempotency records: key -> fields; fences outlive their records.
+        self._records: OrderedDict[Any, dict[str, Any]] = OrderedDict()
+        self._fences: dict[Any, int] = {}
 
     def __len__(self) -> int:
         return len(self._data)
@@ -185,6 +189,132 @@ class MemoryStore:
     def set_and_release(self, key: Key, value: Any, ttl: float | None, owner: str) -> None:
         self.set(key, value, ttl)
         self.release_lease(key, owner)
+
+    # --- idempotency records -------------------------------------------------------------
+
+    def _live_record(self, key: Key, now: float) -> dict[str, Any] | None:
+        rec = self._records.get(key)
+        if rec is not None and rec["expires"] <= now:
+            del self._records[key]
+            return None
+        return rec
+
+    def claim(
+        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+    ) -> Claim:
+        now = time.monotonic()
+        with self._lock:
+            rec = self._live_record(key, now)
+            took_over = rec is not None
+            if rec is not None:
+                if rec["fp"] != fingerprint:
+                    return Claim("mismatch")
+                if rec["state"] == COMPLETED:
+                    return Claim("completed", rec["fence"], rec["payload"])
+                if rec["state"] == UNKNOWN:
+                    return Claim("unknown", rec["fence"])
+                if rec["lease"] > now:
+                    return Claim("in_progress", rec["fence"], lease_left=rec["lease"] - now)
+                if not takeover:  # a write's owner vanished mid-call: it may have acted
+                    rec.update(state=UNKNOWN, expires=now + ttl)
+                    cut_off = Claim("unknown", rec["fence"], expired_now=True)
+            if rec is None or takeover:
+                fence = self._fences.get(key, 0) + 1
+                self._fences[key] = fence
+                self._records[key] = {
+                    "state": IN_PROGRESS,
+                    "fp": fingerprint,
+                    "owner": owner,
+                    "fence": fence,
+                    "lease": now + lease,
+                    "payload": None,
+                    "expires": now + ttl,
+                }
+                self._records.move_to_end(key)
+                while len(self._records) > self.max_size:
+                    self._records.popitem(last=False)
+                    self.evictions += 1
+                return Claim("claimed", fence, takeover=took_over)
+        self._notify(key)
+        return cut_off
+
+    def _with_fence(self, key: Key, fence: int, states: tuple[str, ...]) -> dict[str, Any] | None:
+        rec = self._live_record(key, time.monotonic())
+        if rec is None or rec["fence"] != fence or rec["state"] not in states:
+            return None
+        return rec
+
+    def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
+        with self._lock:
+            rec = self._with_fence(key, fence, (IN_PROGRESS,))
+            if rec is None:
+                return False
+            rec["lease"] = time.monotonic() + lease
+        return True
+
+    def complete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
+        with self._lock:
+            rec = self._with_fence(key, fence, (IN_PROGRESS, UNKNOWN))
+            if rec is None:
+                return False
+            rec.update(state=COMPLETED, payload=payload, owner=None, expires=time.monotonic() + ttl)
+        self._notify(key)
+        return True
+
+    def release(self, key: Key, fence: int) -> bool:
+        with self._lock:
+            rec = self._with_fence(key, fence, (IN_PROGRESS,))
+            if rec is not None:
+                del self._records[key]
+        self._notify(key)
+        return rec is not None
+
+    def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
+        with self._lock:
+            rec = self._with_fence(key, fence, (IN_PROGRESS,))
+            if rec is None:
+                return False
+            rec.update(state=UNKNOWN, expires=time.monotonic() + ttl)
+        self._notify(key)
+        return True
+
+    def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
+        with self._lock:
+            rec = self._live_record(key, time.monotonic())
+            before = None if rec is None else str(rec["state"])
+            if rec is not None:
+                if applied:
+                    rec.update(
+                        state=COMPLETED, payload=payload, owner=None, expires=time.monotonic() + ttl
+                    )
+                else:
+                    del self._records[key]
+        self._notify(key)
+        return before
+
+    def record(self, key: Key) -> RecordView | None:
+        with self._lock:
+            rec = self._live_record(key, time.monotonic())
+            if rec is None:
+                return None
+            return RecordView(rec["state"], rec["fp"], rec["fence"], rec["owner"], rec["payload"])
+
+    async def aclaim(
+        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+    ) -> Claim:
+        return self.claim(key, fingerprint, owner, lease, ttl, takeover)
+
+    async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
+        return self.heartbeat(key, fence, lease)
+
+    async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
+        return self.complete(key, fence, payload, ttl)
+
+    async def arelease(self, key: Key, fence: int) -> bool:
+        return self.release(key, fence)
+
+    async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
+        return self.mark_unknown(key, fence, ttl)
 
     # --- notifications ----------------------------------------------------------------------
 

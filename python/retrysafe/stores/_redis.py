@@ -16,6 +16,7 @@ import orjson
 
 from .._exceptions import StoreError
 from ._base import MISS, Key
+from ._records import Claim, RecordView
 
 __all__ = ["RedisStore", "Serializer"]
 
@@ -91,6 +92,100 @@ else
 end
 return text
 """
+# Idempotency records: a hash per record; the fence counter outlives it. Lease deadlines
+# come from the server's clock (TIME), never the clients'.
+_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)"
+_CLAIM = (
+    _NOW
+    + """
+-- KEYS: record, fence | ARGV: fp, owner, lease_ms, ttl_ms, takeover, channel
+local state = redis.call('HGET', KEYS[1], 'state')
+local took_over = 0
+if state then
+  if redis.call('HGET', KEYS[1], 'fp') ~= ARGV[1] then return {'mismatch'} end
+  local fence = redis.call('HGET', KEYS[1], 'fence')
+  if state == 'completed' then return {'completed', fence, redis.call('HGET', KEYS[1], 'payload')} end
+  if state == 'unknown' then return {'unknown', fence} end
+  local lease = tonumber(redis.call('HGET', KEYS[1], 'lease'))
+  if lease > now then return {'in_progress', fence, tostring(lease - now)} end
+  if ARGV[5] ~= '1' then
+    redis.call('HSET', KEYS[1], 'state', 'unknown')
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+    redis.call('PUBLISH', ARGV[6], 'unknown')
+    return {'unknown', fence, 'expired'}
+  end
+  took_over = 1
+end
+local fence = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], math.max(tonumber(ARGV[4]), 86400000) * 2)
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'state', 'in_progress', 'fp', ARGV[1], 'owner', ARGV[2],
+  'fence', fence, 'lease', now + tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {'claimed', tostring(fence), tostring(took_over)}
+"""
+)
+_FENCED = """
+local fence = redis.call('HGET', KEYS[1], 'fence')
+local state = redis.call('HGET', KEYS[1], 'state')
+if fence ~= ARGV[1] then return 0 end
+"""
+_HEARTBEAT = (
+    _NOW
+    + _FENCED
+    + """
+if state ~= 'in_progress' then return 0 end
+redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[2]))
+return 1
+"""
+)
+_COMPLETE = (
+    _FENCED
+    + """
+-- ARGV: fence, payload, ttl_ms, channel
+if state ~= 'in_progress' and state ~= 'unknown' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'completed', 'payload', ARGV[2])
+redis.call('HDEL', KEYS[1], 'owner', 'lease')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], 'completed')
+return 1
+"""
+)
+_RELEASE_RECORD = (
+    _FENCED
+    + """
+-- ARGV: fence, channel
+if state ~= 'in_progress' then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], 'released')
+return 1
+"""
+)
+_MARK_UNKNOWN = (
+    _FENCED
+    + """
+-- ARGV: fence, ttl_ms, channel
+if state ~= 'in_progress' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'unknown')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], 'unknown')
+return 1
+"""
+)
+_RESOLVE = """
+-- ARGV: applied, payload, ttl_ms, channel
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return false end
+if ARGV[1] == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'completed', 'payload', ARGV[2])
+  redis.call('HDEL', KEYS[1], 'owner', 'lease')
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+else
+  redis.call('DEL', KEYS[1])
+end
+redis.call('PUBLISH', ARGV[4], 'resolved')
+return state
+"""
 _SCRIPTS = {
     "acquire": _ACQUIRE,
     "extend": _EXTEND,
@@ -98,6 +193,12 @@ _SCRIPTS = {
     "set_release": _SET_RELEASE,
     "incr": _INCR,
     "add_clamped": _ADD_CLAMPED,
+    "claim": _CLAIM,
+    "heartbeat": _HEARTBEAT,
+    "complete": _COMPLETE,
+    "release_record": _RELEASE_RECORD,
+    "mark_unknown": _MARK_UNKNOWN,
+    "resolve": _RESOLVE,
 }
 
 # Connection settings carried from one client to a client of the other kind.
@@ -433,6 +534,115 @@ class RedisStore:
                 args=[data, _ms(ttl), owner, self._channel(key)],
             )
         )
+
+    # --- idempotency records -------------------------------------------------------------
+
+    def _record(self, key: Key) -> str:
+        return f"{self.prefix}:{{{self._text(key)}}}:rec"
+
+    def _fence(self, key: Key) -> str:
+        return f"{self.prefix}:{{{self._text(key)}}}:fence"
+
+    def _claim_args(
+        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+    ) -> tuple[list[str], list[Any]]:
+        keys = [self._record(key), self._fence(key)]
+        args = [
+            fingerprint,
+            owner,
+            _ms(lease),
+            _ms(ttl),
+            "1" if takeover else "0",
+            self._channel(key),
+        ]
+        return keys, args
+
+    def _to_claim(self, key: Key, raw: list[Any]) -> Claim:
+        status = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
+        fence = int(raw[1]) if len(raw) > 1 else 0
+        if status == "completed":
+            payload = self._load(key, raw[2])
+            if payload is MISS:
+                raise StoreError(f"the stored result under {self._record(key)} is unreadable")
+            return Claim(status, fence, payload)
+        if status == "in_progress":
+            return Claim(status, fence, lease_left=int(raw[2]) / 1000)
+        if status == "unknown":
+            return Claim(status, fence, expired_now=len(raw) > 2)
+        if status == "claimed":
+            return Claim(status, fence, takeover=raw[2] in (b"1", "1", 1))
+        return Claim(status)
+
+    def claim(
+        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+    ) -> Claim:
+        keys, args = self._claim_args(key, fingerprint, owner, lease, ttl, takeover)
+        script = self._sync_scripts["claim"]
+        return self._to_claim(key, self._sync_run(lambda: script(keys=keys, args=args)))
+
+    def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
+        script = self._sync_scripts["heartbeat"]
+        return bool(
+            self._sync_run(lambda: script(keys=[self._record(key)], args=[fence, _ms(lease)]))
+        )
+
+    def complete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
+        data = self._dump(payload)
+        script = self._sync_scripts["complete"]
+        args = [fence, data, _ms(ttl), self._channel(key)]
+        return bool(self._sync_run(lambda: script(keys=[self._record(key)], args=args)))
+
+    def release(self, key: Key, fence: int) -> bool:
+        script = self._sync_scripts["release_record"]
+        args = [fence, self._channel(key)]
+        return bool(self._sync_run(lambda: script(keys=[self._record(key)], args=args)))
+
+    def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
+        script = self._sync_scripts["mark_unknown"]
+        args = [fence, _ms(ttl), self._channel(key)]
+        return bool(self._sync_run(lambda: script(keys=[self._record(key)], args=args)))
+
+    def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
+        data = self._dump(payload) if applied else b""
+        script = self._sync_scripts["resolve"]
+        args = ["1" if applied else "0", data, _ms(ttl), self._channel(key)]
+        before = self._sync_run(lambda: script(keys=[self._record(key)], args=args))
+        return before.decode() if isinstance(before, bytes) else before
+
+    def record(self, key: Key) -> RecordView | None:
+        fields = self._sync_run(lambda: self._sync.hgetall(self._record(key)))
+        if not fields:
+            return None
+        owner = fields.get(b"owner")
+        payload = self._load(key, fields[b"payload"]) if b"payload" in fields else None
+        return RecordView(
+            fields[b"state"].decode(),
+            fields[b"fp"].decode(),
+            int(fields[b"fence"]),
+            owner.decode() if owner else None,
+            None if payload is MISS else payload,
+        )
+
+    async def aclaim(
+        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+    ) -> Claim:
+        keys, args = self._claim_args(key, fingerprint, owner, lease, ttl, takeover)
+        return self._to_claim(key, await self._script("claim", keys, args))
+
+    async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
+        return bool(await self._script("heartbeat", [self._record(key)], [fence, _ms(lease)]))
+
+    async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
+        args = [fence, self._dump(payload), _ms(ttl), self._channel(key)]
+        return bool(await self._script("complete", [self._record(key)], args))
+
+    async def arelease(self, key: Key, fence: int) -> bool:
+        args = [fence, self._channel(key)]
+        return bool(await self._script("release_record", [self._record(key)], args))
+
+    async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
+        args = [fence, _ms(ttl), self._channel(key)]
+        return bool(await self._script("mark_unknown", [self._record(key)], args))
 
     @contextmanager
     def watch(self, key: Key) -> Iterator[_SyncWatcher]:

@@ -1,0 +1,500 @@
+"""@idempotent: run a write at most once per key, replay its result to every retry.
+
+The record state machine (ABSENT -> IN_PROGRESS -> COMPLETED | UNKNOWN) lives in the store;
+every transition is compare-and-set on a fence that grows with each claim. If the store is
+unreachable the call fails closed with StoreError: a write never runs unprotected.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import time
+import uuid
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+import anyio
+
+from ._classify import status_of
+from ._effects import Effect, get_effect
+from ._exceptions import (
+    IdempotencyInProgressError,
+    IdempotencyKeyMismatchError,
+    LeaseLostError,
+    OutcomeUnknownError,
+    RetrysafeError,
+    StoreError,
+)
+from ._keys import IdempKey
+from ._native import fingerprint
+from ._retry import _is_async, _name_of
+from ._session import current_session
+from .stores import Store, resolve_store
+from .stores._records import Claim
+
+if TYPE_CHECKING:
+    from typing_extensions import ParamSpec
+
+    P = ParamSpec("P")
+
+__all__ = [
+    "IdempotencyHandle",
+    "NotApplied",
+    "current_key",
+    "idempotent",
+    "resolve",
+    "side_effect_started",
+]
+
+T = TypeVar("T")
+KEY_PARAM = "idempotency_key"
+_UNSET: Any = object()
+
+
+class NotApplied(RetrysafeError):
+    """Raise it from a tool (``raise NotApplied(...) from error``) to say the side effect did
+    not happen: the record is released, and a retry runs the tool again."""
+
+    llm_hint = "The operation was not performed; it is safe to try again."
+
+
+class _CallState:
+    __slots__ = ("key", "started")
+
+    def __init__(self, key: IdempKey, started: bool) -> None:
+        self.key = key
+        self.started = started
+
+
+_STATE: ContextVar[_CallState | None] = ContextVar("retrysafe_idempotent_call", default=None)
+
+
+def current_key() -> IdempKey | None:
+    """The idempotency key of the ``@idempotent`` call running in this context, or None.
+
+    Send ``str(current_key())`` as the remote's Idempotency-Key header.
+    """
+    state = _STATE.get()
+    return None if state is None else state.key
+
+
+def side_effect_started() -> None:
+    """Inside an ``@idempotent(checkpoint=True)`` tool: mark the point after which the side
+    effect may have happened (call it right before sending the request). A failure before
+    it releases the record; an ambiguous failure after it leaves the outcome UNKNOWN."""
+    state = _STATE.get()
+    if state is None:
+        raise RuntimeError("side_effect_started() is only meaningful inside an @idempotent call")
+    state.started = True
+
+
+def _not_applied(exc: BaseException) -> bool:
+    """A definite "no" from the remote: it did not act."""
+    if isinstance(exc, NotApplied):
+        return True
+    status = status_of(exc)
+    return status is not None and 400 <= status < 500 and status not in (408, 409)
+
+
+class IdempotencyHandle:
+    """``fn.idempotency``: the key of a call, its record, and settling UNKNOWN outcomes."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        kind: Effect,
+        scope: str | None,
+        store: Store,
+        ttl_seconds: float,
+        unknown_ttl_seconds: float,
+        lease_seconds: float,
+        wait_seconds: float,
+        key: Callable[..., Any] | None,
+        checkpoint: bool,
+    ) -> None:
+        self.fn = fn
+        self.tool = _name_of(fn)
+        self.effect = kind
+        self.scope = scope
+        self.store = store
+        self.ttl = ttl_seconds
+        self.unknown_ttl = unknown_ttl_seconds
+        self.lease = lease_seconds
+        self.wait = wait_seconds
+        self._key_fn = key
+        self.checkpoint = checkpoint
+        self.takeover = kind in (Effect.READ, Effect.IDEMPOTENT)
+        self._signature = inspect.signature(fn)
+        params = list(self._signature.parameters)
+        self._skip = params[0] if params and params[0] in ("self", "cls") else None
+        self._passes_key = KEY_PARAM in self._signature.parameters
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        if self._skip is not None:
+            arguments.pop(self._skip, None)
+        given_key = arguments.pop(KEY_PARAM, None)
+        return arguments, given_key
+
+    def _scope(self) -> str:
+        sess = current_session()
+        base = self.scope or self.tool
+        return f"{sess.scope}:{base}" if sess is not None else base
+
+    def key_for(self, *args: Any, **kwargs: Any) -> IdempKey:
+        """The idempotency key this call would use."""
+        return self._resolve_key(args, kwargs)[0]
+
+    def _resolve_key(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[IdempKey, str, str]:
+        arguments, given = self._bind(args, kwargs)
+        digest = fingerprint(arguments)
+        if given is not None:
+            key = given if isinstance(given, IdempKey) else IdempKey.explicit(str(given))
+        elif self._key_fn is not None:
+            made = self._key_fn(*args, **kwargs)
+            key = made if isinstance(made, IdempKey) else IdempKey.explicit(str(made))
+        else:
+            key = IdempKey.for_args(scope=self._scope(), args=arguments)
+        record_key = f"idem:{self.tool}:{key.hex}"
+        return key, record_key, digest
+
+    # --- settling ---------------------------------------------------------------------------
+
+    def resolve(
+        self, key: IdempKey, *, applied: Any = _UNSET, not_applied: bool = False
+    ) -> str | None:
+        """Settle an UNKNOWN (or any) record: ``applied=result`` stores the result to replay,
+        ``not_applied=True`` removes the record so the call can run again. Returns the state
+        the record had."""
+        if (applied is _UNSET) == (not not_applied):
+            raise ValueError("resolve() takes exactly one of applied=... or not_applied=True")
+        record_key = f"idem:{self.tool}:{key.hex}"
+        return self.store.resolve(
+            record_key, None if not_applied else applied, not not_applied, self.ttl
+        )
+
+    def record(self, key: IdempKey) -> Any:
+        """The stored record of ``key`` (state, fence, payload), or None."""
+        return self.store.record(f"idem:{self.tool}:{key.hex}")
+
+    # --- outcomes ---------------------------------------------------------------------------
+
+    def _unknown(
+        self, key: IdempKey, record_key: str, cause: BaseException | None
+    ) -> OutcomeUnknownError:
+        err = OutcomeUnknownError(
+            f"{self.tool}: the outcome of the call with key {key} is unknown (it may have been "
+            "applied); resolve it before trying again",
+            key=key,
+            tool=self.tool,
+        )
+        err.record_key = record_key  # type: ignore[attr-defined]
+        err.handle = self  # type: ignore[attr-defined]
+        err.__cause__ = cause
+        return err
+
+    def _claim_outcome(self, claim: Claim, key: IdempKey, record_key: str) -> tuple[bool, Any]:
+        """(True, payload) to replay; (False, None) to keep waiting; raises otherwise."""
+        status = claim.status
+        if status == "completed":
+            return True, claim.payload
+        if status == "mismatch":
+            raise IdempotencyKeyMismatchError(
+                f"{self.tool}: key {key} was already used with different arguments", key=key
+            )
+        if status == "unknown":
+            raise self._unknown(key, record_key, None)
+        return False, None
+
+    def _in_progress(self, key: IdempKey) -> IdempotencyInProgressError:
+        return IdempotencyInProgressError(
+            f"{self.tool}: the call with key {key} is still running elsewhere after {self.wait:g}s",
+            key=key,
+        )
+
+    def _kwargs_with_key(self, kwargs: dict[str, Any], key: IdempKey) -> dict[str, Any]:
+        if self._passes_key and kwargs.get(KEY_PARAM) is None:
+            return {**kwargs, KEY_PARAM: str(key)}
+        return kwargs
+
+    def _after_error(self, exc: BaseException, state: _CallState) -> str:
+        """'release' or 'unknown' for a failed run."""
+        if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt
+            return "unknown" if self.effect.repeats_side_effect and state.started else "release"
+        if not self.effect.repeats_side_effect or not state.started or _not_applied(exc):
+            return "release"
+        return "unknown"
+
+    # --- async ------------------------------------------------------------------------------
+
+    async def acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        key, record_key, digest = self._resolve_key(args, kwargs)
+        store = self.store
+        owner = uuid.uuid4().hex
+        give_up_at = time.monotonic() + self.wait
+        delay = 0.01
+        while True:
+            claim = await store.aclaim(
+                record_key, digest, owner, self.lease, self.ttl, self.takeover
+            )
+            if claim.status == "claimed":
+                return await self._arun(key, record_key, claim.fence, args, kwargs)
+            done, payload = self._claim_outcome(claim, key, record_key)
+            if done:
+                return payload
+            if time.monotonic() >= give_up_at:
+                raise self._in_progress(key)
+            async with store.awatch(record_key) as watcher:
+                again = await store.aclaim(
+                    record_key, digest, owner, self.lease, self.ttl, self.takeover
+                )
+                if again.status == "claimed":
+                    return await self._arun(key, record_key, again.fence, args, kwargs)
+                done, payload = self._claim_outcome(again, key, record_key)
+                if done:
+                    return payload
+                left = give_up_at - time.monotonic()
+                await watcher.wait(max(0.0, min(delay, left, again.lease_left or delay)))
+            delay = min(delay * 2, 0.5)
+
+    async def _arun(
+        self,
+        key: IdempKey,
+        record_key: str,
+        fence: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        store = self.store
+        state = _CallState(key, started=not self.checkpoint)
+        token = _STATE.set(state)
+        value: Any = None
+        error: Exception | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._aheartbeat, record_key, fence)
+                try:
+                    value = await self.fn(*args, **self._kwargs_with_key(kwargs, key))
+                except Exception as exc:
+                    error = exc
+                finally:
+                    tg.cancel_scope.cancel()
+        except BaseException as exc:  # cancelled mid-call
+            with anyio.CancelScope(shield=True):
+                await self._asettle_failure(exc, state, record_key, fence)
+            raise
+        finally:
+            _STATE.reset(token)
+        if error is not None:
+            if await self._asettle_failure(error, state, record_key, fence) == "unknown":
+                raise self._unknown(key, record_key, error)
+            raise error
+        if not await store.acomplete(record_key, fence, value, self.ttl):
+            raise LeaseLostError(
+                f"{self.tool}: the lease on key {key} was lost (taken over); the result was not stored",
+                key=key,
+            )
+        return value
+
+    async def _asettle_failure(
+        self, exc: BaseException, state: _CallState, record_key: str, fence: int
+    ) -> str:
+        outcome = self._after_error(exc, state)
+        try:
+            if outcome == "release":
+                await self.store.arelease(record_key, fence)
+            else:
+                await self.store.amark_unknown(record_key, fence, self.unknown_ttl)
+        except StoreError:
+            pass  # the lease runs out; the next claim applies the expired-lease rule
+        return outcome
+
+    async def _aheartbeat(self, record_key: str, fence: int) -> None:
+        while True:
+            await anyio.sleep(self.lease / 3)
+            try:
+                if not await self.store.aheartbeat(record_key, fence, self.lease):
+                    return
+            except StoreError:
+                return
+
+    # --- sync -------------------------------------------------------------------------------
+
+    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        key, record_key, digest = self._resolve_key(args, kwargs)
+        store = self.store
+        owner = uuid.uuid4().hex
+        give_up_at = time.monotonic() + self.wait
+        delay = 0.01
+        while True:
+            claim = store.claim(record_key, digest, owner, self.lease, self.ttl, self.takeover)
+            if claim.status == "claimed":
+                return self._run(key, record_key, claim.fence, args, kwargs)
+            done, payload = self._claim_outcome(claim, key, record_key)
+            if done:
+                return payload
+            if time.monotonic() >= give_up_at:
+                raise self._in_progress(key)
+            with store.watch(record_key) as watcher:
+                again = store.claim(record_key, digest, owner, self.lease, self.ttl, self.takeover)
+                if again.status == "claimed":
+                    return self._run(key, record_key, again.fence, args, kwargs)
+                done, payload = self._claim_outcome(again, key, record_key)
+                if done:
+                    return payload
+                left = give_up_at - time.monotonic()
+                watcher.wait(max(0.0, min(delay, left, again.lease_left or delay)))
+            delay = min(delay * 2, 0.5)
+
+    def _run(
+        self,
+        key: IdempKey,
+        record_key: str,
+        fence: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        store = self.store
+        state = _CallState(key, started=not self.checkpoint)
+        token = _STATE.set(state)
+        stop = threading.Event()
+
+        def heartbeat() -> None:
+            while not stop.wait(self.lease / 3):
+                try:
+                    if not store.heartbeat(record_key, fence, self.lease):
+                        return
+                except StoreError:
+                    return
+
+        beat = threading.Thread(target=heartbeat, name="retrysafe-record-lease", daemon=True)
+        beat.start()
+        try:
+            value = self.fn(*args, **self._kwargs_with_key(kwargs, key))
+        except BaseException as exc:
+            stop.set()
+            outcome = self._after_error(exc, state)
+            try:
+                if outcome == "release":
+                    store.release(record_key, fence)
+                else:
+                    store.mark_unknown(record_key, fence, self.unknown_ttl)
+            except StoreError:
+                pass
+            if outcome == "unknown" and isinstance(exc, Exception):
+                raise self._unknown(key, record_key, exc) from exc
+            raise
+        finally:
+            stop.set()
+            _STATE.reset(token)
+        if not store.complete(record_key, fence, value, self.ttl):
+            raise LeaseLostError(
+                f"{self.tool}: the lease on key {key} was lost (taken over); the result was not stored",
+                key=key,
+            )
+        return value
+
+
+def idempotent(
+    fn: Any = None,
+    /,
+    *,
+    scope: str | None = None,
+    store: Any = None,
+    ttl_seconds: float = 86400,
+    lease_seconds: float = 30,
+    wait_seconds: float = 30,
+    key: Callable[..., Any] | None = None,
+    effect: Effect | str | None = None,
+    checkpoint: bool = False,
+    unknown_ttl_seconds: float = 259200,
+) -> Any:
+    """Run a tool at most once per idempotency key; retries get the stored result.
+
+    ``@idempotent`` or ``@idempotent(scope=..., store=..., ...)`` on async or sync functions.
+
+    - The key: ``IdempKey.for_args`` over the current session, ``scope`` (default: the tool's
+      name) and the bound arguments; or an explicit key from ``key=`` (a callable given the
+      call's arguments) or from the caller's ``idempotency_key=`` argument.
+    - The tool receives its key as ``idempotency_key=`` when it declares that parameter, and
+      always through :func:`current_key`.
+    - ``effect``: defaults to the tool's tag; untagged counts as DESTRUCTIVE. READ and
+      IDEMPOTENT records whose owner vanished are taken over; WRITE/DESTRUCTIVE ones turn
+      UNKNOWN (:class:`OutcomeUnknownError`), never silently re-run.
+    - ``checkpoint=True``: the tool calls :func:`side_effect_started` before acting; failures
+      before that point release the record.
+    - ``ttl_seconds``: how long a result is replayed; ``lease_seconds``: the owner's lease
+      (renewed while it runs); ``wait_seconds``: how long a concurrent caller waits for the
+      owner before :class:`IdempotencyInProgressError`.
+
+    The store is an in-process ``MemoryStore`` by default; use Redis for a swarm. If the store
+    fails, the call fails closed with :class:`StoreError`.
+    """
+
+    def decorate(func: Any) -> Any:
+        if not callable(func):
+            raise TypeError(f"idempotent needs a callable, got {func!r}")
+        for name, value in (
+            ("ttl_seconds", ttl_seconds),
+            ("lease_seconds", lease_seconds),
+            ("wait_seconds", wait_seconds),
+            ("unknown_ttl_seconds", unknown_ttl_seconds),
+        ):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"idempotent: {name} must be a positive number, got {value!r}")
+        kind = (
+            Effect.parse(effect) if effect is not None else (get_effect(func) or Effect.DESTRUCTIVE)
+        )
+        handle = IdempotencyHandle(
+            func,
+            kind=kind,
+            scope=scope,
+            store=resolve_store(store),
+            ttl_seconds=ttl_seconds,
+            unknown_ttl_seconds=unknown_ttl_seconds,
+            lease_seconds=lease_seconds,
+            wait_seconds=wait_seconds,
+            key=key,
+            checkpoint=checkpoint,
+        )
+        if _is_async(func):
+
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await handle.acall(args, kwargs)
+
+            wrapper: Any = functools.wraps(func)(async_wrapper)
+        else:
+
+            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return handle.call(args, kwargs)
+
+            wrapper = functools.wraps(func)(sync_wrapper)
+        wrapper.idempotency = handle
+        return wrapper
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+def resolve(
+    error: OutcomeUnknownError, *, applied: Any = _UNSET, not_applied: bool = False
+) -> str | None:
+    """Settle the UNKNOWN outcome an :class:`OutcomeUnknownError` reported.
+
+    ``resolve(err, applied=result)``: it happened; retries now replay ``result``.
+    ``resolve(err, not_applied=True)``: it did not; the next call runs the tool.
+    """
+    handle = getattr(error, "handle", None)
+    if not isinstance(handle, IdempotencyHandle) or not isinstance(error.key, IdempKey):
+        raise TypeError("resolve() takes an OutcomeUnknownError raised by an @idempotent tool")
+    return handle.resolve(error.key, applied=applied, not_applied=not_applied)
