@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import anyio
 
+from ._cache import _Flight, _flights, _SyncFlight
 from ._classify import status_of
 from ._effects import Effect, get_effect
 from ._exceptions import (
@@ -131,6 +132,8 @@ class IdempotencyHandle:
         params = list(self._signature.parameters)
         self._skip = params[0] if params and params[0] in ("self", "cls") else None
         self._passes_key = KEY_PARAM in self._signature.parameters
+        self._lock = threading.Lock()
+        self._sync_flights: dict[str, _SyncFlight] = {}
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -164,8 +167,14 @@ class IdempotencyHandle:
             key = made if isinstance(made, IdempKey) else IdempKey.explicit(str(made))
         else:
             key = IdempKey.for_args(scope=self._scope(), args=arguments)
-        record_key = f"idem:{self.tool}:{key.hex}"
-        return key, record_key, digest
+        return key, self._record_key(key), digest
+
+    def _record_key(self, key: IdempKey) -> str:
+        # A derived key already hashes its scope; an explicit one is namespaced by the tool's
+        # scope, so "order-1" of two different tools never meets.
+        if key.scope is not None:
+            return f"idem:{key.hex}"
+        return f"idem:{self.scope or self.tool}:{key.hex}"
 
     # --- settling ---------------------------------------------------------------------------
 
@@ -177,14 +186,13 @@ class IdempotencyHandle:
         the record had."""
         if (applied is _UNSET) == (not not_applied):
             raise ValueError("resolve() takes exactly one of applied=... or not_applied=True")
-        record_key = f"idem:{self.tool}:{key.hex}"
         return self.store.resolve(
-            record_key, None if not_applied else applied, not not_applied, self.ttl
+            self._record_key(key), None if not_applied else applied, not not_applied, self.ttl
         )
 
     def record(self, key: IdempKey) -> Any:
         """The stored record of ``key`` (state, fence, payload), or None."""
-        return self.store.record(f"idem:{self.tool}:{key.hex}")
+        return self.store.record(self._record_key(key))
 
     # --- outcomes ---------------------------------------------------------------------------
 
@@ -238,6 +246,44 @@ class IdempotencyHandle:
 
     async def acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         key, record_key, digest = self._resolve_key(args, kwargs)
+        # Identical calls in this event loop wait here for one of them; only that one goes
+        # to the store (a burst never holds a store connection per caller).
+        flights = _flights()
+        fk = (id(self), record_key)
+        give_up_at = time.monotonic() + self.wait
+        while (flight := flights.get(fk)) is not None:
+            with anyio.move_on_after(max(0.0, give_up_at - time.monotonic())):
+                await flight.event.wait()
+            if not flight.event.is_set():
+                raise self._in_progress(key)
+            if flight.done:
+                return flight.value
+            if flight.error is not None:
+                raise flight.error
+        flight = _Flight()
+        flights[fk] = flight
+        try:
+            value = await self._aclaim_and_run(key, record_key, digest, args, kwargs)
+        except Exception as exc:
+            flight.error = exc
+            raise
+        else:
+            flight.value = value
+            flight.done = True
+            return value
+        finally:
+            if flights.get(fk) is flight:
+                del flights[fk]
+            flight.event.set()
+
+    async def _aclaim_and_run(
+        self,
+        key: IdempKey,
+        record_key: str,
+        digest: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
         store = self.store
         owner = uuid.uuid4().hex
         give_up_at = time.monotonic() + self.wait
@@ -331,6 +377,46 @@ class IdempotencyHandle:
 
     def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         key, record_key, digest = self._resolve_key(args, kwargs)
+        give_up_at = time.monotonic() + self.wait
+        while True:
+            with self._lock:
+                flight = self._sync_flights.get(record_key)
+                leader = flight is None
+                if leader:
+                    flight = _SyncFlight()
+                    self._sync_flights[record_key] = flight
+            assert flight is not None
+            if leader:
+                break
+            if not flight.event.wait(max(0.0, give_up_at - time.monotonic())):
+                raise self._in_progress(key)
+            if flight.done:
+                return flight.value
+            if isinstance(flight.error, Exception):
+                raise flight.error
+        try:
+            value = self._claim_and_run(key, record_key, digest, args, kwargs)
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        else:
+            flight.value = value
+            flight.done = True
+            return value
+        finally:
+            with self._lock:
+                if self._sync_flights.get(record_key) is flight:
+                    del self._sync_flights[record_key]
+            flight.event.set()
+
+    def _claim_and_run(
+        self,
+        key: IdempKey,
+        record_key: str,
+        digest: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
         store = self.store
         owner = uuid.uuid4().hex
         give_up_at = time.monotonic() + self.wait

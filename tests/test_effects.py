@@ -1,0 +1,106 @@
+"""Effect tags, MCP annotations, sessions."""
+
+from __future__ import annotations
+
+import functools
+
+import anyio
+import pytest
+
+from retrysafe import (
+    Effect,
+    current_session,
+    effect,
+    effect_from_mcp,
+    get_effect,
+    mcp_annotations,
+    session,
+)
+
+
+def test_parse_is_case_insensitive_and_strict() -> None:
+    """'Write', ' READ ' parse; unknown names are refused, naming the choices."""
+    assert Effect.WRITE is Effect.parse("Write")
+    assert Effect.READ is Effect.parse(" READ ")
+    assert "write" == str(Effect.WRITE)
+    with pytest.raises(
+        ValueError, match="unknown effect 'mutate'.*read, idempotent, write, destructive"
+    ):
+        Effect.parse("mutate")
+
+
+def test_tagging_keeps_the_function_and_follows_wrappers() -> None:
+    """@effect returns the same function; get_effect sees through functools.wraps."""
+
+    async def send(to: str) -> None: ...
+
+    tagged = effect("write")(send)
+    assert tagged is send
+    assert Effect.WRITE is get_effect(send)
+
+    @functools.wraps(send)
+    async def wrapper(to: str) -> None: ...
+
+    assert Effect.WRITE is get_effect(wrapper)
+    assert get_effect(lambda: None) is None
+    with pytest.raises(ValueError, match="already tagged write"):
+        effect(Effect.READ)(send)
+
+
+def test_methods_can_be_tagged() -> None:
+    """Methods, staticmethods and classmethods carry their tag."""
+
+    class Tools:
+        @effect(Effect.READ)
+        def a(self) -> None: ...
+
+        @staticmethod
+        @effect(Effect.DESTRUCTIVE)
+        def b() -> None: ...
+
+    assert Effect.READ is get_effect(Tools().a)
+    assert Effect.DESTRUCTIVE is get_effect(Tools.b)
+
+
+@pytest.mark.parametrize("kind", list(Effect))
+def test_mcp_round_trip(kind: Effect) -> None:
+    """mcp_annotations and effect_from_mcp are inverse for every effect."""
+    assert kind is effect_from_mcp(mcp_annotations(kind))
+
+
+def test_mcp_defaults() -> None:
+    """Missing hints take MCP's defaults: not read-only, destructive; untagged is DESTRUCTIVE."""
+    assert Effect.DESTRUCTIVE is effect_from_mcp({})
+    assert Effect.WRITE is effect_from_mcp({"destructiveHint": False})
+    assert Effect.IDEMPOTENT is effect_from_mcp({"destructiveHint": False, "idempotentHint": True})
+    assert Effect.READ is effect_from_mcp({"readOnlyHint": True, "destructiveHint": True})
+    assert {
+        "readOnlyHint": False,
+        "destructiveHint": True,
+        "idempotentHint": False,
+        "openWorldHint": True,
+    } == (mcp_annotations(lambda: None))
+
+
+@pytest.mark.anyio
+async def test_sessions_are_context_local() -> None:
+    """Concurrent tasks each see their own session; async and sync forms nest and restore."""
+    seen: dict[str, str | None] = {}
+
+    async def agent(name: str) -> None:
+        async with session(name, tenant="acme"):
+            await anyio.sleep(0.01)
+            s = current_session()
+            seen[name] = s.scope if s else None
+
+    async with anyio.create_task_group() as tg:
+        for name in ("a", "b", "c"):
+            tg.start_soon(agent, name)
+    assert {"a": "acme/a", "b": "acme/b", "c": "acme/c"} == seen
+    assert current_session() is None
+    with session("outer"):
+        with session("inner"):
+            assert "inner" == current_session().id  # type: ignore[union-attr]
+        assert "outer" == current_session().id  # type: ignore[union-attr]
+    with pytest.raises(ValueError):
+        session("")

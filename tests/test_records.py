@@ -1,0 +1,148 @@
+"""The record state machine of both stores against a simple model (hypothesis)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from retrysafe.stores import MemoryStore, RedisStore, Store
+
+KEYS = ["k1", "k2"]
+FPS = ["fp-a", "fp-b"]
+LEASE = 0.15  # short enough to expire within a run, long next to a step (~1 ms)
+
+
+class RecordMachine(RuleBasedStateMachine):
+    """Each rule performs a transition on the real store and on the model; they must agree.
+
+    Model per key: None (absent) or {state, fp, fence, payload, lease_until}. Lease expiry is
+    modelled by the rule `wait` sleeping past LEASE and marking every lease expired.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stores: list[Store] = [MemoryStore()]
+        url = os.environ.get("REDIS_URL")
+        if url:
+            self.stores.append(RedisStore(url, prefix=f"sm-{uuid.uuid4().hex[:8]}"))
+        self.model: dict[str, dict[str, Any] | None] = {k: None for k in KEYS}
+        self.fences: dict[str, int] = {k: 0 for k in KEYS}
+        self.expired: set[str] = set()
+
+    def teardown(self) -> None:
+        for store in self.stores:
+            store.clear("")
+            if isinstance(store, RedisStore):
+                store.close()
+
+    def _all(self, op: str, *args: Any) -> list[Any]:
+        results = [getattr(store, op)(*args) for store in self.stores]
+        assert all(r == results[0] for r in results), f"stores disagree on {op}{args}: {results}"
+        return results
+
+    @rule(key=st.sampled_from(KEYS), fp=st.sampled_from(FPS), takeover=st.booleans())
+    def claim(self, key: str, fp: str, takeover: bool) -> None:
+        outcomes = [store.claim(key, fp, "owner", LEASE, 60, takeover) for store in self.stores]
+        rec = self.model[key]
+        for claim in outcomes:
+            if rec is None:
+                assert "claimed" == claim.status
+            elif rec["fp"] != fp:
+                assert "mismatch" == claim.status
+            elif rec["state"] == "completed":
+                assert ("completed", rec["payload"]) == (claim.status, claim.payload)
+            elif rec["state"] == "unknown":
+                assert "unknown" == claim.status
+            elif key not in self.expired:
+                assert "in_progress" == claim.status
+            elif takeover:
+                assert "claimed" == claim.status and claim.takeover
+            else:
+                assert "unknown" == claim.status and claim.expired_now
+        # the model follows
+        claim = outcomes[0]
+        if claim.status == "claimed":
+            self.fences[key] += 1
+            assert self.fences[key] == claim.fence
+            self.model[key] = {
+                "state": "in_progress",
+                "fp": fp,
+                "fence": claim.fence,
+                "payload": None,
+            }
+            self.expired.discard(key)
+        elif claim.status == "unknown" and rec is not None and rec["state"] == "in_progress":
+            rec["state"] = "unknown"
+
+    @precondition(lambda self: any(r is not None for r in self.model.values()))
+    @rule(key=st.sampled_from(KEYS), stale=st.booleans(), payload=st.integers(0, 9))
+    def complete(self, key: str, stale: bool, payload: int) -> None:
+        rec = self.model[key]
+        fence = (rec["fence"] if rec else 0) - (1 if stale else 0)
+        [ok] = set(self._all("complete", key, fence, payload, 60))
+        expect = rec is not None and not stale and rec["state"] in ("in_progress", "unknown")
+        assert expect == ok
+        if ok and rec is not None:
+            rec.update(state="completed", payload=payload)
+
+    @precondition(lambda self: any(r is not None for r in self.model.values()))
+    @rule(key=st.sampled_from(KEYS), stale=st.booleans())
+    def release(self, key: str, stale: bool) -> None:
+        rec = self.model[key]
+        fence = (rec["fence"] if rec else 0) - (1 if stale else 0)
+        [ok] = set(self._all("release", key, fence))
+        assert (rec is not None and not stale and rec["state"] == "in_progress") == ok
+        if ok:
+            self.model[key] = None
+
+    @precondition(lambda self: any(r is not None for r in self.model.values()))
+    @rule(key=st.sampled_from(KEYS), stale=st.booleans())
+    def mark_unknown(self, key: str, stale: bool) -> None:
+        rec = self.model[key]
+        fence = (rec["fence"] if rec else 0) - (1 if stale else 0)
+        [ok] = set(self._all("mark_unknown", key, fence, 60))
+        assert (rec is not None and not stale and rec["state"] == "in_progress") == ok
+        if ok and rec is not None:
+            rec["state"] = "unknown"
+
+    @rule(key=st.sampled_from(KEYS), applied=st.booleans())
+    def resolve(self, key: str, applied: bool) -> None:
+        rec = self.model[key]
+        [before] = set(self._all("resolve", key, 7, applied, 60))
+        assert (rec["state"] if rec else None) == before
+        if rec is not None:
+            if applied:
+                rec.update(state="completed", payload=7)
+            else:
+                self.model[key] = None
+
+    @rule()
+    def wait(self) -> None:
+        time.sleep(LEASE + 0.02)
+        self.expired.update(k for k, r in self.model.items() if r and r["state"] == "in_progress")
+
+    @invariant()
+    def records_match(self) -> None:
+        for key in KEYS:
+            rec = self.model[key]
+            for store in self.stores:
+                view = store.record(key)
+                if rec is None:
+                    assert view is None
+                else:
+                    assert view is not None
+                    assert (rec["state"], rec["fp"], rec["fence"]) == (
+                        view.state,
+                        view.fingerprint,
+                        view.fence,
+                    )
+
+
+TestRecordMachine = RecordMachine.TestCase
+TestRecordMachine.settings = settings(max_examples=30, stateful_step_count=12, deadline=None)
