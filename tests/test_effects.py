@@ -24,7 +24,7 @@ def test_parse_is_case_insensitive_and_strict() -> None:
     assert Effect.READ is Effect.parse(" READ ")
     assert "write" == str(Effect.WRITE)
     with pytest.raises(
-        ValueError, match="unknown effect 'mutate'.*read, idempotent, write, destructive"
+        ValueError, match=r"unknown effect 'mutate'.*read, idempotent, write, destructive"
     ):
         Effect.parse("mutate")
 
