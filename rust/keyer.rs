@@ -35,7 +35,7 @@ pub struct CallKeyer {
 #[pymethods]
 impl CallKeyer {
     #[new]
-    #[pyo3(signature = (head, names, defaults, positional, skip, /, *, prefix = None, raw_limit = 0, secret = None, empty))]
+    #[pyo3(signature = (head, names, defaults, positional, skip, /, *, prefix = None, raw_limit = 0, secret = None, hidden = None, empty))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         head: &[u8],
@@ -46,6 +46,7 @@ impl CallKeyer {
         prefix: Option<String>,
         raw_limit: usize,
         secret: Option<Vec<u8>>,
+        hidden: Option<Vec<String>>,
         empty: Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         if names.len() != defaults.len() || positional > names.len() {
@@ -54,7 +55,9 @@ impl CallKeyer {
             ));
         }
         let texts: Vec<String> = names.iter().map(|n| n.to_cow().map(|c| c.into_owned())).collect::<PyResult<_>>()?;
-        let mut indexes: Vec<usize> = (0..names.len()).collect();
+        let hidden = hidden.unwrap_or_default();
+        // Hidden parameters bind like the others but stay out of the key.
+        let mut indexes: Vec<usize> = (0..names.len()).filter(|&i| !hidden.contains(&texts[i])).collect();
         indexes.sort_by(|&a, &b| utf16_cmp(texts[a].as_bytes(), texts[b].as_bytes()));
         let order = indexes
             .iter()

@@ -465,3 +465,32 @@ def test_redis_down_fails_closed() -> None:
             server.terminate()
             server.wait()
         store.close()
+
+
+def test_redis_round_trips(redis_url: str) -> None:
+    """On Redis a first call is two round trips (claim, complete); a replay is one."""
+    raw = redis.Redis.from_url(redis_url)
+    store = RedisStore(redis_url, prefix=f"rt-{uuid.uuid4().hex[:8]}")
+
+    @idempotent(store=store, effect=Effect.WRITE)
+    def charge(customer: str) -> str:
+        return "ok"
+
+    def commands() -> int:
+        stats = raw.info("commandstats")
+        return sum(
+            int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval")
+        )
+
+    try:
+        charge("warm-up")  # loads the scripts
+        before = commands()
+        charge("c")
+        first = commands() - before
+        before = commands()
+        charge("c")
+        assert (2, 1) == (first, commands() - before)
+    finally:
+        store.clear("")
+        store.close()
+        raw.close()

@@ -97,7 +97,7 @@ def _flights() -> dict[tuple[int, Any], _Flight]:
 
 
 def _make_keyer(
-    fn: Callable[..., Any], prefix: str, head: bytes, raw_limit: int
+    fn: Callable[..., Any], prefix: str, head: bytes, raw_limit: int, hidden: tuple[str, ...] = ()
 ) -> tuple[CallKeyer | None, int]:
     """A native binder for plain signatures; None where *args/**kwargs need inspect."""
     params = list(inspect.signature(fn).parameters.values())
@@ -120,6 +120,7 @@ def _make_keyer(
         skip,
         prefix=prefix,
         raw_limit=raw_limit,
+        hidden=list(hidden),
         empty=inspect.Parameter.empty,
     )
     return keyer, skip

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import threading
 import time
-import uuid
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import anyio
 
-from ._cache import _Flight, _flights, _SyncFlight
+from ._cache import _Flight, _flights, _make_keyer, _SyncFlight
 from ._classify import status_of
 from ._effects import Effect, get_effect
 from ._exceptions import (
@@ -29,7 +29,7 @@ from ._exceptions import (
     StoreError,
 )
 from ._keys import IdempKey
-from ._native import fingerprint
+from ._native import CallKeyer, fingerprint
 from ._retry import _is_async, _name_of
 from ._session import current_session
 from .stores import Store, resolve_store
@@ -51,6 +51,7 @@ __all__ = [
 
 T = TypeVar("T")
 KEY_PARAM = "idempotency_key"
+_KEY_TAG = b"retrysafe/idempotency-key/v1\0"  # as in the native idempotency_digest
 _UNSET: Any = object()
 
 
@@ -134,6 +135,13 @@ class IdempotencyHandle:
         self._passes_key = KEY_PARAM in self._signature.parameters
         self._lock = threading.Lock()
         self._sync_flights: dict[str, _SyncFlight] = {}
+        names = list(self._signature.parameters)
+        self._key_position = names.index(KEY_PARAM) if self._passes_key else len(names) + 1
+        self._keyers: dict[str, CallKeyer | None] = {}
+        # Who holds a claim, for inspection; fences, not owners, tell claims apart.
+        self._owner_id = f"{os.getpid()}-{id(self):x}"
+        self._base_scope = self.scope or self.tool
+        self._sync_claim = None if store.shared else store.claim
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -148,8 +156,46 @@ class IdempotencyHandle:
 
     def _scope(self) -> str:
         sess = current_session()
-        base = self.scope or self.tool
-        return f"{sess.scope}:{base}" if sess is not None else base
+        return self._base_scope if sess is None else f"{sess.scope}:{self._base_scope}"
+
+    def _fast(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str] | None:
+        """(hex digest, scope) of a derived key in one native call, or None (slow path)."""
+        if self._key_fn is not None:
+            return None
+        if self._passes_key and (
+            kwargs.get(KEY_PARAM) is not None or len(args) > self._key_position
+        ):
+            return None  # the caller gave an explicit key
+        scope = self._scope()
+        try:
+            keyer = self._keyers[scope]
+        except KeyError:
+            if len(self._keyers) > 4096:  # one per session: keep the table bounded
+                self._keyers.clear()
+            raw = scope.encode()
+            head = _KEY_TAG + len(raw).to_bytes(8, "big") + raw
+            keyer = self._keyers[scope] = _make_keyer(
+                self.fn, "idem:", head, 0, hidden=(KEY_PARAM,)
+            )[0]
+        if keyer is None:
+            return None
+        record_key = keyer.key(args, kwargs)
+        return None if record_key is None else (str(record_key), scope)  # "idem:" + 64 hex
+
+    def _keys(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[IdempKey | None, str, str, str]:
+        """(key or None when derived fast, its hex, record key, argument fingerprint)."""
+        fast = self._fast(args, kwargs)
+        if fast is not None:
+            record_key = fast[0]
+            # A derived key hashes the arguments itself: it is their fingerprint too.
+            return None, record_key[5:], record_key, record_key
+        key, record_key, fp = self._resolve_key(args, kwargs)
+        return key, key.hex, record_key, fp
+
+    def _owner(self) -> str:
+        return self._owner_id
 
     def key_for(self, *args: Any, **kwargs: Any) -> IdempKey:
         """The idempotency key this call would use."""
@@ -244,26 +290,55 @@ class IdempotencyHandle:
 
     # --- async ------------------------------------------------------------------------------
 
-    async def acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        key, record_key, digest = self._resolve_key(args, kwargs)
-        # Identical calls in this event loop wait here for one of them; only that one goes
-        # to the store (a burst never holds a store connection per caller).
+    def replay(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """The in-process fast path: ``(True, payload)`` for a completed record, else the
+        keys and claim for :meth:`acall`. Only for stores without I/O."""
+        keys = self._keys(args, kwargs)
+        assert self._sync_claim is not None
+        claim = self._sync_claim(
+            keys[2], keys[3], self._owner_id, self.lease, self.ttl, self.takeover
+        )
+        if claim.status == "completed":
+            return (True, claim.payload)
+        return (False, keys, claim)
+
+    async def acall(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        keys: tuple[IdempKey | None, str, str, str] | None = None,
+        claim: Claim | None = None,
+    ) -> Any:
+        key, digest_hex, record_key, digest = keys or self._keys(args, kwargs)
+        if claim is None:
+            claim = await self.store.aclaim(
+                record_key, digest, self._owner_id, self.lease, self.ttl, self.takeover
+            )
+        if claim.status == "completed":
+            return claim.payload  # a replay: one store call
+        if key is None:
+            key = IdempKey("ik_" + digest_hex[:32], digest_hex, self._scope())
         flights = _flights()
         fk = (id(self), record_key)
-        give_up_at = time.monotonic() + self.wait
-        while (flight := flights.get(fk)) is not None:
-            with anyio.move_on_after(max(0.0, give_up_at - time.monotonic())):
-                await flight.event.wait()
-            if not flight.event.is_set():
-                raise self._in_progress(key)
-            if flight.done:
-                return flight.value
-            if flight.error is not None:
-                raise flight.error
+        if claim.status != "claimed":
+            self._claim_outcome(claim, key, record_key)  # mismatch, unknown: raise
+            # In progress: identical calls in this loop wait for one of them, so a burst never
+            # holds a store connection per caller.
+            give_up_at = time.monotonic() + self.wait
+            while (flight := flights.get(fk)) is not None:
+                with anyio.move_on_after(max(0.0, give_up_at - time.monotonic())):
+                    await flight.event.wait()
+                if not flight.event.is_set():
+                    raise self._in_progress(key)
+                if flight.done:
+                    return flight.value
+                if flight.error is not None:
+                    raise flight.error
         flight = _Flight()
         flights[fk] = flight
         try:
-            value = await self._aclaim_and_run(key, record_key, digest, args, kwargs)
+            first = claim if claim.status == "claimed" else None
+            value = await self._aclaim_and_run(key, record_key, digest, args, kwargs, first)
         except Exception as exc:
             flight.error = exc
             raise
@@ -283,9 +358,12 @@ class IdempotencyHandle:
         digest: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        first: Claim | None,
     ) -> Any:
+        if first is not None:
+            return await self._arun(key, record_key, first.fence, args, kwargs)
         store = self.store
-        owner = uuid.uuid4().hex
+        owner = self._owner()
         give_up_at = time.monotonic() + self.wait
         delay = 0.01
         while True:
@@ -376,12 +454,21 @@ class IdempotencyHandle:
     # --- sync -------------------------------------------------------------------------------
 
     def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        key, record_key, digest = self._resolve_key(args, kwargs)
+        key, digest_hex, record_key, digest = self._keys(args, kwargs)
+        claim = self.store.claim(
+            record_key, digest, self._owner(), self.lease, self.ttl, self.takeover
+        )
+        if claim.status == "completed":
+            return claim.payload  # a replay: one store call
+        if key is None:
+            key = IdempKey("ik_" + digest_hex[:32], digest_hex, self._scope())
+        if claim.status != "claimed":
+            self._claim_outcome(claim, key, record_key)  # mismatch, unknown: raise
         give_up_at = time.monotonic() + self.wait
         while True:
             with self._lock:
                 flight = self._sync_flights.get(record_key)
-                leader = flight is None
+                leader = flight is None or claim.status == "claimed"
                 if leader:
                     flight = _SyncFlight()
                     self._sync_flights[record_key] = flight
@@ -395,7 +482,8 @@ class IdempotencyHandle:
             if isinstance(flight.error, Exception):
                 raise flight.error
         try:
-            value = self._claim_and_run(key, record_key, digest, args, kwargs)
+            first = claim if claim.status == "claimed" else None
+            value = self._claim_and_run(key, record_key, digest, args, kwargs, first)
         except BaseException as exc:
             flight.error = exc
             raise
@@ -416,9 +504,12 @@ class IdempotencyHandle:
         digest: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        first: Claim | None,
     ) -> Any:
+        if first is not None:
+            return self._run(key, record_key, first.fence, args, kwargs)
         store = self.store
-        owner = uuid.uuid4().hex
+        owner = self._owner()
         give_up_at = time.monotonic() + self.wait
         delay = 0.01
         while True:
@@ -552,12 +643,22 @@ def idempotent(
             key=key,
             checkpoint=checkpoint,
         )
-        if _is_async(func):
+        if _is_async(func) and handle._sync_claim is not None:
+            replay = handle.replay
+
+            async def memory_wrapper(*args: Any, **kwargs: Any) -> Any:
+                found = replay(args, kwargs)
+                if found[0]:
+                    return found[1]
+                return await handle.acall(args, kwargs, found[1], found[2])
+
+            wrapper: Any = functools.wraps(func)(memory_wrapper)
+        elif _is_async(func):
 
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await handle.acall(args, kwargs)
 
-            wrapper: Any = functools.wraps(func)(async_wrapper)
+            wrapper = functools.wraps(func)(async_wrapper)
         else:
 
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:

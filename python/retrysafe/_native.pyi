@@ -64,6 +64,7 @@ class CallKeyer:
         prefix: str | None = None,
         raw_limit: int = 0,
         secret: bytes | None = None,
+        hidden: list[str] | None = None,
         empty: Any,
     ) -> CallKeyer: ...
     def key(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None, /) -> str | bytes | None:

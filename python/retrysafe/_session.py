@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 __all__ = ["Session", "current_session", "session"]
@@ -16,11 +16,11 @@ class Session:
 
     id: str
     tenant: str | None = None
+    #: ``tenant/id`` (or ``id``): the prefix of every key scoped to this session.
+    scope: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def scope(self) -> str:
-        """``tenant/id`` (or ``id``): the prefix of every key scoped to this session."""
-        return f"{self.tenant}/{self.id}" if self.tenant else self.id
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scope", f"{self.tenant}/{self.id}" if self.tenant else self.id)
 
 
 _CURRENT: ContextVar[Session | None] = ContextVar("retrysafe_session", default=None)
