@@ -47,11 +47,17 @@ from ._retry import (
     with_retry,
 )
 from ._session import Session, current_session, session
+from ._tool import ToolRegistry, ToolSpec, default_registry, json_schema, tool
 from .stores import MemoryStore, Store
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "tool",
+    "json_schema",
+    "default_registry",
+    "ToolSpec",
+    "ToolRegistry",
     "current_guard",
     "LoopStop",
     "LoopGuard",

@@ -1,0 +1,405 @@
+"""@tool: declare a tool's effect once and get the matching policy, plus a registry that
+exports tool definitions for Anthropic, OpenAI and MCP."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import functools
+import inspect
+import re
+import typing
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Union
+
+from ._cache import cache_tool
+from ._effects import Effect, effect, get_effect, mcp_annotations
+from ._guard import LoopGuard, LoopStop, current_guard
+from ._idempotent import KEY_PARAM, idempotent
+from ._retry import RetryConfig, _is_async, with_retry
+
+__all__ = ["ToolRegistry", "ToolSpec", "default_registry", "json_schema", "tool"]
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+# --- JSON schema from a signature -----------------------------------------------------------
+
+
+def _schema_of(tp: Any) -> dict[str, Any]:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any or tp is inspect.Parameter.empty:
+        return {}
+    if tp is type(None):
+        return {"type": "null"}
+    if origin is Union or (origin is not None and getattr(origin, "__name__", "") == "UnionType"):
+        members = [a for a in args if a is not type(None)]
+        inner = (
+            _schema_of(members[0])
+            if len(members) == 1
+            else {"anyOf": [_schema_of(a) for a in members]}
+        )
+        return {"anyOf": [inner, {"type": "null"}]} if type(None) in args else inner
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    if origin in (list, tuple, set, frozenset, Sequence) or tp in (list, tuple, set, frozenset):
+        schema: dict[str, Any] = {"type": "array"}
+        if args and args[-1] is not Ellipsis:
+            schema["items"] = _schema_of(args[0])
+        elif args:
+            schema["items"] = _schema_of(args[0])
+        return schema
+    if origin in (dict, Mapping) or tp is dict:
+        schema = {"type": "object"}
+        if len(args) == 2:
+            schema["additionalProperties"] = _schema_of(args[1])
+        return schema
+    if isinstance(tp, type):
+        if issubclass(tp, bool):
+            return {"type": "boolean"}
+        if issubclass(tp, enum.Enum):
+            return {"enum": [m.value for m in tp]}
+        if issubclass(tp, int):
+            return {"type": "integer"}
+        if issubclass(tp, float):
+            return {"type": "number"}
+        if issubclass(tp, (str, uuid.UUID)):
+            return {"type": "string"}
+        if issubclass(tp, decimal.Decimal):
+            return {"type": "string", "format": "decimal"}
+        if issubclass(tp, datetime.datetime):
+            return {"type": "string", "format": "date-time"}
+        if issubclass(tp, datetime.date):
+            return {"type": "string", "format": "date"}
+        if hasattr(tp, "model_json_schema"):  # pydantic v2
+            return dict(tp.model_json_schema())
+        if dataclasses.is_dataclass(tp):
+            hints = typing.get_type_hints(tp)
+            fields = dataclasses.fields(tp)
+            return {
+                "type": "object",
+                "properties": {f.name: _schema_of(hints.get(f.name, Any)) for f in fields},
+                "required": [
+                    f.name
+                    for f in fields
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                ],
+            }
+    return {}
+
+
+def json_schema(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The JSON schema of a function's parameters (``self``/``cls`` and ``idempotency_key``
+    left out), from its signature and type hints."""
+    signature = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: describe what we can
+        hints = {}
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for i, (name, param) in enumerate(signature.parameters.items()):
+        if (i == 0 and name in ("self", "cls")) or name == KEY_PARAM:
+            continue
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        prop = _schema_of(hints.get(name, param.annotation))
+        if param.default is inspect.Parameter.empty:
+            required.append(name)
+        elif param.default is None or isinstance(param.default, (str, int, float, bool)):
+            prop = {**prop, "default": param.default}
+        properties[name] = prop
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolSpec:
+    """One registered tool: what a model needs to call it, and its effect."""
+
+    name: str
+    description: str
+    effect: Effect | None
+    parameters: dict[str, Any]
+    fn: Callable[..., Any] = dataclasses.field(repr=False, compare=False)
+
+    def anthropic(self) -> dict[str, Any]:
+        """An Anthropic Messages API tool definition."""
+        return {"name": self.name, "description": self.description, "input_schema": self.parameters}
+
+    def openai(self) -> dict[str, Any]:
+        """An OpenAI Chat Completions / Responses function tool definition."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+    def mcp(self) -> dict[str, Any]:
+        """A Model Context Protocol ``Tool`` with its annotations (untagged: destructive)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "inputSchema": self.parameters,
+            "annotations": mcp_annotations(self.effect or Effect.DESTRUCTIVE),
+        }
+
+
+class ToolRegistry:
+    """The tools an agent offers a model; ``@tool`` registers into ``default_registry``."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, ToolSpec] = {}
+
+    def add(
+        self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+    ) -> ToolSpec:
+        """Register ``fn``; the name must be snake_case and unique, the description non-empty."""
+        tool_name: str = name or str(getattr(fn, "__name__", ""))
+        if not _SNAKE.match(tool_name):
+            raise ValueError(f"tool name {tool_name!r} must be snake_case (a-z, 0-9, _)")
+        text = description if description is not None else inspect.getdoc(fn) or ""
+        text = text.strip()
+        if not text:
+            raise ValueError(
+                f"tool {tool_name!r} needs a description (a docstring or description=)"
+            )
+        existing = self._tools.get(tool_name)
+        if existing is not None and existing.fn is not fn:
+            raise ValueError(f"a tool named {tool_name!r} is already registered")
+        spec = ToolSpec(tool_name, text, get_effect(fn), json_schema(fn), fn)
+        self._tools[tool_name] = spec
+        return spec
+
+    def __iter__(self) -> typing.Iterator[ToolSpec]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __getitem__(self, name: str) -> ToolSpec:
+        return self._tools[name]
+
+    def anthropic(self) -> list[dict[str, Any]]:
+        """Every tool as an Anthropic tool definition."""
+        return [t.anthropic() for t in self]
+
+    def openai(self) -> list[dict[str, Any]]:
+        """Every tool as an OpenAI function tool."""
+        return [t.openai() for t in self]
+
+    def mcp(self) -> list[dict[str, Any]]:
+        """Every tool as an MCP ``Tool`` with annotations."""
+        return [t.mcp() for t in self]
+
+
+default_registry = ToolRegistry()
+
+# --- @tool ----------------------------------------------------------------------------------
+
+_READ_RETRY = RetryConfig(max_attempts=3, base_delay=0.2, max_delay=5.0)
+
+
+class _ToolFactory:
+    """``tool(effect=...)`` and its shortcuts ``tool.read``, ``tool.write``, ..."""
+
+    def __call__(
+        self,
+        fn: Any = None,
+        /,
+        *,
+        effect: Effect | str | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        cache_ttl: float | None = 60.0,
+        retry: RetryConfig | bool | None = None,
+        remote_idempotent: bool = False,
+        store: Any = None,
+        guard: LoopGuard | None = None,
+        registry: ToolRegistry | None = default_registry,
+        ttl_seconds: float = 86400,
+        lease_seconds: float = 30,
+        wait_seconds: float = 30,
+        checkpoint: bool = False,
+    ) -> Any:
+        """Apply the policy of an effect to a tool (sync or async):
+
+        - READ: result cache (``cache_ttl``) with single-flight, and retry;
+        - IDEMPOTENT: idempotency record, and retry;
+        - WRITE: key + record; retry only with ``remote_idempotent=True`` (the key, sent to
+          the remote by the tool, makes a retry safe);
+        - DESTRUCTIVE: key + record; retry refused unless ``remote_idempotent=True``.
+
+        ``retry``: a RetryConfig, ``False`` for none, ``None`` for the effect's default.
+        ``guard``: a LoopGuard checked first (else the one bound by ``with guard:``).
+        The tool is registered (name, description, JSON schema) in ``registry``.
+        """
+
+        def decorate(func: Any) -> Any:
+            return _build(
+                func,
+                kind=effect,
+                name=name,
+                description=description,
+                cache_ttl=cache_ttl,
+                retry=retry,
+                remote_idempotent=remote_idempotent,
+                store=store,
+                guard=guard,
+                registry=registry,
+                ttl_seconds=ttl_seconds,
+                lease_seconds=lease_seconds,
+                wait_seconds=wait_seconds,
+                checkpoint=checkpoint,
+            )
+
+        return decorate(fn) if fn is not None else decorate
+
+    def _kind(self, kind: Effect) -> Callable[..., Any]:
+        def shortcut(fn: Any = None, /, **options: Any) -> Any:
+            return self(fn, effect=kind, **options)
+
+        shortcut.__doc__ = f"``@tool(effect=Effect.{kind.name}, ...)``"
+        return shortcut
+
+    @property
+    def read(self) -> Callable[..., Any]:
+        """``@tool.read``: a READ tool."""
+        return self._kind(Effect.READ)
+
+    @property
+    def idempotent(self) -> Callable[..., Any]:
+        """``@tool.idempotent``: an IDEMPOTENT tool."""
+        return self._kind(Effect.IDEMPOTENT)
+
+    @property
+    def write(self) -> Callable[..., Any]:
+        """``@tool.write``: a WRITE tool."""
+        return self._kind(Effect.WRITE)
+
+    @property
+    def destructive(self) -> Callable[..., Any]:
+        """``@tool.destructive``: a DESTRUCTIVE tool."""
+        return self._kind(Effect.DESTRUCTIVE)
+
+
+tool = _ToolFactory()
+
+
+def _build(
+    func: Any,
+    *,
+    kind: Effect | str | None,
+    name: str | None,
+    description: str | None,
+    cache_ttl: float | None,
+    retry: RetryConfig | bool | None,
+    remote_idempotent: bool,
+    store: Any,
+    guard: LoopGuard | None,
+    registry: ToolRegistry | None,
+    ttl_seconds: float,
+    lease_seconds: float,
+    wait_seconds: float,
+    checkpoint: bool,
+) -> Any:
+    if not callable(func):
+        raise TypeError(f"tool needs a callable, got {func!r}")
+    tagged = get_effect(func)
+    chosen = Effect.parse(kind) if kind is not None else tagged
+    if chosen is None:
+        raise ValueError(
+            f"tool {getattr(func, '__name__', func)!r} has no effect: pass effect=Effect.READ, "
+            "WRITE, IDEMPOTENT or DESTRUCTIVE (an untagged tool would be treated as DESTRUCTIVE)"
+        )
+    if tagged is None:
+        effect(chosen)(func)
+    # Retry: the effect's default, or what was asked (refused for writes, see with_retry).
+    config: RetryConfig | None
+    if retry is False:
+        config = None
+    elif isinstance(retry, RetryConfig):
+        config = retry
+    elif chosen in (Effect.READ, Effect.IDEMPOTENT) or remote_idempotent:
+        config = _READ_RETRY
+    else:
+        config = None
+    inner: Any = func
+    if config is not None:
+        inner = with_retry(func, config=config, remote_idempotent=remote_idempotent)
+    if chosen is Effect.READ:
+        layered = (
+            cache_tool(
+                inner,
+                ttl_seconds=cache_ttl,
+                store=store,
+                namespace=f"tool:{name or func.__qualname__}",
+            )
+            if cache_ttl
+            else inner
+        )
+    else:
+        layered = idempotent(
+            inner,
+            scope=name or func.__qualname__,
+            store=store,
+            ttl_seconds=ttl_seconds,
+            lease_seconds=lease_seconds,
+            wait_seconds=wait_seconds,
+            effect=chosen,
+            checkpoint=checkpoint,
+        )
+    tool_name = name or func.__name__
+    signature = inspect.signature(func)
+
+    def guarded_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        values.pop(KEY_PARAM, None)
+        first = next(iter(signature.parameters), None)
+        if first in ("self", "cls"):
+            values.pop(first, None)
+        return values
+
+    if _is_async(func):
+
+        async def async_tool(*args: Any, **kwargs: Any) -> Any:
+            active = guard or current_guard()
+            if active is not None:
+                stop: LoopStop | None = await active.acheck(tool_name, guarded_args(args, kwargs))
+                if stop is not None:
+                    return stop
+            return await layered(*args, **kwargs)
+
+        wrapper: Any = functools.wraps(func)(async_tool)
+    else:
+
+        def sync_tool(*args: Any, **kwargs: Any) -> Any:
+            active = guard or current_guard()
+            if active is not None:
+                stop = active.check(tool_name, guarded_args(args, kwargs))
+                if stop is not None:
+                    return stop
+            return layered(*args, **kwargs)
+
+        wrapper = functools.wraps(func)(sync_tool)
+    wrapper.effect = chosen
+    for attribute in ("cache", "idempotency"):
+        if hasattr(layered, attribute):
+            setattr(wrapper, attribute, getattr(layered, attribute))
+    if registry is not None:
+        wrapper.spec = registry.add(wrapper, name=tool_name, description=description)
+    return wrapper
