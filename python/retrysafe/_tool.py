@@ -339,6 +339,7 @@ def _build(
     inner: Any = func
     if config is not None:
         inner = with_retry(func, config=config, remote_idempotent=remote_idempotent)
+    layered: Any
     if chosen is Effect.READ:
         layered = (
             cache_tool(
