@@ -54,10 +54,15 @@ impl CallKeyer {
                 "CallKeyer: names and defaults differ in length, or positional is too large",
             ));
         }
-        let texts: Vec<String> = names.iter().map(|n| n.to_cow().map(|c| c.into_owned())).collect::<PyResult<_>>()?;
+        let texts: Vec<String> = names
+            .iter()
+            .map(|n| n.to_cow().map(|c| c.into_owned()))
+            .collect::<PyResult<_>>()?;
         let hidden = hidden.unwrap_or_default();
         // Hidden parameters bind like the others but stay out of the key.
-        let mut indexes: Vec<usize> = (0..names.len()).filter(|&i| !hidden.contains(&texts[i])).collect();
+        let mut indexes: Vec<usize> = (0..names.len())
+            .filter(|&i| !hidden.contains(&texts[i]))
+            .collect();
         indexes.sort_by(|&a, &b| utf16_cmp(texts[a].as_bytes(), texts[b].as_bytes()));
         let order = indexes
             .iter()
@@ -78,7 +83,10 @@ impl CallKeyer {
             raw_limit,
             secret,
             names: names.into_iter().map(Bound::unbind).collect(),
-            defaults: defaults.into_iter().map(|d| if d.is(&empty) { None } else { Some(d.unbind()) }).collect(),
+            defaults: defaults
+                .into_iter()
+                .map(|d| if d.is(&empty) { None } else { Some(d.unbind()) })
+                .collect(),
             positional,
             skip,
             order,
@@ -100,14 +108,18 @@ impl CallKeyer {
         if given < self.skip || given - self.skip > self.positional {
             return Ok(None);
         }
-        let mut values: smallvec::SmallVec<[*mut ffi::PyObject; 8]> = smallvec::smallvec![std::ptr::null_mut(); n];
+        let mut values: smallvec::SmallVec<[*mut ffi::PyObject; 8]> =
+            smallvec::smallvec![std::ptr::null_mut(); n];
         for (i, slot) in values.iter_mut().enumerate().take(given - self.skip) {
             // SAFETY: the index is within the tuple; the tuple keeps the item alive.
-            *slot = unsafe { ffi::PyTuple_GetItem(args.as_ptr(), (i + self.skip) as ffi::Py_ssize_t) };
+            *slot =
+                unsafe { ffi::PyTuple_GetItem(args.as_ptr(), (i + self.skip) as ffi::Py_ssize_t) };
         }
         if let Some(kwargs) = kwargs {
             for (k, v) in kwargs.iter() {
-                let Some(i) = self.index_of(py, &k)? else { return Ok(None) };
+                let Some(i) = self.index_of(py, &k)? else {
+                    return Ok(None);
+                };
                 if !values[i].is_null() {
                     return Ok(None); // given twice: let inspect raise the TypeError
                 }
@@ -151,14 +163,20 @@ impl CallKeyer {
 
 impl CallKeyer {
     /// Writes the bound call as canonical JSON: `{"name":value,...}` in key order.
-    fn write_call<S: Sink>(&self, py: Python<'_>, sink: &mut S, values: &[*mut ffi::PyObject]) -> PyResult<()> {
+    fn write_call<S: Sink>(
+        &self,
+        py: Python<'_>,
+        sink: &mut S,
+        values: &[*mut ffi::PyObject],
+    ) -> PyResult<()> {
         let mut encoder = Encoder::new(py, sink, false);
         encoder.sink.push(b'{');
         for (i, prefix) in &self.order {
             encoder.sink.write(prefix);
-            encoder
-                .encode(values[*i])
-                .map_err(|e| e.at_key(py, self.names[*i].as_ptr(), std::ptr::null_mut()).into_pyerr(py, ROOT))?;
+            encoder.encode(values[*i]).map_err(|e| {
+                e.at_key(py, self.names[*i].as_ptr(), std::ptr::null_mut())
+                    .into_pyerr(py, ROOT)
+            })?;
         }
         encoder.sink.push(b'}');
         Ok(())
@@ -198,7 +216,12 @@ pub fn digest_with_head<'py>(
 ) -> PyResult<Bound<'py, PyString>> {
     let mut sink = HashSink::new(py, secret);
     sink.write(head);
-    Encoder::new(py, &mut sink, false).encode(obj.as_ptr()).map_err(|e| e.into_pyerr(py, ROOT))?;
+    Encoder::new(py, &mut sink, false)
+        .encode(obj.as_ptr())
+        .map_err(|e| e.into_pyerr(py, ROOT))?;
     let hex = hex32(&sink.finish());
-    Ok(PyString::new(py, std::str::from_utf8(&hex).unwrap_or_default()))
+    Ok(PyString::new(
+        py,
+        std::str::from_utf8(&hex).unwrap_or_default(),
+    ))
 }

@@ -1,4 +1,4 @@
-"""Command line: ``retrysafe demo`` (also ``python -m retrysafe demo``)."""
+"""Command line: ``retrysafe demo`` and ``retrysafe vet PATH`` (also ``python -m retrysafe ...``)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,23 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``retrysafe`` command line; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="retrysafe", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="show what retrysafe does, end to end")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "demo":
         from ._demo import run
 
-        return run()
-    return 2  # pragma: no cover - argparse rejects unknown commands
+        return run(argv[1:])
+    if argv and argv[0] == "vet":
+        from .vet import main as vet_main
+
+        return vet_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="retrysafe", description="Make agent tool calls safe to retry."
+    )
+    parser.add_argument(
+        "command", choices=["demo", "vet"], help="demo: the swarm demo; vet PATH: static checks"
+    )
+    parser.parse_args(argv)
+    return 2
 
 
 if __name__ == "__main__":

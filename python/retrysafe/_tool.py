@@ -212,8 +212,45 @@ default_registry = ToolRegistry()
 _READ_RETRY = RetryConfig(max_attempts=3, base_delay=0.2, max_delay=5.0)
 
 
+F = typing.TypeVar("F", bound=Callable[..., Any])
+
+
+class _Shortcut(typing.Protocol):
+    """``@tool.read`` or ``@tool.read(**options)``: the decorated tool keeps its signature."""
+
+    @typing.overload
+    def __call__(self, fn: F, /) -> F: ...
+
+    @typing.overload
+    def __call__(self, fn: None = None, /, **options: Any) -> Callable[[F], F]: ...
+
+
 class _ToolFactory:
     """``tool(effect=...)`` and its shortcuts ``tool.read``, ``tool.write``, ..."""
+
+    @typing.overload
+    def __call__(self, fn: F, /) -> F: ...
+
+    @typing.overload
+    def __call__(
+        self,
+        fn: None = None,
+        /,
+        *,
+        effect: Effect | str | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        cache_ttl: float | None = 60.0,
+        retry: RetryConfig | bool | None = None,
+        remote_idempotent: bool = False,
+        store: Any = None,
+        guard: LoopGuard | None = None,
+        registry: ToolRegistry | None = ...,
+        ttl_seconds: float = 86400,
+        lease_seconds: float = 30,
+        wait_seconds: float = 30,
+        checkpoint: bool = False,
+    ) -> Callable[[F], F]: ...
 
     def __call__(
         self,
@@ -267,30 +304,30 @@ class _ToolFactory:
 
         return decorate(fn) if fn is not None else decorate
 
-    def _kind(self, kind: Effect) -> Callable[..., Any]:
+    def _kind(self, kind: Effect) -> _Shortcut:
         def shortcut(fn: Any = None, /, **options: Any) -> Any:
             return self(fn, effect=kind, **options)
 
         shortcut.__doc__ = f"``@tool(effect=Effect.{kind.name}, ...)``"
-        return shortcut
+        return typing.cast(_Shortcut, shortcut)
 
     @property
-    def read(self) -> Callable[..., Any]:
+    def read(self) -> _Shortcut:
         """``@tool.read``: a READ tool."""
         return self._kind(Effect.READ)
 
     @property
-    def idempotent(self) -> Callable[..., Any]:
+    def idempotent(self) -> _Shortcut:
         """``@tool.idempotent``: an IDEMPOTENT tool."""
         return self._kind(Effect.IDEMPOTENT)
 
     @property
-    def write(self) -> Callable[..., Any]:
+    def write(self) -> _Shortcut:
         """``@tool.write``: a WRITE tool."""
         return self._kind(Effect.WRITE)
 
     @property
-    def destructive(self) -> Callable[..., Any]:
+    def destructive(self) -> _Shortcut:
         """``@tool.destructive``: a DESTRUCTIVE tool."""
         return self._kind(Effect.DESTRUCTIVE)
 

@@ -1,0 +1,139 @@
+"""``retrysafe vet PATH``: static checks of an agent's tools before deploy.
+
+Reads the code with Python's ``ast`` (nothing is imported or run) and reports unsafe
+combinations: untagged tools, writes without idempotency keys, retries and caches around side
+effects, keys that deduplicate nothing, reads that write, blocking calls in async tools.
+Silence one finding with ``# retrysafe: ignore[RS003]`` (or ``# retrysafe: ignore``) on its line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._rules import RULES, Finding, check_source, iter_python_files
+
+__all__ = ["RULES", "Finding", "check_path", "check_source", "main"]
+
+LEVELS = {"warning": 1, "error": 2}
+
+
+def check_path(path: str | Path) -> list[Finding]:
+    """Every finding in a file or under a directory."""
+    root = Path(path)
+    findings: list[Finding] = []
+    for file in iter_python_files(root):
+        try:
+            source = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            findings.append(Finding(str(file), 1, 1, "RS000", f"cannot read: {exc}"))
+            continue
+        findings.extend(check_source(source, str(file)))
+    return findings
+
+
+def _text(findings: list[Finding]) -> str:
+    lines = [
+        f"{f.path}:{f.line}:{f.column}: {f.code} [{f.level}] {f.message}\n    fix: {f.rule.fix}"
+        for f in findings
+    ]
+    errors = sum(f.level == "error" for f in findings)
+    lines.append(
+        f"{len(findings)} finding(s): {errors} error(s), {len(findings) - errors} warning(s)"
+    )
+    return "\n".join(lines)
+
+
+def _json(findings: list[Finding]) -> str:
+    return json.dumps(
+        [
+            {
+                "path": f.path,
+                "line": f.line,
+                "column": f.column,
+                "code": f.code,
+                "level": f.level,
+                "message": f.message,
+                "fix": f.rule.fix,
+            }
+            for f in findings
+        ],
+        indent=2,
+    )
+
+
+def _sarif(findings: list[Finding]) -> str:
+    """SARIF 2.1.0, for code-scanning UIs."""
+    used = sorted({f.code for f in findings} | set(RULES))
+    return json.dumps(
+        {
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "version": "2.1.0",
+            "runs": [
+                {
+                    "tool": {
+                        "driver": {
+                            "name": "retrysafe vet",
+                            "informationUri": "https://pypi.org/project/retrysafe/",
+                            "rules": [
+                                {
+                                    "id": code,
+                                    "shortDescription": {"text": RULES[code].title},
+                                    "help": {"text": RULES[code].fix},
+                                    "defaultConfiguration": {"level": RULES[code].level},
+                                }
+                                for code in used
+                            ],
+                        }
+                    },
+                    "results": [
+                        {
+                            "ruleId": f.code,
+                            "level": f.level,
+                            "message": {"text": f"{f.message}. Fix: {f.rule.fix}"},
+                            "locations": [
+                                {
+                                    "physicalLocation": {
+                                        "artifactLocation": {"uri": Path(f.path).as_posix()},
+                                        "region": {"startLine": f.line, "startColumn": f.column},
+                                    }
+                                }
+                            ],
+                        }
+                        for f in findings
+                    ],
+                }
+            ],
+        },
+        indent=2,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 clean, 1 findings at or above ``--fail-on``, 2 usage error."""
+    parser = argparse.ArgumentParser(prog="retrysafe vet", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", help="files or directories to check")
+    parser.add_argument("--format", choices=["text", "json", "sarif"], default="text")
+    parser.add_argument("--fail-on", choices=["error", "warning", "never"], default="warning")
+    parser.add_argument("--output", help="write the report to this file instead of stdout")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code == 0 else 2
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        print(f"retrysafe vet: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    findings = [f for p in args.paths for f in check_path(p)]
+    report = {"text": _text, "json": _json, "sarif": _sarif}[args.format](findings)
+    if args.output:
+        Path(args.output).write_text(report + "\n", encoding="utf-8")
+    else:
+        print(report)
+    if args.fail_on == "never":
+        return 0
+    threshold = LEVELS[args.fail_on]
+    return 1 if any(LEVELS[f.level] >= threshold for f in findings) else 0
