@@ -18,6 +18,7 @@ import rfc8785
 
 from retrysafe import canonical_json, fingerprint
 
+from .conftest import measure
 from .payloads import PAYLOADS, make
 
 _sha256 = hashlib.sha256
@@ -60,7 +61,7 @@ def test_fingerprint(benchmark: Any, size: str, contender: str) -> None:
     if contender in ("json+hashlib", "rfc8785+hashlib") and size in ("large", "text"):
         benchmark.extra_info["note"] = "slow contender: fewer rounds"
     benchmark.group = f"fingerprint-{size}"
-    result = benchmark(fn, obj)
+    result = measure(benchmark, fn, obj)
     # Every payload was built so that all contenders emit the JCS bytes: same digest.
     assert _sha256(canonical_json(obj)).hexdigest() == result
 
@@ -69,5 +70,5 @@ def test_fingerprint(benchmark: Any, size: str, contender: str) -> None:
 def test_hashlib_floor(benchmark: Any, size: str) -> None:
     data = canonical_json(payload(size))
     benchmark.group = f"fingerprint-{size}"
-    result = benchmark(lambda b: _sha256(b).hexdigest(), data)
+    result = measure(benchmark, lambda b: _sha256(b).hexdigest(), data)
     assert fingerprint(payload(size)) == result

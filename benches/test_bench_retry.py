@@ -21,6 +21,8 @@ from llm_retry import retry_async as llm_retry_async
 
 from retrysafe import RetryConfig, with_retry
 
+from .conftest import measure
+
 stamina.instrumentation.set_on_retry_hooks([])
 BATCH = 1000
 
@@ -71,7 +73,7 @@ ASYNC: dict[str, Callable[[], Any]] = {
 @pytest.mark.parametrize("name", list(SYNC))
 def test_retry_overhead_sync(benchmark: Any, name: str) -> None:
     benchmark.group = "retry-sync per call"
-    assert 1 == benchmark(SYNC[name])
+    assert 1 == measure(benchmark, SYNC[name])
 
 
 @pytest.mark.parametrize("name", list(ASYNC))
