@@ -31,6 +31,7 @@ from ._exceptions import (
 from ._keys import IdempKey
 from ._native import CallKeyer, fingerprint
 from ._retry import _is_async, _name_of
+from ._session import _CURRENT as _CURRENT_SESSION
 from ._session import current_session
 from .stores import Store, resolve_store
 from .stores._records import Claim
@@ -293,8 +294,21 @@ class IdempotencyHandle:
     def replay(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """The in-process fast path: ``(True, payload)`` for a completed record, else the
         keys and claim for :meth:`acall`. Only for stores without I/O."""
-        keys = self._keys(args, kwargs)
         assert self._sync_claim is not None
+        record_key: Any = None
+        if self._key_fn is None and (
+            not self._passes_key
+            or (kwargs.get(KEY_PARAM) is None and len(args) <= self._key_position)
+        ):
+            sess = _CURRENT_SESSION.get()
+            scope = self._base_scope if sess is None else f"{sess.scope}:{self._base_scope}"
+            keyer = self._keyers.get(scope)
+            if keyer is not None:
+                record_key = keyer.key(args, kwargs)
+        if record_key is None:
+            keys = self._keys(args, kwargs)
+        else:
+            keys = (None, record_key[5:], record_key, record_key)
         claim = self._sync_claim(
             keys[2], keys[3], self._owner_id, self.lease, self.ttl, self.takeover
         )

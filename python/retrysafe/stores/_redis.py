@@ -290,13 +290,19 @@ class RedisStore:
 
     Every multi-step operation is one Lua script; all keys of one entry share a hash tag
     (``{prefix}:{key}...``), so Redis Cluster works. Values are serialized with orjson behind
-    a short header (pickle only with a serializer that you pass).
+    a short header (pickle only with a serializer that you pass). ``command_timeout``: seconds
+    a command may take on the clients built from a URL (none by default, as on a bare client).
     """
 
     shared = True
 
     def __init__(
-        self, client_or_url: Any, prefix: str = "retrysafe", *, serializer: Serializer | None = None
+        self,
+        client_or_url: Any,
+        prefix: str = "retrysafe",
+        *,
+        serializer: Serializer | None = None,
+        command_timeout: float | None = None,
     ) -> None:
         redis = _import_redis()
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
@@ -304,6 +310,9 @@ class RedisStore:
         self.prefix = prefix
         self.serializer: Serializer = serializer or OrjsonSerializer()
         self._redis = redis
+        # Seconds a command may take on clients built from a URL. Off by default, as on a bare
+        # client: redis.asyncio wraps every read in a timeout when it is set (~15 us a GET).
+        self._command_timeout = command_timeout
         self._url: str | None = None
         self._kwargs: dict[str, Any] = {}
         self._ssl = False
@@ -330,7 +339,9 @@ class RedisStore:
         self._sync_scripts = {
             name: self._sync.register_script(src) for name, src in _SCRIPTS.items()
         }
-        self._async: weakref.WeakKeyDictionary[Any, _LoopClient] = weakref.WeakKeyDictionary()
+        # Per event loop, keyed by the loop's identity; a finalizer drops a closed loop's entry.
+        # (A WeakKeyDictionary makes a weakref on every lookup: this is the hit path.)
+        self._async: dict[int, _LoopClient] = {}
         self._lock = threading.Lock()
         self._warned_foreign = False
 
@@ -351,7 +362,7 @@ class RedisStore:
     # Blocking pools: a burst of concurrent callers queues for a connection instead of
     # failing with "Too many connections".
     _POOL: ClassVar[dict[str, Any]] = {"max_connections": 64, "timeout": 20}
-    _TIMEOUTS: ClassVar[dict[str, Any]] = {"socket_connect_timeout": 2, "socket_timeout": 5}
+    _TIMEOUTS: ClassVar[dict[str, Any]] = {"socket_connect_timeout": 2}
     # Async commands in flight per event loop; the pool has room for pub/sub watchers on top.
     # (redis.asyncio's BlockingConnectionPool costs ~30 us per command; a semaphore ~0.3 us.)
     _ASYNC_COMMANDS = 64
@@ -360,7 +371,9 @@ class RedisStore:
     def _build_sync(self) -> Any:
         redis = self._redis
         if self._url is not None:
-            pool = redis.BlockingConnectionPool.from_url(self._url, **self._POOL, **self._TIMEOUTS)
+            pool = redis.BlockingConnectionPool.from_url(
+                self._url, socket_timeout=self._command_timeout, **self._POOL, **self._TIMEOUTS
+            )
         else:
             cls = redis.SSLConnection if self._ssl else redis.Connection
             extra = self._ssl_kwargs if self._ssl else {}
@@ -373,7 +386,10 @@ class RedisStore:
         aredis = self._redis.asyncio
         if self._url is not None:
             pool = aredis.ConnectionPool.from_url(
-                self._url, max_connections=self._ASYNC_POOL, **self._TIMEOUTS
+                self._url,
+                max_connections=self._ASYNC_POOL,
+                socket_timeout=self._command_timeout,
+                **self._TIMEOUTS,
             )
         else:
             cls = aredis.SSLConnection if self._ssl else aredis.Connection
@@ -431,10 +447,10 @@ class RedisStore:
             loop = _asyncio.get_running_loop()
         except RuntimeError:
             return None  # trio (or no loop)
-        found = self._async.get(loop)
+        found = self._async.get(id(loop))
         if found is None:
             with self._lock:
-                found = self._async.get(loop)
+                found = self._async.get(id(loop))
                 if found is None:
                     client = (
                         self._given_async
@@ -444,7 +460,8 @@ class RedisStore:
                     client = client or self._build_async()
                     scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
                     found = _LoopClient(client, scripts, _asyncio.Semaphore(self._ASYNC_COMMANDS))
-                    self._async[loop] = found
+                    self._async[id(loop)] = found
+                    weakref.finalize(loop, self._async.pop, id(loop), None)
         return found
 
     async def _run(
@@ -753,6 +770,6 @@ class RedisStore:
             loop = _asyncio.get_running_loop()
         except RuntimeError:
             return
-        found = self._async.pop(loop, None)
+        found = self._async.pop(id(loop), None)
         if found is not None and found.client is not self._given_async:
             await found.client.aclose(close_connection_pool=True)
