@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from typing import Any, Callable
 
@@ -74,6 +75,71 @@ def test_cache_hit_overhead(benchmark: Any, name: str) -> None:
         assert BATCH == benchmark(_run_batch, fn, loop)
     finally:
         loop.close()
+
+
+async def _floor_run() -> int:
+    """1,000 tasks, the first sets an event after 50 ms, all read its result."""
+    event = anyio.Event()
+    box: list[Any] = []
+    got: list[Any] = []
+
+    async def first() -> None:
+        await anyio.sleep(0.05)
+        box.append(RESULT)
+        event.set()
+
+    async def other() -> None:
+        await event.wait()
+        got.append(box[0])
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        for _ in range(999):
+            tg.start_soon(other)
+    return len(got) + 1
+
+
+async def _cached_run(counter: list[int]) -> int:
+    @cache_tool(ttl_seconds=300)
+    async def slow(args: dict[str, Any]) -> dict[str, Any]:
+        counter.append(1)
+        await anyio.sleep(0.05)
+        return RESULT
+
+    got: list[Any] = []
+
+    async def one() -> None:
+        got.append(await slow(ARGS))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(1000):
+            tg.start_soon(one)
+    return len(got)
+
+
+def test_stampede_paired(benchmark: Any) -> None:
+    """Floor and retrysafe rounds alternated (this machine's noise swings the floor by
+    10 ms between runs): extra_info['median_extra_ms'] is the median paired difference."""
+    executions: list[int] = []
+    diffs: list[float] = []
+
+    def pair() -> None:
+        start = time.perf_counter()
+        assert 1000 == anyio.run(_floor_run)
+        floor = time.perf_counter() - start
+        start = time.perf_counter()
+        before = len(executions)
+        assert 1000 == anyio.run(_cached_run, executions)
+        diffs.append(time.perf_counter() - start - floor)
+        assert 1 == len(executions) - before
+
+    benchmark.group = "stampede: 1,000 identical misses of a 50 ms call"
+    benchmark.pedantic(pair, rounds=21, warmup_rounds=1)
+    diffs.sort()
+    benchmark.extra_info["median_extra_ms"] = round(diffs[len(diffs) // 2] * 1000, 2)
+    print(
+        f"\nstampede: retrysafe - floor, median of 21 pairs: {benchmark.extra_info['median_extra_ms']} ms"
+    )
 
 
 def test_stampede_floor(benchmark: Any) -> None:
