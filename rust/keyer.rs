@@ -219,9 +219,5 @@ pub fn digest_with_head<'py>(
     Encoder::new(py, &mut sink, false)
         .encode(obj.as_ptr())
         .map_err(|e| e.into_pyerr(py, ROOT))?;
-    let hex = hex32(&sink.finish());
-    Ok(PyString::new(
-        py,
-        std::str::from_utf8(&hex).unwrap_or_default(),
-    ))
+    Ok(crate::hex_pystring(py, &sink.finish()))
 }

@@ -157,6 +157,13 @@ impl Sink for HashSink<'_> {
     }
 }
 
+/// A digest as the 64-char lowercase hex Python str every fingerprint function returns.
+pub(crate) fn hex_pystring<'py>(py: Python<'py>, digest: &[u8; 32]) -> Bound<'py, PyString> {
+    let hex = hex32(digest);
+    // hex32 writes ASCII only.
+    PyString::new(py, std::str::from_utf8(&hex).unwrap_or_default())
+}
+
 /// Runs `f`, turning a Rust panic (a bug) into a Python RuntimeError rather than letting
 /// it unwind into the interpreter.
 fn guarded<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
@@ -215,12 +222,7 @@ fn fingerprint<'py>(
         Encoder::new(py, &mut sink, strict)
             .encode(obj.as_ptr())
             .map_err(|e| e.into_pyerr(py, ROOT))?;
-        let hex = hex32(&sink.finish());
-        // hex32 writes ASCII only.
-        Ok(PyString::new(
-            py,
-            std::str::from_utf8(&hex).unwrap_or_default(),
-        ))
+        Ok(crate::hex_pystring(py, &sink.finish()))
     })
 }
 
@@ -242,11 +244,7 @@ fn idempotency_digest<'py>(
         Encoder::new(py, &mut sink, false)
             .encode(args.as_ptr())
             .map_err(|e| e.into_pyerr(py, ROOT))?;
-        let hex = hex32(&sink.finish());
-        Ok(PyString::new(
-            py,
-            std::str::from_utf8(&hex).unwrap_or_default(),
-        ))
+        Ok(crate::hex_pystring(py, &sink.finish()))
     })
 }
 

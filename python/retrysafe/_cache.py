@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar, overload
 import anyio
 
 from ._exceptions import StoreError
+from ._lease import heartbeat, start_heartbeat
 from ._native import CallKeyer, canonical_json, digest_with_head
 from ._retry import _is_async
 from .stores import MISS, Store, resolve_store
@@ -364,7 +365,11 @@ class CacheInfo(Generic[T]):
         error: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._aheartbeat, key, owner)
+                tg.start_soon(
+                    heartbeat,
+                    lambda: self.store.aextend_lease(key, owner, self.lease_seconds),
+                    self.lease_seconds / 3,
+                )
                 try:
                     value = await self._aexecute(key, args, kwargs)
                 except Exception as exc:
@@ -391,15 +396,6 @@ class CacheInfo(Generic[T]):
         except StoreError as exc:
             self._store_failed(exc)
         return value
-
-    async def _aheartbeat(self, key: Key, owner: str) -> None:
-        while True:
-            await anyio.sleep(self.lease_seconds / 3)
-            try:
-                if not await self.store.aextend_lease(key, owner, self.lease_seconds):
-                    return
-            except StoreError:
-                return
 
     # --- sync miss path ---------------------------------------------------------------------
 
@@ -491,18 +487,9 @@ class CacheInfo(Generic[T]):
         self, key: Key, owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         store = self.store
-        stop = threading.Event()
-
-        def heartbeat() -> None:
-            while not stop.wait(self.lease_seconds / 3):
-                try:
-                    if not store.extend_lease(key, owner, self.lease_seconds):
-                        return
-                except StoreError:
-                    return
-
-        beat = threading.Thread(target=heartbeat, name="retrysafe-lease", daemon=True)
-        beat.start()
+        stop = start_heartbeat(
+            lambda: store.extend_lease(key, owner, self.lease_seconds), self.lease_seconds / 3
+        )
         try:
             value = self._execute(key, args, kwargs)
         except BaseException:

@@ -29,6 +29,7 @@ from ._exceptions import (
     StoreError,
 )
 from ._keys import IdempKey
+from ._lease import heartbeat, start_heartbeat
 from ._native import CallKeyer, fingerprint
 from ._retry import _is_async, _name_of
 from ._session import _CURRENT as _CURRENT_SESSION
@@ -419,7 +420,11 @@ class IdempotencyHandle:
         error: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._aheartbeat, record_key, fence)
+                tg.start_soon(
+                    heartbeat,
+                    lambda: self.store.aheartbeat(record_key, fence, self.lease),
+                    self.lease / 3,
+                )
                 try:
                     value = await self.fn(*args, **self._kwargs_with_key(kwargs, key))
                 except Exception as exc:
@@ -455,15 +460,6 @@ class IdempotencyHandle:
         except StoreError:
             pass  # the lease runs out; the next claim applies the expired-lease rule
         return outcome
-
-    async def _aheartbeat(self, record_key: str, fence: int) -> None:
-        while True:
-            await anyio.sleep(self.lease / 3)
-            try:
-                if not await self.store.aheartbeat(record_key, fence, self.lease):
-                    return
-            except StoreError:
-                return
 
     # --- sync -------------------------------------------------------------------------------
 
@@ -557,18 +553,9 @@ class IdempotencyHandle:
         store = self.store
         state = _CallState(key, started=not self.checkpoint)
         token = _STATE.set(state)
-        stop = threading.Event()
-
-        def heartbeat() -> None:
-            while not stop.wait(self.lease / 3):
-                try:
-                    if not store.heartbeat(record_key, fence, self.lease):
-                        return
-                except StoreError:
-                    return
-
-        beat = threading.Thread(target=heartbeat, name="retrysafe-record-lease", daemon=True)
-        beat.start()
+        stop = start_heartbeat(
+            lambda: store.heartbeat(record_key, fence, self.lease), self.lease / 3
+        )
         try:
             value = self.fn(*args, **self._kwargs_with_key(kwargs, key))
         except BaseException as exc:
