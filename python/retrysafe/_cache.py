@@ -8,20 +8,18 @@ tasks of an event loop, across threads, and (with RedisStore) across processes.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar, overload
 
 import anyio
 
 from ._exceptions import StoreError
+from ._flights import ThreadFlights, join_or_lead
 from ._lease import heartbeat, start_heartbeat
 from ._native import CallKeyer, canonical_json, digest_with_head
 from ._retry import _is_async
@@ -60,57 +58,6 @@ class CacheStats:
         self.coalesced = 0
         self.executions = 0
         self.errors = 0
-
-
-class _Flight:
-    """One execution in progress in an event loop; its waiters share the outcome."""
-
-    __slots__ = ("abandoned", "done", "error", "event", "value")
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.done = False
-        self.value: Any = None
-        self.error: Exception | None = None
-        self.abandoned = False
-
-
-class _SyncFlight:
-    __slots__ = ("done", "error", "event", "value")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.done = False
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-
-# Executions in flight, per event loop: a decorated function may be used from many loops.
-# A plain dict keyed by the loop's identity (anyio's RunVar costs ~1.5 us per read, on every
-# miss); a weakref finalizer drops a loop's entry when the loop goes away.
-_FLIGHTS: dict[int, dict[tuple[int, Any], _Flight]] = {}
-_FLIGHTS_LOCK = threading.Lock()
-
-
-def _current_loop() -> object:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        import trio  # the only other backend anyio runs on
-
-        return trio.lowlevel.current_trio_token()
-
-
-def _flights() -> dict[tuple[int, Any], _Flight]:
-    loop = _current_loop()
-    flights = _FLIGHTS.get(id(loop))
-    if flights is None:
-        with _FLIGHTS_LOCK:
-            flights = _FLIGHTS.get(id(loop))
-            if flights is None:
-                flights = _FLIGHTS[id(loop)] = {}
-                weakref.finalize(loop, _FLIGHTS.pop, id(loop), None)
-    return flights
 
 
 def _make_keyer(
@@ -179,8 +126,7 @@ class CacheInfo(Generic[T]):
         self.wait_seconds = wait_seconds
         self.counters = CacheStats()
         self._id = id(self)
-        self._lock = threading.Lock()
-        self._sync_flights: dict[Any, _SyncFlight] = {}
+        self._threads = ThreadFlights()
         self._warned = False
         self._down_until = 0.0
 
@@ -269,39 +215,15 @@ class CacheInfo(Generic[T]):
 
     # --- async miss path --------------------------------------------------------------------
 
+    def _joined(self) -> None:
+        self.counters.coalesced += 1
+
     async def _amiss(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        flights = _flights()
-        fk = (self._id, key)
-        while True:
-            flight = flights.get(fk)
-            if flight is None:
-                break
-            self.counters.coalesced += 1
-            # Cancelling this wait cancels only this caller.
-            await flight.event.wait()
-            if flight.done:
-                return flight.value
-            if flight.error is not None:
-                raise flight.error
-            # The executing caller was cancelled: the first waiter to get here runs it again.
-        flight = _Flight()
-        flights[fk] = flight
-        try:
-            value = await self._acompute(key, args, kwargs)
-        except Exception as exc:
-            flight.error = exc
-            raise
-        except BaseException:
-            flight.abandoned = True
-            raise
-        else:
-            flight.value = value
-            flight.done = True
-            return value
-        finally:
-            if flights.get(fk) is flight:
-                del flights[fk]
-            flight.event.set()
+        # Concurrent identical misses in this loop run once (a cancelled waiter cancels only
+        # itself; if the executing caller is cancelled, a waiter runs the READ again).
+        return await join_or_lead(
+            (self._id, key), lambda: self._acompute(key, args, kwargs), on_join=self._joined
+        )
 
     async def _acompute(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         store = self.store
@@ -400,37 +322,9 @@ class CacheInfo(Generic[T]):
     # --- sync miss path ---------------------------------------------------------------------
 
     def _miss(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        while True:
-            with self._lock:
-                flight = self._sync_flights.get(key)
-                leader = flight is None
-                if leader:
-                    flight = _SyncFlight()
-                    self._sync_flights[key] = flight
-            assert flight is not None
-            if leader:
-                break
-            self.counters.coalesced += 1
-            flight.event.wait()
-            if flight.done:
-                return flight.value
-            if isinstance(flight.error, Exception):
-                raise flight.error
-            # The executing thread was interrupted: run it again.
-        try:
-            value = self._compute(key, args, kwargs)
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        else:
-            flight.value = value
-            flight.done = True
-            return value
-        finally:
-            with self._lock:
-                if self._sync_flights.get(key) is flight:
-                    del self._sync_flights[key]
-            flight.event.set()
+        return self._threads.join_or_lead(
+            key, lambda: self._compute(key, args, kwargs), on_join=self._joined
+        )
 
     def _compute(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.store.shared and not self._store_down():

@@ -10,14 +10,13 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import threading
 import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import anyio
 
-from ._cache import _Flight, _flights, _make_keyer, _SyncFlight
+from ._cache import _make_keyer
 from ._classify import status_of
 from ._effects import Effect, get_effect
 from ._exceptions import (
@@ -28,6 +27,7 @@ from ._exceptions import (
     RetrysafeError,
     StoreError,
 )
+from ._flights import ThreadFlights, join_or_lead
 from ._keys import IdempKey
 from ._lease import heartbeat, start_heartbeat
 from ._native import CallKeyer, fingerprint
@@ -135,8 +135,7 @@ class IdempotencyHandle:
         params = list(self._signature.parameters)
         self._skip = params[0] if params and params[0] in ("self", "cls") else None
         self._passes_key = KEY_PARAM in self._signature.parameters
-        self._lock = threading.Lock()
-        self._sync_flights: dict[str, _SyncFlight] = {}
+        self._threads = ThreadFlights()
         names = list(self._signature.parameters)
         self._key_position = names.index(KEY_PARAM) if self._passes_key else len(names) + 1
         self._keyers: dict[str, CallKeyer | None] = {}
@@ -333,38 +332,18 @@ class IdempotencyHandle:
             return claim.payload  # a replay: one store call
         if key is None:
             key = IdempKey("ik_" + digest_hex[:32], digest_hex, self._scope())
-        flights = _flights()
-        fk = (id(self), record_key)
         if claim.status != "claimed":
             self._claim_outcome(claim, key, record_key)  # mismatch, unknown: raise
-            # In progress: identical calls in this loop wait for one of them, so a burst never
-            # holds a store connection per caller.
-            give_up_at = time.monotonic() + self.wait
-            while (flight := flights.get(fk)) is not None:
-                with anyio.move_on_after(max(0.0, give_up_at - time.monotonic())):
-                    await flight.event.wait()
-                if not flight.event.is_set():
-                    raise self._in_progress(key)
-                if flight.done:
-                    return flight.value
-                if flight.error is not None:
-                    raise flight.error
-        flight = _Flight()
-        flights[fk] = flight
-        try:
-            first = claim if claim.status == "claimed" else None
-            value = await self._aclaim_and_run(key, record_key, digest, args, kwargs, first)
-        except Exception as exc:
-            flight.error = exc
-            raise
-        else:
-            flight.value = value
-            flight.done = True
-            return value
-        finally:
-            if flights.get(fk) is flight:
-                del flights[fk]
-            flight.event.set()
+        # In progress: identical calls in this loop wait for one of them, so a burst never
+        # holds a store connection per caller. A fresh claim is ours: we lead.
+        first = claim if claim.status == "claimed" else None
+        return await join_or_lead(
+            (id(self), record_key),
+            lambda: self._aclaim_and_run(key, record_key, digest, args, kwargs, first),
+            wait_seconds=self.wait,
+            on_timeout=lambda: self._in_progress(key),
+            force_lead=first is not None,
+        )
 
     async def _aclaim_and_run(
         self,
@@ -474,38 +453,14 @@ class IdempotencyHandle:
             key = IdempKey("ik_" + digest_hex[:32], digest_hex, self._scope())
         if claim.status != "claimed":
             self._claim_outcome(claim, key, record_key)  # mismatch, unknown: raise
-        give_up_at = time.monotonic() + self.wait
-        while True:
-            with self._lock:
-                flight = self._sync_flights.get(record_key)
-                leader = flight is None or claim.status == "claimed"
-                if leader:
-                    flight = _SyncFlight()
-                    self._sync_flights[record_key] = flight
-            assert flight is not None
-            if leader:
-                break
-            if not flight.event.wait(max(0.0, give_up_at - time.monotonic())):
-                raise self._in_progress(key)
-            if flight.done:
-                return flight.value
-            if isinstance(flight.error, Exception):
-                raise flight.error
-        try:
-            first = claim if claim.status == "claimed" else None
-            value = self._claim_and_run(key, record_key, digest, args, kwargs, first)
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        else:
-            flight.value = value
-            flight.done = True
-            return value
-        finally:
-            with self._lock:
-                if self._sync_flights.get(record_key) is flight:
-                    del self._sync_flights[record_key]
-            flight.event.set()
+        first = claim if claim.status == "claimed" else None
+        return self._threads.join_or_lead(
+            record_key,
+            lambda: self._claim_and_run(key, record_key, digest, args, kwargs, first),
+            wait_seconds=self.wait,
+            on_timeout=lambda: self._in_progress(key),
+            force_lead=first is not None,
+        )
 
     def _claim_and_run(
         self,
