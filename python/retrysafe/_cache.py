@@ -20,7 +20,7 @@ import anyio
 
 from ._exceptions import StoreError
 from ._flights import ThreadFlights, join_or_lead
-from ._lease import heartbeat, start_heartbeat
+from ._lease import run_with_heartbeat, start_heartbeat
 from ._native import CallKeyer, canonical_json, digest_with_head
 from ._retry import _is_async
 from .stores import MISS, Store, resolve_store
@@ -283,21 +283,18 @@ class CacheInfo(Generic[T]):
         self, key: Key, owner: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         store = self.store
-        value: Any = None
-        error: Exception | None = None
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(
-                    heartbeat,
-                    lambda: self.store.aextend_lease(key, owner, self.lease_seconds),
-                    self.lease_seconds / 3,
-                )
-                try:
-                    value = await self._aexecute(key, args, kwargs)
-                except Exception as exc:
-                    error = exc
-                finally:
-                    tg.cancel_scope.cancel()
+            value = await run_with_heartbeat(
+                lambda: self._aexecute(key, args, kwargs),
+                lambda: store.aextend_lease(key, owner, self.lease_seconds),
+                self.lease_seconds / 3,
+            )
+        except Exception:
+            try:
+                await store.arelease_lease(key, owner)
+            except StoreError as exc:
+                self._store_failed(exc)
+            raise
         except BaseException:
             # Cancelled: let the others take over now rather than when the lease runs out.
             with anyio.CancelScope(shield=True):
@@ -306,12 +303,6 @@ class CacheInfo(Generic[T]):
                 except StoreError:
                     pass
             raise
-        if error is not None:
-            try:
-                await store.arelease_lease(key, owner)
-            except StoreError as exc:
-                self._store_failed(exc)
-            raise error
         try:
             await store.aset_and_release(key, value, self.ttl, owner)
             self._store_ok()

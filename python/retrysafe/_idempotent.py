@@ -29,7 +29,7 @@ from ._exceptions import (
 )
 from ._flights import ThreadFlights, join_or_lead
 from ._keys import IdempKey
-from ._lease import heartbeat, start_heartbeat
+from ._lease import run_with_heartbeat, start_heartbeat
 from ._native import CallKeyer, fingerprint
 from ._retry import _is_async, _name_of
 from ._session import _CURRENT as _CURRENT_SESSION
@@ -195,9 +195,6 @@ class IdempotencyHandle:
         key, record_key, fp = self._resolve_key(args, kwargs)
         return key, key.hex, record_key, fp
 
-    def _owner(self) -> str:
-        return self._owner_id
-
     def key_for(self, *args: Any, **kwargs: Any) -> IdempKey:
         """The idempotency key this call would use."""
         return self._resolve_key(args, kwargs)[0]
@@ -357,7 +354,7 @@ class IdempotencyHandle:
         if first is not None:
             return await self._arun(key, record_key, first.fence, args, kwargs)
         store = self.store
-        owner = self._owner()
+        owner = self._owner_id
         give_up_at = time.monotonic() + self.wait
         delay = 0.01
         while True:
@@ -395,31 +392,22 @@ class IdempotencyHandle:
         store = self.store
         state = _CallState(key, started=not self.checkpoint)
         token = _STATE.set(state)
-        value: Any = None
-        error: Exception | None = None
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(
-                    heartbeat,
-                    lambda: self.store.aheartbeat(record_key, fence, self.lease),
-                    self.lease / 3,
-                )
-                try:
-                    value = await self.fn(*args, **self._kwargs_with_key(kwargs, key))
-                except Exception as exc:
-                    error = exc
-                finally:
-                    tg.cancel_scope.cancel()
+            value = await run_with_heartbeat(
+                lambda: self.fn(*args, **self._kwargs_with_key(kwargs, key)),
+                lambda: store.aheartbeat(record_key, fence, self.lease),
+                self.lease / 3,
+            )
+        except Exception as error:
+            if await self._asettle_failure(error, state, record_key, fence) == "unknown":
+                raise self._unknown(key, record_key, error) from error
+            raise
         except BaseException as exc:  # cancelled mid-call
             with anyio.CancelScope(shield=True):
                 await self._asettle_failure(exc, state, record_key, fence)
             raise
         finally:
             _STATE.reset(token)
-        if error is not None:
-            if await self._asettle_failure(error, state, record_key, fence) == "unknown":
-                raise self._unknown(key, record_key, error)
-            raise error
         if not await store.acomplete(record_key, fence, value, self.ttl):
             raise LeaseLostError(
                 f"{self.tool}: the lease on key {key} was lost (taken over); the result was not stored",
@@ -445,7 +433,7 @@ class IdempotencyHandle:
     def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         key, digest_hex, record_key, digest = self._keys(args, kwargs)
         claim = self.store.claim(
-            record_key, digest, self._owner(), self.lease, self.ttl, self.takeover
+            record_key, digest, self._owner_id, self.lease, self.ttl, self.takeover
         )
         if claim.status == "completed":
             return claim.payload  # a replay: one store call
@@ -474,7 +462,7 @@ class IdempotencyHandle:
         if first is not None:
             return self._run(key, record_key, first.fence, args, kwargs)
         store = self.store
-        owner = self._owner()
+        owner = self._owner_id
         give_up_at = time.monotonic() + self.wait
         delay = 0.01
         while True:

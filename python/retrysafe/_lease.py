@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable
-from typing import Callable
+from typing import Callable, TypeVar
 
 import anyio
 
 from ._exceptions import StoreError
 
-__all__ = ["heartbeat", "start_heartbeat"]
+T = TypeVar("T")
+
+__all__ = ["heartbeat", "run_with_heartbeat", "start_heartbeat"]
 
 
 def start_heartbeat(renew: Callable[[], bool], every: float) -> threading.Event:
@@ -40,3 +42,24 @@ async def heartbeat(renew: Callable[[], Awaitable[bool]], every: float) -> None:
                 return
         except StoreError:
             return
+
+
+async def run_with_heartbeat(
+    work: Callable[[], Awaitable[T]], renew: Callable[[], Awaitable[bool]], every: float
+) -> T:
+    """Await ``work()`` while a heartbeat renews the lease. The work's exception is re-raised
+    as itself, outside the task group (trio would wrap it in an ExceptionGroup); cancellation
+    propagates as usual."""
+    value: T | None = None
+    error: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(heartbeat, renew, every)
+        try:
+            value = await work()
+        except Exception as exc:
+            error = exc
+        finally:
+            tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    return value  # type: ignore[return-value]
