@@ -4,6 +4,7 @@
 //! type pointer first; everything else goes to one `#[inline(never)]` function. Errors carry
 //! their path as they unwind, so the happy path pays nothing to know where it is.
 
+use std::cell::UnsafeCell;
 use std::os::raw::c_char;
 use std::ptr::addr_of_mut;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
@@ -113,13 +114,15 @@ struct Member {
 
 /// Dicts with at most this many keys may have their layout cached.
 const SHAPE_MAX_KEYS: usize = 32;
-const SHAPE_SLOTS: usize = 8;
+const SHAPE_BITS: u32 = 5;
+const SHAPE_SLOTS: usize = 1 << SHAPE_BITS;
 
-/// The layout of a dict seen before in this call: its key objects in insertion order, the
-/// sorted order, and each member's `"key":` already escaped. The records of a list usually
-/// share key objects (literals are interned; json.loads and orjson.loads reuse key strings),
-/// so sibling records skip UTF-8 lookup, sorting and escaping of their keys. The strong
-/// references keep pointer identity meaningful.
+/// The layout of a dict seen before: its key objects in insertion order, the sorted order,
+/// and each member's `"key":` already escaped. The records of a list usually share key
+/// objects, and so do the arguments of repeated calls of one tool (literals and parameter
+/// names are interned; orjson.loads caches key strings), so such dicts skip UTF-8 lookup,
+/// sorting and escaping of their keys. The strong references keep pointer identity
+/// meaningful: a cached key object can be neither freed nor replaced at its address.
 struct Shape {
     keys: SmallVec<[Ref; 8]>,
     order: SmallVec<[u8; 8]>,
@@ -127,11 +130,41 @@ struct Shape {
     ends: SmallVec<[u32; 8]>,
 }
 
-type ShapeSlots = [Option<Box<Shape>>; SHAPE_SLOTS];
+/// Dict layouts, direct-mapped by [`shape_tag`]: a layout is cached the second time it is
+/// seen, so a one-off dict costs nothing but its tag.
+#[derive(Default)]
+struct ShapeCache {
+    /// Tags of layouts seen once.
+    seen: [usize; SHAPE_SLOTS],
+    slots: [Option<Box<Shape>>; SHAPE_SLOTS],
+}
+
+/// The cache kept between calls. Only touched with the GIL held (abi3 modules load only in
+/// GIL builds): an encoder takes it on creation and puts it back when dropped, so a
+/// re-entrant call (user code run mid-encode) or a thread running while the GIL is released
+/// for a long hash simply finds it empty and works with a cache of its own.
+struct SharedShapes(UnsafeCell<Option<Box<ShapeCache>>>);
+
+// SAFETY: accessed only by `take_shapes` / `put_shapes`, both called with the GIL held.
+unsafe impl Sync for SharedShapes {}
+
+static SHARED_SHAPES: SharedShapes = SharedShapes(UnsafeCell::new(None));
+
+fn take_shapes(_py: Python<'_>) -> Option<Box<ShapeCache>> {
+    // SAFETY: the GIL (witnessed by `_py`) serialises every access.
+    unsafe { (*SHARED_SHAPES.0.get()).take() }
+}
+
+fn put_shapes(_py: Python<'_>, cache: Box<ShapeCache>) {
+    // SAFETY: as in `take_shapes`. A cache already put back by a nested call is dropped
+    // here, with the GIL held, as its references require.
+    unsafe { *SHARED_SHAPES.0.get() = Some(cache) }
+}
 
 #[inline(always)]
 fn shape_tag(first_key: *mut ffi::PyObject, len: usize) -> usize {
-    ((first_key as usize) >> 4) ^ len.wrapping_mul(0x9E37_79B9)
+    // Fibonacci hashing: the slot is the top bits of the product, which mix every input bit.
+    ((first_key as usize) ^ len).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) | 1
 }
 
 /// Standard-library types of the rare path, imported on first use.
@@ -169,9 +202,16 @@ pub struct Encoder<'py, S: Sink> {
     pub sink: S,
     strict: bool,
     depth: u32,
-    /// Tags of dict layouts seen once; a layout seen twice is cached in `shapes`.
-    seen: [usize; SHAPE_SLOTS],
-    shapes: Option<Box<ShapeSlots>>,
+    /// The shared dict layouts while this encoder runs; `None` until a dict needs it.
+    shapes: Option<Box<ShapeCache>>,
+}
+
+impl<S: Sink> Drop for Encoder<'_, S> {
+    fn drop(&mut self) {
+        if let Some(cache) = self.shapes.take() {
+            put_shapes(self.py, cache);
+        }
+    }
 }
 
 #[inline(always)]
@@ -186,8 +226,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             sink,
             strict,
             depth: 0,
-            seen: [0; SHAPE_SLOTS],
-            shapes: None,
+            shapes: take_shapes(py),
         }
     }
 
@@ -377,21 +416,27 @@ impl<'py, S: Sink> Encoder<'py, S> {
             let mut v: *mut ffi::PyObject = std::ptr::null_mut();
             ffi::PyDict_Next(obj, &mut pos, &mut k, &mut v);
             let tag = shape_tag(k, len);
-            let index = tag % SHAPE_SLOTS;
-            let cached = self.shapes.as_mut().and_then(|slots| slots[index].take());
-            if let Some(shape) = cached {
+            let index = tag >> (usize::BITS - SHAPE_BITS);
+            let cache = self.shapes.get_or_insert_with(Default::default);
+            if let Some(shape) = cache.slots[index].take() {
+                // Taken out while in use: a nested dict of the same slot cannot touch it.
                 let written = self.encode_with_shape(obj, &shape, (pos, k, v));
-                if let Some(slots) = self.shapes.as_mut() {
-                    slots[index].get_or_insert(shape);
+                if let Some(cache) = self.shapes.as_mut() {
+                    cache.slots[index].get_or_insert(shape);
                 }
                 if written? {
                     self.leave();
                     return Ok(());
                 }
-            } else if self.seen[index] == tag {
+            }
+            // Not cached, or cached for other keys: a layout seen twice in a row at this
+            // slot takes it (and must then be seen twice again to be replaced).
+            let cache = self.shapes.get_or_insert_with(Default::default);
+            if cache.seen[index] == tag {
+                cache.seen[index] = 0;
                 slot = Some(index);
             } else {
-                self.seen[index] = tag;
+                cache.seen[index] = tag;
             }
         }
         let mut members: SmallVec<[Member; 8]> = SmallVec::with_capacity(len);
@@ -420,7 +465,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         self.sort_members(obj, &mut members, converted)?;
         if let (Some(index), false) = (slot, converted) {
             let shape = Self::make_shape(&members);
-            self.shapes.get_or_insert_with(Default::default)[index] = Some(Box::new(shape));
+            self.shapes.get_or_insert_with(Default::default).slots[index] = Some(Box::new(shape));
         }
         self.write_members(obj, &members)
     }
@@ -712,7 +757,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             sub.depth = self.depth;
             sub.encode(item.as_ptr())
                 .map_err(|e| e.at(Seg::SetItem, obj))?;
-            parts.push(sub.sink);
+            parts.push(std::mem::take(&mut sub.sink));
         }
         parts.sort_unstable();
         self.sink.push(b'[');

@@ -198,7 +198,8 @@ fn canonical_json<'py>(
         let mut encoder = Encoder::new(py, buf, strict);
         let result = encoder.encode(obj.as_ptr());
         let out = result.map(|()| PyBytes::new(py, &encoder.sink));
-        let mut buf = encoder.sink;
+        let mut buf = std::mem::take(&mut encoder.sink);
+        drop(encoder);
         if buf.capacity() <= KEEP_BUFFER {
             buf.clear();
             OUT.with(|cell| cell.set(buf));

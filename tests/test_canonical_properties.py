@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -47,6 +48,36 @@ def test_dict_order_never_changes_the_key(value: dict[str, int], rnd: random.Ran
     assert fingerprint(value) == fingerprint(dict(items))
 
 
+# A few interned key objects, shared by every example: dicts built from them hit the
+# encoder's layout cache, which keys layouts by key identity and survives between calls.
+_POOL = [sys.intern(k) for k in ("id", "name", "\u20ac", "\U0001f600", "a\nb", "z", "\ufb33")]
+
+
+@given(
+    st.lists(
+        st.lists(st.sampled_from(_POOL), min_size=1, unique=True).flatmap(
+            lambda keys: st.fixed_dictionaries(
+                {k: st.integers() | st.text(max_size=3) for k in keys}
+            )
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.randoms(),
+)
+def test_repeated_layouts_match_reference(dicts: list[dict[str, Any]], rnd: random.Random) -> None:
+    """Dicts sharing key objects, in any insertion order and mix, nested or in sequence,
+    encode exactly as the reference on every call (the layout cache is never stale)."""
+    for _ in range(3):
+        batch = [dict(rnd.sample(list(d.items()), len(d))) for d in rnd.sample(dicts, len(dicts))]
+        for d in batch:
+            assert reference.canonical(d) == canonical_json(d)
+        nested = {"records": batch, "first": batch[0]}
+        assert reference.canonical(nested) == canonical_json(nested)
+        expected = hashlib.sha256(reference.canonical(nested)).hexdigest()
+        assert expected == fingerprint(nested)
+
+
 @given(st.integers(-SAFE_INT, SAFE_INT))
 def test_int_and_equal_float_share_a_key(n: int) -> None:
     """`1` and `1.0` (equal values) give one key."""
@@ -62,7 +93,6 @@ def test_int_key_and_its_string_share_a_key(n: int, value: str) -> None:
 @given(extended, st.binary(min_size=1, max_size=64))
 def test_hmac_differs_from_plain_and_depends_on_secret(value: Any, secret: bytes) -> None:
     """With a secret the digest is HMAC-SHA256 over the same canonical bytes."""
-    import hashlib
     import hmac
 
     expected = hmac.new(secret, canonical_json(value), hashlib.sha256).hexdigest()
