@@ -137,22 +137,32 @@ unsafe fn escape_block(bytes: &[u8], mut i: usize, end: usize, mut out: *mut u8)
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        let quote = _mm_set1_epi8(b'"' as i8);
-        let slash = _mm_set1_epi8(b'\\' as i8);
-        let ctrl_max = _mm_set1_epi8(0x1f);
+        let src = bytes.as_ptr();
+        // 64 bytes at a time, one mask each, then a loop over the mask's bits: each escape
+        // costs a few adds, not a reload, and a branch mispredicts about once per block
+        // rather than once per escape (twice as fast on prose with a newline every line).
+        // Each segment is copied with one 64-byte copy that may overrun it; later stores
+        // overwrite the excess. The block's reads end before i + 128 <= end.
+        while i + 128 <= end {
+            let mut mask = special_mask64(src.add(i));
+            let mut start = 0;
+            while mask != 0 {
+                let pos = mask.trailing_zeros() as usize;
+                copy64(out, src.add(i + start));
+                out = out.add(pos - start);
+                out = out.add(put_escape(out, *src.add(i + pos)));
+                start = pos + 1;
+                mask &= mask - 1;
+            }
+            copy64(out, src.add(i + start));
+            out = out.add(64 - start);
+            i += 64;
+        }
         while i + 16 <= end {
-            let x = _mm_loadu_si128(bytes.as_ptr().add(i) as *const __m128i);
+            let x = _mm_loadu_si128(src.add(i) as *const __m128i);
             // Copy all 16 bytes first; an escape found below overwrites from its position.
             _mm_storeu_si128(out as *mut __m128i, x);
-            // min(x, 0x1f) == x exactly when x <= 0x1f (unsigned).
-            let ctrl = _mm_cmpeq_epi8(_mm_min_epu8(x, ctrl_max), x);
-            let hits = _mm_or_si128(
-                ctrl,
-                _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, slash)),
-            );
-            let mask = _mm_movemask_epi8(hits);
-            // Branchy on purpose: a branch-free step makes every chunk wait on the tzcnt of
-            // the one before, which is slower even for prose with an escape every 40 bytes.
+            let mask = special_mask16(x);
             if mask == 0 {
                 i += 16;
                 out = out.add(16);
@@ -177,6 +187,38 @@ unsafe fn escape_block(bytes: &[u8], mut i: usize, end: usize, mut out: *mut u8)
     out
 }
 
+/// Bit k set when byte k of `x` must be escaped: `"`, `\`, or a control character.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn special_mask16(x: std::arch::x86_64::__m128i) -> u32 {
+    use std::arch::x86_64::*;
+    // min(x, 0x1f) == x exactly when x <= 0x1f (unsigned).
+    let ctrl = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x);
+    let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
+    let slash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
+    _mm_movemask_epi8(_mm_or_si128(ctrl, _mm_or_si128(quote, slash))) as u32
+}
+
+/// [`special_mask16`] of the 64 bytes at `p`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn special_mask64(p: *const u8) -> u64 {
+    use std::arch::x86_64::*;
+    let m = |k: usize| special_mask16(_mm_loadu_si128(p.add(16 * k) as *const __m128i)) as u64;
+    m(0) | (m(1) << 16) | (m(2) << 32) | (m(3) << 48)
+}
+
+/// Copies 64 bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn copy64(dst: *mut u8, src: *const u8) {
+    use std::arch::x86_64::*;
+    for k in 0..4 {
+        let x = _mm_loadu_si128(src.add(16 * k) as *const __m128i);
+        _mm_storeu_si128(dst.add(16 * k) as *mut __m128i, x);
+    }
+}
+
 /// Writes `bytes` (valid UTF-8) as a JSON string with only the escapes RFC 8785 requires.
 #[inline]
 pub fn write_str<S: Sink>(sink: &mut S, bytes: &[u8]) {
@@ -188,15 +230,7 @@ pub fn write_str<S: Sink>(sink: &mut S, bytes: &[u8]) {
             let mut chunk = [b'a'; 16];
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), chunk.as_mut_ptr(), bytes.len());
             let x = _mm_loadu_si128(chunk.as_ptr() as *const __m128i);
-            let ctrl = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x);
-            let hits = _mm_or_si128(
-                ctrl,
-                _mm_or_si128(
-                    _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8)),
-                    _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8)),
-                ),
-            );
-            if _mm_movemask_epi8(hits) == 0 {
+            if special_mask16(x) == 0 {
                 let out = sink.reserve_raw(18);
                 *out = b'"';
                 _mm_storeu_si128(out.add(1) as *mut __m128i, x);
@@ -501,6 +535,29 @@ mod tests {
                     assert_eq!(s(&v), slow_escape(&v), "len {len} pos {pos} byte {special}");
                 }
             }
+        }
+        // The 64-byte path: escapes at every position of blocks, at their edges, in runs.
+        for len in [127, 128, 129, 191, 192, 193, 255, 256, 300] {
+            for pos in 0..len {
+                for special in [b'"', 0x1f, b'\n'] {
+                    let mut v: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                    v[pos] = special;
+                    v[(pos * 7 + 3) % len] = b'\\';
+                    assert_eq!(s(&v), slow_escape(&v), "len {len} pos {pos} byte {special}");
+                }
+            }
+        }
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for len in 0..700 {
+            let v: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    b"ab\"\\\n\t\x01x"[(state % 8) as usize]
+                })
+                .collect();
+            assert_eq!(s(&v), slow_escape(&v), "dense, len {len}");
         }
         let big: Vec<u8> = (0..3 * BLOCK + 7)
             .map(|i| if i % 61 == 0 { b'\n' } else { b'x' })
