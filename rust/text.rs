@@ -224,23 +224,73 @@ unsafe fn copy64(dst: *mut u8, src: *const u8) {
 pub fn write_str<S: Sink>(sink: &mut S, bytes: &[u8]) {
     #[cfg(target_arch = "x86_64")]
     if bytes.len() < 16 {
-        // Keys and most values: one padded 16-byte check and one store.
+        // Keys and most values: one 16-byte check and two stores. The bytes are read as
+        // two overlapping words, never through a padded copy on the stack (a 16-byte load
+        // of bytes just stored by memcpy stalls on store forwarding).
         unsafe {
             use std::arch::x86_64::*;
-            let mut chunk = [b'a'; 16];
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), chunk.as_mut_ptr(), bytes.len());
-            let x = _mm_loadu_si128(chunk.as_ptr() as *const __m128i);
-            if special_mask16(x) == 0 {
+            let n = bytes.len();
+            let (lo, hi) = short_words(bytes);
+            if special_mask16(_mm_set_epi64x(hi as i64, lo as i64)) == 0 {
                 let out = sink.reserve_raw(18);
                 *out = b'"';
-                _mm_storeu_si128(out.add(1) as *mut __m128i, x);
-                *out.add(1 + bytes.len()) = b'"';
-                sink.commit(bytes.len() + 2);
+                put_short(out.add(1), bytes, lo, hi);
+                *out.add(1 + n) = b'"';
+                sink.commit(n + 2);
                 return;
             }
         }
     }
     write_str_blocks(sink, bytes);
+}
+
+/// Bytes of `bytes` (shorter than 16) as two words that together cover every byte: the
+/// first and last 8 (or 4) bytes, overlapping; 1 to 3 bytes spread over `lo`. Lanes not
+/// taken from `bytes` hold `a`, which needs no escape.
+#[inline(always)]
+fn short_words(bytes: &[u8]) -> (u64, u64) {
+    const PAD: u64 = 0x6161_6161_6161_6161;
+    let n = bytes.len();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    let half = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            bytes[at..at + 4].try_into().unwrap_or_default(),
+        ))
+    };
+    match n {
+        8.. => (word(0), word(n - 8)),
+        4..=7 => (half(0) | (half(n - 4) << 32), PAD),
+        1..=3 => {
+            let b = |i: usize| u64::from(bytes[i]);
+            (b(0) | (b(n / 2) << 8) | (b(n - 1) << 16) | (PAD << 24), PAD)
+        }
+        0 => (PAD, PAD),
+    }
+}
+
+/// Stores `bytes` (shorter than 16) at `out` from the words of [`short_words`].
+///
+/// # Safety
+/// `out` has room for 16 bytes.
+#[inline(always)]
+unsafe fn put_short(out: *mut u8, bytes: &[u8], lo: u64, hi: u64) {
+    let n = bytes.len();
+    match n {
+        8.. => {
+            std::ptr::write_unaligned(out as *mut u64, lo);
+            std::ptr::write_unaligned(out.add(n - 8) as *mut u64, hi);
+        }
+        4..=7 => {
+            std::ptr::write_unaligned(out as *mut u32, lo as u32);
+            std::ptr::write_unaligned(out.add(n - 4) as *mut u32, (lo >> 32) as u32);
+        }
+        1..=3 => {
+            *out = bytes[0];
+            *out.add(n / 2) = bytes[n / 2];
+            *out.add(n - 1) = bytes[n - 1];
+        }
+        0 => {}
+    }
 }
 
 #[inline(never)]
@@ -268,6 +318,45 @@ fn write_str_blocks<S: Sink>(sink: &mut S, bytes: &[u8]) {
             i = end;
         }
     }
+}
+
+/// "00" to "99".
+static PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+/// Writes the decimal digits of `v` (with `-` if negative) at `out`; returns the count.
+/// Straight into the output: digits formatted into a stack buffer and then copied are
+/// read back before their stores retire, and that store-forwarding stall cost more than
+/// the formatting.
+///
+/// # Safety
+/// `out` has room for 20 bytes.
+#[inline(always)]
+pub unsafe fn write_i64(out: *mut u8, v: i64) -> usize {
+    let negative = v < 0;
+    *out = b'-';
+    let start = out.add(negative as usize);
+    let mut u = v.unsigned_abs();
+    let len = u.checked_ilog10().unwrap_or(0) as usize + 1;
+    let mut end = start.add(len);
+    while u >= 100 {
+        end = end.sub(2);
+        std::ptr::copy_nonoverlapping(PAIRS[(u % 100) as usize].as_ptr(), end, 2);
+        u /= 100;
+    }
+    if u >= 10 {
+        std::ptr::copy_nonoverlapping(PAIRS[u as usize].as_ptr(), start, 2);
+    } else {
+        *start = b'0' + u as u8;
+    }
+    negative as usize + len
 }
 
 /// Lowercase hex of a digest.
@@ -711,6 +800,33 @@ mod tests {
                     ryu_js::Buffer::new().format_finite(v)
                 );
             }
+        }
+    }
+
+    #[test]
+    fn integers_match_std_formatting() {
+        let mut cases = vec![
+            0,
+            1,
+            -1,
+            9,
+            10,
+            99,
+            100,
+            -100,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+        ];
+        let mut x = 1i64;
+        for _ in 0..18 {
+            cases.extend([x - 1, x, x + 1, -x, 7 * x + 3]);
+            x *= 10;
+        }
+        for v in cases {
+            let mut buf = [0u8; 20];
+            let n = unsafe { write_i64(buf.as_mut_ptr(), v) };
+            assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), v.to_string());
         }
     }
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
@@ -121,3 +122,35 @@ def test_sets_give_the_same_key_under_any_hash_seed() -> None:
         orders.add(out[1])
     assert 1 == len(digests)
     assert len(orders) > 1, "the seeds did not change set order, so the test proved nothing"
+
+
+# Ints of 0, 1 and 2 thirty-bit digits are read in place, longer ones through the C API;
+# these sit on each side of every boundary.
+_INT_EDGES = sorted(
+    {
+        s * (base + d)
+        for base in (0, 2**30, 2**53, 2**60, 2**63, 2**64)
+        for d in (-1, 0, 1)
+        for s in (1, -1)
+    }
+)
+
+
+@pytest.mark.parametrize("n", _INT_EDGES)
+def test_ints_at_digit_boundaries(n: int) -> None:
+    """Every int prints its exact digits, in a list and as a dict value."""
+    assert canonical_json([n, {"n": n}]) == f'[{n},{{"n":{n}}}]'.encode()
+
+
+class _Str(str):
+    pass
+
+
+def test_every_str_representation_gives_the_same_bytes() -> None:
+    """ASCII and non-ASCII strs, before and after CPython caches their UTF-8, and str
+    subclasses (stored differently) encode alike, as values and as keys."""
+    fresh = "".join(["caf", "\u00e9 \u20ac \U0001f600"])  # built at run time: no UTF-8 cache
+    expected = '{"caf\u00e9 \u20ac \U0001f600":["caf\u00e9 \u20ac \U0001f600","ascii"]}'.encode()
+    for _ in range(2):  # the first call makes CPython cache the UTF-8, the second reads it
+        assert canonical_json({fresh: [fresh, "ascii"]}) == expected
+    assert canonical_json({_Str(fresh): [_Str(fresh), _Str("ascii")]}) == expected
