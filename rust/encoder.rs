@@ -294,6 +294,25 @@ pub struct Encoder<'py, S: Sink> {
     depth: u32,
     /// The shared dict layouts while this encoder runs; `None` until a dict needs it.
     shapes: Option<Box<ShapeCache>>,
+    /// Entering a container with the stack below this address raises: [`STACK_RESERVE`]
+    /// above the thread's stack limit, computed once per encoder (a thread-local lookup
+    /// per container cost more than a small dict's encoding).
+    stack_floor: usize,
+}
+
+/// An address in the current stack frame.
+#[inline(always)]
+fn stack_address() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
+/// The lowest stack address an encoder may enter a container at (stacks grow down).
+fn stack_floor() -> usize {
+    match stacker::remaining_stack() {
+        Some(left) => (stack_address() + STACK_RESERVE).saturating_sub(left),
+        None => 0,
+    }
 }
 
 impl<S: Sink> Drop for Encoder<'_, S> {
@@ -317,6 +336,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             strict,
             depth: 0,
             shapes: take_shapes(py),
+            stack_floor: stack_floor(),
         }
     }
 
@@ -357,7 +377,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         self.depth += 1;
         let kind = if self.depth > MAX_DEPTH {
             ErrorKind::TooDeep
-        } else if stacker::remaining_stack().is_some_and(|left| left < STACK_RESERVE) {
+        } else if stack_address() < self.stack_floor {
             ErrorKind::StackExhausted
         } else {
             return Ok(());
