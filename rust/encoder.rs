@@ -484,9 +484,9 @@ impl<'py, S: Sink> Encoder<'py, S> {
             // Integral and exact: the ECMAScript text is the integer's digits (and -0 is 0).
             self.write_i64(v as i64);
         } else {
-            let mut buf = [0u8; 24];
-            match short_decimal(v, &mut buf) {
-                Some(n) => self.sink.write(&buf[..n]),
+            let out = self.sink.reserve_raw(24);
+            match short_decimal(v, out) {
+                Some(n) => self.sink.commit(n),
                 None => self
                     .sink
                     .write(ryu_js::Buffer::new().format_finite(v).as_bytes()),

@@ -435,47 +435,57 @@ pub fn es_layout(out: &mut Vec<u8>, negative: bool, digits: &[u8], n: i64) {
 /// d x 10^(6-k) in this range, so m is exactly that and stripping m's trailing zeros finds
 /// the fewest places. And here 10^-6 exceeds two ulps of v, so no other decimal of that many
 /// places also parses to v: the shortest round-trip text is unique, as ECMAScript requires.
+///
+/// Written straight into the output, like [`write_i64`].
+///
+/// # Safety
+/// `out` has room for 24 bytes.
 #[inline]
-pub fn short_decimal(v: f64, out: &mut [u8; 24]) -> Option<usize> {
+pub unsafe fn short_decimal(v: f64, out: *mut u8) -> Option<usize> {
     let a = v.abs();
     if !(1e-6..1e9).contains(&a) {
         return None;
     }
     // a * 1e6 < 1e15 and positive: adding 0.5 and truncating rounds it.
-    let mut m = (a * 1e6 + 0.5) as u64;
+    let m = (a * 1e6 + 0.5) as u64;
     if m as f64 / 1e6 != a {
         return None;
     }
+    // Divisions by constants only (a division by 10^places costs more than the rest).
+    let (int_part, fraction) = (m / 1_000_000, m % 1_000_000);
     let mut places = 6;
-    while m % 10 == 0 {
-        m /= 10;
+    let mut rest = fraction;
+    while rest % 10 == 0 && places > 0 {
+        rest /= 10;
         places -= 1;
     }
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(m).as_bytes();
-    let mut n = 0;
-    if v < 0.0 {
-        out[0] = b'-';
-        n = 1;
-    }
-    if digits.len() > places {
-        let int_len = digits.len() - places;
-        out[n..n + int_len].copy_from_slice(&digits[..int_len]);
-        n += int_len;
-        out[n] = b'.';
-        out[n + 1..n + 1 + places].copy_from_slice(&digits[int_len..]);
+    *out = b'-';
+    let mut n = (v < 0.0) as usize;
+    n += write_i64(out.add(n), int_part as i64);
+    if places > 0 {
+        *out.add(n) = b'.';
+        // All six digits, of which the trailing zeros are then not counted.
+        write_fixed(out.add(n + 1), fraction, 6);
         n += 1 + places;
-    } else {
-        out[n..n + 2].copy_from_slice(b"0.");
-        n += 2;
-        for _ in 0..places - digits.len() {
-            out[n] = b'0';
-            n += 1;
-        }
-        out[n..n + digits.len()].copy_from_slice(digits);
-        n += digits.len();
     }
     Some(n)
+}
+
+/// Writes `u` (< 10^width) as exactly `width` digits, zero-padded, at `out`.
+///
+/// # Safety
+/// `out` has room for `width` bytes.
+#[inline(always)]
+unsafe fn write_fixed(out: *mut u8, mut u: u64, width: usize) {
+    let mut end = out.add(width);
+    while end.offset_from(out) >= 2 {
+        end = end.sub(2);
+        std::ptr::copy_nonoverlapping(PAIRS[(u % 100) as usize].as_ptr(), end, 2);
+        u /= 100;
+    }
+    if end > out {
+        *out = b'0' + u as u8;
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -777,7 +787,7 @@ mod tests {
                 continue;
             }
             let expected = ryu_js::Buffer::new().format_finite(v).to_owned();
-            if let Some(n) = short_decimal(v, &mut buf) {
+            if let Some(n) = unsafe { short_decimal(v, buf.as_mut_ptr()) } {
                 assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), expected, "{v:e}");
                 checked += 1;
             }
@@ -794,7 +804,7 @@ mod tests {
             -0.5,
             0.1 + 0.2,
         ] {
-            if let Some(n) = short_decimal(v, &mut buf) {
+            if let Some(n) = unsafe { short_decimal(v, buf.as_mut_ptr()) } {
                 assert_eq!(
                     std::str::from_utf8(&buf[..n]).unwrap(),
                     ryu_js::Buffer::new().format_finite(v)
