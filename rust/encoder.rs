@@ -208,7 +208,7 @@ const SHAPE_BITS: u32 = 5;
 const SHAPE_SLOTS: usize = 1 << SHAPE_BITS;
 
 /// The layout of a dict seen before: its key objects in insertion order, the sorted order,
-/// and each member's `"key":` already escaped. The records of a list usually share key
+/// and each member's `{"key":` or `,"key":` already escaped. The records of a list usually share key
 /// objects, and so do the arguments of repeated calls of one tool (literals and parameter
 /// names are interned; orjson.loads caches key strings), so such dicts skip UTF-8 lookup,
 /// sorting and escaping of their keys. The strong references keep pointer identity
@@ -639,14 +639,17 @@ impl<'py, S: Sink> Encoder<'py, S> {
         if values.len() != shape.keys.len() {
             return Ok(false);
         }
-        self.sink.push(b'{');
         let mut start = 0;
         for (j, &index) in shape.order.iter().enumerate() {
-            if j > 0 {
-                self.sink.push(b',');
-            }
             let end = shape.ends[j] as usize;
-            self.sink.write(&shape.prefixes[start..end]);
+            if end - start <= 16 {
+                // One 16-byte copy (the prefixes are padded), of which the prefix counts.
+                let out = self.sink.reserve_raw(16);
+                std::ptr::copy_nonoverlapping(shape.prefixes.as_ptr().add(start), out, 16);
+                self.sink.commit(end - start);
+            } else {
+                self.sink.write(&shape.prefixes[start..end]);
+            }
             start = end;
             let index = index as usize;
             self.encode(values[index].0)
@@ -662,12 +665,15 @@ impl<'py, S: Sink> Encoder<'py, S> {
             smallvec::smallvec![std::ptr::null_mut(); members.len()];
         let mut prefixes = Vec::new();
         let mut ends = SmallVec::new();
-        for m in members {
+        for (j, m) in members.iter().enumerate() {
             by_insertion[m.index as usize] = m.key.0;
+            prefixes.push(if j == 0 { b'{' } else { b',' });
             write_str(&mut prefixes, m.text.as_bytes());
             prefixes.push(b':');
             ends.push(prefixes.len() as u32);
         }
+        // Padding for the 16-byte copies of short prefixes.
+        prefixes.extend_from_slice(&[0; 16]);
         for k in by_insertion {
             keys.push(Ref::new(k));
         }
