@@ -480,7 +480,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
             }
             return Err(EncodeError::new(ErrorKind::NonFinite(v)));
         }
-        if v.fract() == 0.0 && v.abs() < MAX_SAFE as f64 {
+        // Integral test by a round trip through i64 (saturating), not a libm call.
+        if v as i64 as f64 == v && v.abs() < MAX_SAFE as f64 {
             // Integral and exact: the ECMAScript text is the integer's digits (and -0 is 0).
             self.write_i64(v as i64);
         } else {

@@ -453,11 +453,14 @@ pub unsafe fn short_decimal(v: f64, out: *mut u8) -> Option<usize> {
     }
     // Divisions by constants only (a division by 10^places costs more than the rest).
     let (int_part, fraction) = (m / 1_000_000, m % 1_000_000);
+    // Trailing zeros of the six places in three steps, not up to six dependent divisions.
     let mut places = 6;
     let mut rest = fraction;
-    while rest % 10 == 0 && places > 0 {
-        rest /= 10;
-        places -= 1;
+    for (pow, count) in [(1000, 3), (100, 2), (10, 1)] {
+        if rest % pow == 0 {
+            rest /= pow;
+            places -= count;
+        }
     }
     *out = b'-';
     let mut n = (v < 0.0) as usize;
