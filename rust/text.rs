@@ -346,7 +346,16 @@ pub unsafe fn write_i64(out: *mut u8, v: i64) -> usize {
     let mut u = v.unsigned_abs();
     let len = u.checked_ilog10().unwrap_or(0) as usize + 1;
     let mut end = start.add(len);
-    while u >= 100 {
+    // Four digits per step: the two pairs of a step do not wait on each other, and the
+    // chain of divisions is half as long as with one pair per step.
+    while u >= 10_000 {
+        let rest = (u % 10_000) as usize;
+        u /= 10_000;
+        end = end.sub(4);
+        std::ptr::copy_nonoverlapping(PAIRS[rest / 100].as_ptr(), end, 2);
+        std::ptr::copy_nonoverlapping(PAIRS[rest % 100].as_ptr(), end.add(2), 2);
+    }
+    if u >= 100 {
         end = end.sub(2);
         std::ptr::copy_nonoverlapping(PAIRS[(u % 100) as usize].as_ptr(), end, 2);
         u /= 100;
