@@ -229,27 +229,37 @@ struct ShapeCache {
     slots: [Option<Box<Shape>>; SHAPE_SLOTS],
 }
 
-/// The cache kept between calls. Only touched with the GIL held (abi3 modules load only in
-/// GIL builds): an encoder takes it on creation and puts it back when dropped, so a
-/// re-entrant call (user code run mid-encode) or a thread running while the GIL is released
-/// for a long hash simply finds it empty and works with a cache of its own.
-struct SharedShapes(UnsafeCell<Option<Box<ShapeCache>>>);
+/// A value kept between calls, touched only with the GIL held (abi3 modules load only in
+/// GIL builds, and every access takes a `Python` token). A call takes the value and puts it
+/// back when done, so a re-entrant call (user code run mid-encode) or a thread running while
+/// the GIL is released for a long hash finds the slot empty and uses a value of its own.
+/// Cheaper than a thread-local, which in a shared library costs a `__tls_get_addr` call.
+pub(crate) struct GilSlot<T>(UnsafeCell<Option<T>>);
 
-// SAFETY: accessed only by `take_shapes` / `put_shapes`, both called with the GIL held.
-unsafe impl Sync for SharedShapes {}
+// SAFETY: the value is only reached through `take` and `put`, which need the GIL: every
+// access is serialised, and whichever thread holds the GIL may use Python references.
+unsafe impl<T> Sync for GilSlot<T> {}
 
-static SHARED_SHAPES: SharedShapes = SharedShapes(UnsafeCell::new(None));
+impl<T> GilSlot<T> {
+    pub(crate) const fn new() -> Self {
+        GilSlot(UnsafeCell::new(None))
+    }
 
-fn take_shapes(_py: Python<'_>) -> Option<Box<ShapeCache>> {
-    // SAFETY: the GIL (witnessed by `_py`) serialises every access.
-    unsafe { (*SHARED_SHAPES.0.get()).take() }
+    pub(crate) fn take(&self, _py: Python<'_>) -> Option<T> {
+        // SAFETY: the GIL (witnessed by `_py`) serialises every access.
+        unsafe { (*self.0.get()).take() }
+    }
+
+    /// Keeps `value` for the next call; a value put back meanwhile by a nested call is
+    /// dropped, with the GIL held (Python references may need it).
+    pub(crate) fn put(&self, _py: Python<'_>, value: T) {
+        // SAFETY: as in `take`.
+        unsafe { *self.0.get() = Some(value) }
+    }
 }
 
-fn put_shapes(_py: Python<'_>, cache: Box<ShapeCache>) {
-    // SAFETY: as in `take_shapes`. A cache already put back by a nested call is dropped
-    // here, with the GIL held, as its references require.
-    unsafe { *SHARED_SHAPES.0.get() = Some(cache) }
-}
+/// The dict layouts kept between calls.
+static SHARED_SHAPES: GilSlot<Box<ShapeCache>> = GilSlot::new();
 
 #[inline(always)]
 fn shape_tag(first_key: *mut ffi::PyObject, len: usize) -> usize {
@@ -318,7 +328,7 @@ fn stack_floor() -> usize {
 impl<S: Sink> Drop for Encoder<'_, S> {
     fn drop(&mut self) {
         if let Some(cache) = self.shapes.take() {
-            put_shapes(self.py, cache);
+            SHARED_SHAPES.put(self.py, cache);
         }
     }
 }
@@ -335,7 +345,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             sink,
             strict,
             depth: 0,
-            shapes: take_shapes(py),
+            shapes: SHARED_SHAPES.take(py),
             stack_floor: stack_floor(),
         }
     }

@@ -7,7 +7,6 @@ mod errors;
 mod keyer;
 pub mod text;
 
-use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use hmac::{Hmac, Mac};
@@ -16,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use sha2::{Digest, Sha256};
 
-use encoder::Encoder;
+use encoder::{Encoder, GilSlot};
 use text::{hex32, Sink};
 
 /// The root name in error paths: tool-call arguments.
@@ -63,10 +62,8 @@ const DIRECT: usize = 2048;
 /// Hashing this much takes ~0.2 ms: worth letting other threads run meanwhile.
 const RELEASE_GIL: usize = 256 * 1024;
 
-thread_local! {
-    /// The hashing buffer, reused: taken, not borrowed, so a re-entrant call gets its own.
-    static HASH_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
+/// The hashing buffer, reused between calls.
+static HASH_BUF: GilSlot<Vec<u8>> = GilSlot::new();
 
 /// Hashes canonical bytes as they are written: one pass through an 8 KiB buffer, no copy
 /// of the whole document.
@@ -78,7 +75,7 @@ pub(crate) struct HashSink<'py> {
 
 impl<'py> HashSink<'py> {
     pub(crate) fn new(py: Python<'py>, secret: Option<&[u8]>) -> Self {
-        let mut buf = HASH_BUF.with(Cell::take);
+        let mut buf = HASH_BUF.take(py).unwrap_or_default();
         buf.clear();
         // Room for a full buffer plus one reserved string block (6 x 4 KiB + slack).
         buf.reserve(BUF + 32 * 1024);
@@ -120,8 +117,7 @@ impl<'py> HashSink<'py> {
 
 impl Drop for HashSink<'_> {
     fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        HASH_BUF.with(|cell| cell.set(buf));
+        HASH_BUF.put(self.py, std::mem::take(&mut self.buf));
     }
 }
 
@@ -175,14 +171,11 @@ fn guarded<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     }
 }
 
-/// Output buffers up to this size are kept for the thread's next call.
+/// Output buffers up to this size are kept for the next call.
 const KEEP_BUFFER: usize = 4 << 20;
 
-thread_local! {
-    /// Reused by `canonical_json`: a fresh large Vec costs page faults on every call.
-    /// Taken, not borrowed, so a re-entrant call (from user code) just gets a new one.
-    static OUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
+/// Reused by `canonical_json`: a fresh large Vec costs page faults on every call.
+static OUT: GilSlot<Vec<u8>> = GilSlot::new();
 
 /// canonical_json(obj, /, *, strict=False) -> bytes
 #[pyfunction]
@@ -193,7 +186,7 @@ fn canonical_json<'py>(
     strict: bool,
 ) -> PyResult<Bound<'py, PyBytes>> {
     guarded(|| {
-        let mut buf = OUT.with(Cell::take);
+        let mut buf = OUT.take(py).unwrap_or_default();
         buf.clear();
         let mut encoder = Encoder::new(py, buf, strict);
         let result = encoder.encode(obj.as_ptr());
@@ -202,7 +195,7 @@ fn canonical_json<'py>(
         drop(encoder);
         if buf.capacity() <= KEEP_BUFFER {
             buf.clear();
-            OUT.with(|cell| cell.set(buf));
+            OUT.put(py, buf);
         }
         out.map_err(|e| e.into_pyerr(py, ROOT))
     })
