@@ -55,8 +55,8 @@ static PLAIN_REFCOUNT: AtomicBool = AtomicBool::new(false);
 /// element's own encoding; orjson reads these structs too. On both layouts (GIL builds, the
 /// only ones that load abi3 modules) a float keeps its value at offset 16, a list its size
 /// at 16 and item array at 24, an int its sign and digit count at 16 and 30-bit digits from
-/// 24, and a str its length at 16 and state bits at 32; they differ in the int's header and
-/// where a str's characters and cached UTF-8 are.
+/// 24, a str its length at 16 and state bits at 32, and a dict its size at 16; they differ
+/// in the int's header and where a str's characters and cached UTF-8 are.
 static LAYOUT: AtomicU8 = AtomicU8::new(LAYOUT_API);
 const LAYOUT_API: u8 = 0;
 const LAYOUT_39: u8 = 1;
@@ -560,7 +560,11 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     unsafe fn encode_dict(&mut self, obj: *mut ffi::PyObject) -> Result {
-        let len = ffi::PyDict_Size(obj) as usize;
+        let len = if layout() == LAYOUT_API {
+            ffi::PyDict_Size(obj) as usize
+        } else {
+            field::<isize>(obj, 16) as usize
+        };
         if len == 0 {
             self.sink.write(b"{}");
             return Ok(());
