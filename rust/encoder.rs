@@ -581,7 +581,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             let cache = self.shapes.get_or_insert_with(Default::default);
             if let Some(shape) = cache.slots[index].take() {
                 // Taken out while in use: a nested dict of the same slot cannot touch it.
-                let written = self.encode_with_shape(obj, &shape, (pos, k, v));
+                let written = self.encode_with_shape(obj, &shape, len, (pos, k, v));
                 if let Some(cache) = self.shapes.as_mut() {
                     cache.slots[index].get_or_insert(shape);
                 }
@@ -632,27 +632,31 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     /// Writes `obj` through a cached layout. `Ok(false)`: the keys differ, nothing written.
-    /// `first` is the dict's first item, already read by the caller.
+    /// `len` is the dict's size, `first` its first item, both already read by the caller.
     #[inline]
     unsafe fn encode_with_shape(
         &mut self,
         obj: *mut ffi::PyObject,
         shape: &Shape,
+        len: usize,
         first: (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject),
     ) -> Result<bool> {
+        let n = shape.keys.len();
+        if len != n {
+            return Ok(false);
+        }
+        // Exactly `len` items: no final PyDict_Next call to learn that there are no more.
         let mut values: SmallVec<[Ref; 16]> = SmallVec::new();
         let (mut pos, mut k, mut v) = first;
         loop {
-            if shape.keys.get(values.len()).map(|r| r.0) != Some(k) {
+            if shape.keys[values.len()].0 != k {
                 return Ok(false);
             }
             values.push(Ref::new(v));
-            if ffi::PyDict_Next(obj, &mut pos, &mut k, &mut v) == 0 {
+            if values.len() == n {
                 break;
             }
-        }
-        if values.len() != shape.keys.len() {
-            return Ok(false);
+            ffi::PyDict_Next(obj, &mut pos, &mut k, &mut v);
         }
         let mut start = 0;
         for (j, &index) in shape.order.iter().enumerate() {
