@@ -4,18 +4,18 @@
 
 mod encoder;
 mod errors;
+mod hasher;
 mod keyer;
 pub mod text;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use hmac::{Hmac, Mac};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
-use sha2::{Digest, Sha256};
 
 use encoder::{Encoder, GilSlot};
+use hasher::Hasher;
 use text::{hex32, Sink};
 
 /// The root name in error paths: tool-call arguments.
@@ -23,38 +23,6 @@ pub(crate) const ROOT: &str = "args";
 
 /// Domain separation for idempotency keys; bump it if the derivation ever changes.
 const KEY_TAG: &[u8] = b"retrysafe/idempotency-key/v1\0";
-
-enum Hasher {
-    Plain(Sha256),
-    Keyed(Box<Hmac<Sha256>>),
-}
-
-impl Hasher {
-    fn new(secret: Option<&[u8]>) -> Self {
-        match secret {
-            None => Hasher::Plain(Sha256::new()),
-            // HMAC takes keys of any length; this cannot fail.
-            Some(key) => Hasher::Keyed(Box::new(
-                <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length"),
-            )),
-        }
-    }
-
-    #[inline]
-    fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Hasher::Plain(h) => Digest::update(h, bytes),
-            Hasher::Keyed(h) => Mac::update(h.as_mut(), bytes),
-        }
-    }
-
-    fn finish(self) -> [u8; 32] {
-        match self {
-            Hasher::Plain(h) => h.finalize().into(),
-            Hasher::Keyed(h) => h.finalize().into_bytes().into(),
-        }
-    }
-}
 
 const BUF: usize = 8192;
 /// Segments at least this long go to the hasher without a copy.
@@ -86,30 +54,27 @@ impl<'py> HashSink<'py> {
         }
     }
 
-    #[inline]
+    /// Hashes what the buffer holds (a partial block may stay).
+    #[inline(never)]
     fn flush(&mut self) {
-        if !self.buf.is_empty() {
-            self.hasher.update(&self.buf);
-            self.buf.clear();
-        }
+        self.hasher.absorb(&mut self.buf, &[]);
     }
 
-    /// The digest; the sink is spent (its hasher replaced by a fresh one).
+    /// The digest of everything written; the sink starts over (unkeyed).
     pub(crate) fn finish(&mut self) -> [u8; 32] {
-        self.flush();
-        std::mem::replace(&mut self.hasher, Hasher::Plain(Sha256::new())).finish()
+        self.hasher.finish(&mut self.buf)
     }
 
     #[inline(never)]
     fn write_slow(&mut self, bytes: &[u8]) {
-        self.flush();
         if bytes.len() >= RELEASE_GIL {
             // The bytes belong to an immutable str we hold a reference to.
-            let hasher = &mut self.hasher;
-            self.py.allow_threads(|| hasher.update(bytes));
+            let (hasher, buf) = (&mut self.hasher, &mut self.buf);
+            self.py.allow_threads(|| hasher.absorb(buf, bytes));
         } else if bytes.len() >= DIRECT {
-            self.hasher.update(bytes);
+            self.hasher.absorb(&mut self.buf, bytes);
         } else {
+            self.flush();
             self.buf.write(bytes);
         }
     }
@@ -133,7 +98,7 @@ impl Sink for HashSink<'_> {
 
     #[inline(always)]
     fn push(&mut self, byte: u8) {
-        if self.buf.len() == BUF {
+        if self.buf.len() >= BUF {
             self.flush();
         }
         Sink::push(&mut self.buf, byte);
