@@ -179,6 +179,48 @@ impl Drop for Ref {
     }
 }
 
+/// Up to [`SHAPE_MAX_KEYS`] strong references in a fixed array: a cached dict layout's
+/// values, with no length checks or spill logic per push.
+struct Refs {
+    items: [std::mem::MaybeUninit<Ref>; SHAPE_MAX_KEYS],
+    len: usize,
+}
+
+impl Refs {
+    #[inline(always)]
+    fn new() -> Self {
+        Refs {
+            items: [const { std::mem::MaybeUninit::uninit() }; SHAPE_MAX_KEYS],
+            len: 0,
+        }
+    }
+
+    /// # Safety
+    /// Fewer than [`SHAPE_MAX_KEYS`] are held; `obj` is a live object.
+    #[inline(always)]
+    unsafe fn push(&mut self, obj: *mut ffi::PyObject) {
+        self.items.get_unchecked_mut(self.len).write(Ref::new(obj));
+        self.len += 1;
+    }
+
+    #[inline(always)]
+    fn get(&self, i: usize) -> *mut ffi::PyObject {
+        assert!(i < self.len);
+        // SAFETY: items below `len` are initialised.
+        unsafe { self.items[i].assume_init_ref().0 }
+    }
+}
+
+impl Drop for Refs {
+    #[inline(always)]
+    fn drop(&mut self) {
+        for item in &mut self.items[..self.len] {
+            // SAFETY: items below `len` are initialised, and each is dropped once.
+            unsafe { item.assume_init_drop() }
+        }
+    }
+}
+
 /// A key's canonical UTF-8: borrowed from the str object's UTF-8 cache, or built.
 enum KeyText {
     Borrowed(*const u8, usize),
@@ -646,14 +688,15 @@ impl<'py, S: Sink> Encoder<'py, S> {
             return Ok(false);
         }
         // Exactly `len` items: no final PyDict_Next call to learn that there are no more.
-        let mut values: SmallVec<[Ref; 16]> = SmallVec::new();
+        let mut values = Refs::new();
         let (mut pos, mut k, mut v) = first;
         loop {
-            if shape.keys[values.len()].0 != k {
+            if shape.keys[values.len].0 != k {
                 return Ok(false);
             }
-            values.push(Ref::new(v));
-            if values.len() == n {
+            // n <= SHAPE_MAX_KEYS: shapes are made of such dicts only.
+            values.push(v);
+            if values.len == n {
                 break;
             }
             ffi::PyDict_Next(obj, &mut pos, &mut k, &mut v);
@@ -671,7 +714,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             }
             start = end;
             let index = index as usize;
-            self.encode(values[index].0)
+            self.encode(values.get(index))
                 .map_err(|e| e.at_key(self.py, shape.keys[index].0, obj))?;
         }
         self.sink.push(b'}');
