@@ -32,3 +32,33 @@ def measure(benchmark: Any, fn: Callable[..., Any], *args: Any, rounds: int = 40
     per_call = (time.perf_counter() - start) / n
     iterations = max(1, int(0.002 / per_call))
     return benchmark.pedantic(fn, args=args, iterations=iterations, rounds=rounds, warmup_rounds=2)
+
+
+def _batch_seconds(fn: Callable[[], Any], iterations: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iterations):
+        fn()
+    return time.perf_counter() - start
+
+
+def paired_ratio(benchmark: Any, ours: Callable[[], Any], theirs: Callable[[], Any]) -> float:
+    """Median over 41 rounds of time(ours) / time(theirs), each round one ~2 ms batch of
+    each, back to back, in alternating order: a burst of this machine's noise (runs
+    of one contender alone swing 2x) falls on both sides of a round. The benchmark
+    fixture times the rounds; the ratio goes to extra_info['paired_ratio']."""
+    per_call = max(_batch_seconds(ours, 50), _batch_seconds(theirs, 50)) / 50
+    iterations = max(1, int(0.002 / per_call))
+    ratios: list[float] = []
+
+    def round_() -> None:
+        if len(ratios) % 2:
+            b, a = _batch_seconds(theirs, iterations), _batch_seconds(ours, iterations)
+        else:
+            a, b = _batch_seconds(ours, iterations), _batch_seconds(theirs, iterations)
+        ratios.append(a / b)
+
+    benchmark.pedantic(round_, rounds=41, warmup_rounds=2)
+    ratios.sort()
+    ratio = ratios[len(ratios) // 2]
+    benchmark.extra_info["paired_ratio"] = round(ratio, 3)
+    return ratio

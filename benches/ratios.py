@@ -21,8 +21,14 @@ def main() -> None:
     with open(args.path) as f:
         data = json.load(f)
     groups: dict[str, dict[str, float]] = defaultdict(dict)
+    paired: list[str] = []
     for bench in data["benchmarks"]:
         name = bench["name"].split("[", 1)[-1].rstrip("]")
+        extra = bench.get("extra_info", {})
+        if "paired_ratio" in extra:
+            target = f" (target <= {extra['target']})" if "target" in extra else ""
+            paired.append(f"  {bench['group']}: {extra['paired_ratio']:.3f}{target}")
+            continue
         groups[bench["group"]][name] = bench["stats"]["median"]
     for group, medians in sorted(groups.items()):
         print(f"\n{group}")
@@ -35,6 +41,9 @@ def main() -> None:
             ratio = f"  retrysafe/this = {ours[0] / value:7.3f}" if ours and value > 0 else ""
             label = "overhead" if args.baseline else "median"
             print(f"  {name:<36} {label} {value * 1e6:12.3f} us{ratio}")
+    if paired:
+        print("\nretrysafe / anchor, median of alternating pairs")
+        print("\n".join(paired))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import rfc8785
 
 from retrysafe import canonical_json, fingerprint
 
-from .conftest import measure
+from .conftest import measure, paired_ratio
 from .payloads import PAYLOADS, make
 
 _sha256 = hashlib.sha256
@@ -72,3 +72,31 @@ def test_hashlib_floor(benchmark: Any, size: str) -> None:
     benchmark.group = f"fingerprint-{size}"
     result = measure(benchmark, lambda b: _sha256(b).hexdigest(), data)
     assert fingerprint(payload(size)) == result
+
+
+def _hashlib_floor(obj: Any) -> Callable[[], str]:
+    data = canonical_json(obj)
+    return lambda: _sha256(data).hexdigest()
+
+
+# The issue's targets, as (payload, anchor, target ratio).
+TARGETS = [
+    ("small", "orjson+hashlib", 0.35),
+    ("small", "rfc8785+hashlib", 0.05),
+    ("medium", "orjson+hashlib", 0.6),
+    ("large", "orjson+hashlib", 0.75),
+    ("text", "hashlib", 1.25),
+]
+
+
+@pytest.mark.parametrize(("size", "anchor", "target"), TARGETS)
+def test_fingerprint_paired(benchmark: Any, size: str, anchor: str, target: float) -> None:
+    """retrysafe against each target's anchor, timed in alternating pairs (the robust
+    figure on a noisy machine); the ratio and its target are printed, not asserted."""
+    obj = payload(size)
+    theirs = _hashlib_floor(obj) if anchor == "hashlib" else (lambda: CONTENDERS[anchor](obj))
+    assert fingerprint(obj) == theirs()
+    benchmark.group = f"fingerprint-{size}: paired with {anchor}"
+    ratio = paired_ratio(benchmark, lambda: fingerprint(obj), theirs)
+    benchmark.extra_info["target"] = target
+    print(f"\n{size}: retrysafe / {anchor} = {ratio:.3f} (target <= {target})")
