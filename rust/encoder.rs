@@ -347,10 +347,15 @@ pub struct Encoder<'py, S: Sink> {
     /// The shared dict layouts while this encoder runs; `None` until a dict needs it.
     shapes: Option<Box<ShapeCache>>,
     /// Entering a container with the stack below this address raises: [`STACK_RESERVE`]
-    /// above the thread's stack limit, computed once per encoder (a thread-local lookup
-    /// per container cost more than a small dict's encoding).
-    stack_floor: usize,
+    /// above the thread's stack limit. Looked up once per encoder, and only past
+    /// [`SHALLOW`] levels (the lookup, a thread-local in a shared library, costs as much as
+    /// a small dict's encoding).
+    stack_floor: Option<usize>,
 }
+
+/// Nesting levels entered without a stack check: their frames take a few KiB at most, far
+/// within [`STACK_RESERVE`], like any C call the interpreter makes.
+const SHALLOW: u32 = 8;
 
 /// An address in the current stack frame.
 #[inline(always)]
@@ -388,7 +393,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             strict,
             depth: 0,
             shapes: SHARED_SHAPES.take(py),
-            stack_floor: stack_floor(),
+            stack_floor: None,
         }
     }
 
@@ -429,7 +434,9 @@ impl<'py, S: Sink> Encoder<'py, S> {
         self.depth += 1;
         let kind = if self.depth > MAX_DEPTH {
             ErrorKind::TooDeep
-        } else if stack_address() < self.stack_floor {
+        } else if self.depth > SHALLOW
+            && stack_address() < *self.stack_floor.get_or_insert_with(stack_floor)
+        {
             ErrorKind::StackExhausted
         } else {
             return Ok(());
