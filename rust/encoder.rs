@@ -72,6 +72,7 @@ pub fn init_runtime(py: Python<'_>) {
         _ => LAYOUT_API,
     };
     LAYOUT.store(layout, AtomicOrdering::Relaxed);
+    DICT_IN_PLACE.store(matches!(minor, (3, 11..=13)), AtomicOrdering::Relaxed);
 }
 
 #[inline(always)]
@@ -135,6 +136,46 @@ unsafe fn utf8_in_place(obj: *mut ffi::PyObject) -> Option<(*const u8, usize)> {
         return None;
     }
     Some((utf8, field::<isize>(obj, utf8_length) as usize))
+}
+
+/// True on CPython 3.11 to 3.13, whose dict keys share one layout (GIL builds): `ma_keys` at
+/// offset 32 and `ma_values` (null for a combined table) at 40 of the dict; in the keys,
+/// `dk_log2_index_bytes` at 9, `dk_kind` at 10 (0: general entries of hash, key, value;
+/// otherwise str-keyed entries of key, value), `dk_nentries` at 24, and the index table
+/// from 32, followed by the entries.
+static DICT_IN_PLACE: AtomicBool = AtomicBool::new(false);
+
+/// `PyDict_Next` (same `pos` meaning), reading a combined table in place where its layout
+/// is known: iteration was a third of a record's encoding, one call per member.
+#[inline(always)]
+unsafe fn dict_next(
+    obj: *mut ffi::PyObject,
+    pos: &mut ffi::Py_ssize_t,
+    key: &mut *mut ffi::PyObject,
+    value: &mut *mut ffi::PyObject,
+) -> bool {
+    if DICT_IN_PLACE.load(AtomicOrdering::Relaxed) && field::<*mut u8>(obj, 40).is_null() {
+        let keys: *const u8 = field(obj, 32);
+        let nentries = *(keys.add(24) as *const isize);
+        let entries = keys.add(32 + (1usize << *keys.add(9)));
+        let (stride, key_at) = if *keys.add(10) != 0 { (16, 0) } else { (24, 8) };
+        let mut i = *pos;
+        while i < nentries {
+            let entry = entries.add(i as usize * stride + key_at) as *const *mut ffi::PyObject;
+            i += 1;
+            // A deleted entry has no value.
+            let v = *entry.add(1);
+            if !v.is_null() {
+                *key = *entry;
+                *value = v;
+                *pos = i;
+                return true;
+            }
+        }
+        *pos = i;
+        return false;
+    }
+    ffi::PyDict_Next(obj, pos, key, value) != 0
 }
 
 /// A list's size and item array: in place, or (null array) through the API.
@@ -624,7 +665,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             let mut pos: ffi::Py_ssize_t = 0;
             let mut k: *mut ffi::PyObject = std::ptr::null_mut();
             let mut v: *mut ffi::PyObject = std::ptr::null_mut();
-            ffi::PyDict_Next(obj, &mut pos, &mut k, &mut v);
+            dict_next(obj, &mut pos, &mut k, &mut v);
             let tag = shape_tag(k, len);
             let index = tag >> (usize::BITS - SHAPE_BITS);
             let cache = self.shapes.get_or_insert_with(Default::default);
@@ -654,7 +695,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         let mut pos: ffi::Py_ssize_t = 0;
         let mut k: *mut ffi::PyObject = std::ptr::null_mut();
         let mut v: *mut ffi::PyObject = std::ptr::null_mut();
-        while ffi::PyDict_Next(obj, &mut pos, &mut k, &mut v) != 0 {
+        while dict_next(obj, &mut pos, &mut k, &mut v) {
             let key = Ref::new(k);
             let value = Ref::new(v);
             let text = if ffi::Py_TYPE(k) == addr_of_mut!(ffi::PyUnicode_Type) {
@@ -706,7 +747,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             if values.len == n {
                 break;
             }
-            ffi::PyDict_Next(obj, &mut pos, &mut k, &mut v);
+            dict_next(obj, &mut pos, &mut k, &mut v);
         }
         let mut start = 0;
         for (j, &index) in shape.order.iter().enumerate() {

@@ -154,3 +154,34 @@ def test_every_str_representation_gives_the_same_bytes() -> None:
     for _ in range(2):  # the first call makes CPython cache the UTF-8, the second reads it
         assert canonical_json({fresh: [fresh, "ascii"]}) == expected
     assert canonical_json({_Str(fresh): [_Str(fresh), _Str("ascii")]}) == expected
+
+
+class _Attrs:
+    def __init__(self) -> None:
+        self.b = 2
+        self.a = 1
+
+
+@given(st.dictionaries(st.text(max_size=4), st.integers(), max_size=40), st.data())
+def test_dicts_with_deleted_entries_and_any_table_kind(
+    value: dict[str, int], data: st.DataObject
+) -> None:
+    """Dicts whose entry table has holes (deleted keys), non-str keys (the general table
+    kind), key-sharing instance dicts, and tables past 256 slots encode as the reference."""
+    d: dict[Any, Any] = dict(value)
+    for k in data.draw(st.lists(st.sampled_from(sorted(d)), unique=True)) if d else []:
+        del d[k]
+    assert reference.canonical(d) == canonical_json(d)
+    mixed: dict[Any, Any] = {**d, 1234567: "int key", -7654321: None}  # never a text key here
+    assert reference.canonical(mixed) == canonical_json(mixed)
+
+
+def test_instance_dicts_and_large_tables() -> None:
+    attrs = _Attrs().__dict__  # a split (key-sharing) table
+    assert canonical_json(attrs) == b'{"a":1,"b":2}'
+    big = {f"k{i:04d}": i for i in range(3000)}
+    for i in range(0, 3000, 3):
+        del big[f"k{i:04d}"]
+    assert reference.canonical(big) == canonical_json(big)
+    ints = {i: str(i) for i in range(600)}
+    assert reference.canonical(ints) == canonical_json(ints)
