@@ -7,6 +7,7 @@
 use std::cell::UnsafeCell;
 use std::os::raw::c_char;
 use std::ptr::addr_of_mut;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering as AtomicOrdering};
 
 use pyo3::exceptions::PyUnicodeEncodeError;
@@ -297,19 +298,56 @@ const SHAPE_SLOTS: usize = 1 << SHAPE_BITS;
 /// sorting and escaping of their keys. The strong references keep pointer identity
 /// meaningful: a cached key object can be neither freed nor replaced at its address.
 struct Shape {
+    /// [`shape_tag`] of the layout.
+    tag: usize,
     keys: SmallVec<[Ref; 8]>,
     order: SmallVec<[u8; 8]>,
     prefixes: Vec<u8>,
     ends: SmallVec<[u32; 8]>,
 }
 
-/// Dict layouts, direct-mapped by [`shape_tag`]: a layout is cached the second time it is
-/// seen, so a one-off dict costs nothing but its tag.
+/// Dict layouts, two-way set-associative by [`shape_tag`] (a dict and a nested one, or two
+/// siblings, may share a set): a layout is cached the second time it is seen, so a one-off
+/// dict costs nothing but its tag. Shapes are shared (`Rc`, under the GIL) so that a dict
+/// being written keeps its layout while nested dicts replace cache entries.
 #[derive(Default)]
 struct ShapeCache {
-    /// Tags of layouts seen once.
+    /// Tags of layouts seen once, per slot.
     seen: [usize; SHAPE_SLOTS],
-    slots: [Option<Box<Shape>>; SHAPE_SLOTS],
+    slots: [Option<Rc<Shape>>; SHAPE_SLOTS],
+    /// Per set (slots 2k and 2k + 1): the way hit or filled last, replaced last.
+    recent: [u8; SHAPE_SLOTS / 2],
+}
+
+impl ShapeCache {
+    /// The cached layout of this tag and its slot, looking in both ways of the set.
+    #[inline(always)]
+    fn find(&mut self, index: usize, tag: usize) -> Option<Rc<Shape>> {
+        for way in [index, index ^ 1] {
+            if let Some(shape) = &self.slots[way] {
+                if shape.tag == tag {
+                    self.recent[index / 2] = (way & 1) as u8;
+                    return Some(Rc::clone(shape));
+                }
+            }
+        }
+        None
+    }
+
+    /// Caches `shape` in its set: over a layout of the same tag, else in an empty way, else
+    /// over the way used less recently.
+    fn insert(&mut self, index: usize, shape: Shape) {
+        let ways = [index, index ^ 1];
+        let same = ways
+            .into_iter()
+            .find(|&w| self.slots[w].as_ref().is_some_and(|s| s.tag == shape.tag));
+        let empty = ways.into_iter().find(|&w| self.slots[w].is_none());
+        let way = same
+            .or(empty)
+            .unwrap_or((index & !1) | (1 - self.recent[index / 2] as usize));
+        self.recent[index / 2] = (way & 1) as u8;
+        self.slots[way] = Some(Rc::new(shape));
+    }
 }
 
 /// A value kept between calls, touched only with the GIL held (abi3 modules load only in
@@ -669,23 +707,18 @@ impl<'py, S: Sink> Encoder<'py, S> {
             let tag = shape_tag(k, len);
             let index = tag >> (usize::BITS - SHAPE_BITS);
             let cache = self.shapes.get_or_insert_with(Default::default);
-            if let Some(shape) = cache.slots[index].take() {
-                // Taken out while in use: a nested dict of the same slot cannot touch it.
-                let written = self.encode_with_shape(obj, &shape, len, (pos, k, v));
-                if let Some(cache) = self.shapes.as_mut() {
-                    cache.slots[index].get_or_insert(shape);
-                }
-                if written? {
+            if let Some(shape) = cache.find(index, tag) {
+                if self.encode_with_shape(obj, &shape, len, (pos, k, v))? {
                     self.leave();
                     return Ok(());
                 }
             }
-            // Not cached, or cached for other keys: a layout seen twice in a row at this
-            // slot takes it (and must then be seen twice again to be replaced).
+            // Not cached, or cached for other keys of the same tag: a layout seen twice in a
+            // row at this slot is cached (and must then be seen twice again to be replaced).
             let cache = self.shapes.get_or_insert_with(Default::default);
             if cache.seen[index] == tag {
                 cache.seen[index] = 0;
-                slot = Some(index);
+                slot = Some((index, tag));
             } else {
                 cache.seen[index] = tag;
             }
@@ -714,9 +747,11 @@ impl<'py, S: Sink> Encoder<'py, S> {
             });
         }
         self.sort_members(obj, &mut members, converted)?;
-        if let (Some(index), false) = (slot, converted) {
-            let shape = Self::make_shape(&members);
-            self.shapes.get_or_insert_with(Default::default).slots[index] = Some(Box::new(shape));
+        if let (Some((index, tag)), false) = (slot, converted) {
+            let shape = Self::make_shape(&members, tag);
+            self.shapes
+                .get_or_insert_with(Default::default)
+                .insert(index, shape);
         }
         self.write_members(obj, &members)
     }
@@ -769,7 +804,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         Ok(true)
     }
 
-    unsafe fn make_shape(members: &[Member]) -> Shape {
+    unsafe fn make_shape(members: &[Member], tag: usize) -> Shape {
         let mut keys: SmallVec<[Ref; 8]> = SmallVec::with_capacity(members.len());
         let mut by_insertion: SmallVec<[*mut ffi::PyObject; 8]> =
             smallvec::smallvec![std::ptr::null_mut(); members.len()];
@@ -788,6 +823,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             keys.push(Ref::new(k));
         }
         Shape {
+            tag,
             keys,
             order: members.iter().map(|m| m.index as u8).collect(),
             prefixes,
