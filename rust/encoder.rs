@@ -189,8 +189,14 @@ unsafe fn list_parts(obj: *mut ffi::PyObject) -> (isize, *mut *mut ffi::PyObject
     }
 }
 
-/// A strong reference held while a borrowed item is encoded: user code run by a rare type
-/// (a property, `model_dump`) could otherwise drop it from its container under us.
+/// A strong reference held while an object is encoded. Only code run by a rare type (a
+/// property, `model_dump`, `__str__`) can change containers under the encoder, so:
+/// every container and rare object holds itself while it is written (its parent may drop
+/// it); a list's items are read afresh for each index and written at once; a dict's
+/// values, read before they are written in key order, are read again whenever user code
+/// ran in between (see `Encoder::user_code`). Common values are never held: their reference
+/// counts, shared by every `None`, `True` or repeated string, made one dependent memory
+/// update after another.
 struct Ref(*mut ffi::PyObject);
 
 impl Ref {
@@ -217,48 +223,6 @@ impl Drop for Ref {
             } else {
                 ffi::Py_DecRef(self.0);
             }
-        }
-    }
-}
-
-/// Up to [`SHAPE_MAX_KEYS`] strong references in a fixed array: a cached dict layout's
-/// values, with no length checks or spill logic per push.
-struct Refs {
-    items: [std::mem::MaybeUninit<Ref>; SHAPE_MAX_KEYS],
-    len: usize,
-}
-
-impl Refs {
-    #[inline(always)]
-    fn new() -> Self {
-        Refs {
-            items: [const { std::mem::MaybeUninit::uninit() }; SHAPE_MAX_KEYS],
-            len: 0,
-        }
-    }
-
-    /// # Safety
-    /// Fewer than [`SHAPE_MAX_KEYS`] are held; `obj` is a live object.
-    #[inline(always)]
-    unsafe fn push(&mut self, obj: *mut ffi::PyObject) {
-        self.items.get_unchecked_mut(self.len).write(Ref::new(obj));
-        self.len += 1;
-    }
-
-    #[inline(always)]
-    fn get(&self, i: usize) -> *mut ffi::PyObject {
-        assert!(i < self.len);
-        // SAFETY: items below `len` are initialised.
-        unsafe { self.items[i].assume_init_ref().0 }
-    }
-}
-
-impl Drop for Refs {
-    #[inline(always)]
-    fn drop(&mut self) {
-        for item in &mut self.items[..self.len] {
-            // SAFETY: items below `len` are initialised, and each is dropped once.
-            unsafe { item.assume_init_drop() }
         }
     }
 }
@@ -425,6 +389,9 @@ pub struct Encoder<'py, S: Sink> {
     depth: u32,
     /// The shared dict layouts while this encoder runs; `None` until a dict needs it.
     shapes: Option<Box<ShapeCache>>,
+    /// Counts the entries into code that may run Python code of the user (rare types and
+    /// non-str keys): while it is unchanged, borrowed pointers read before stay valid.
+    user_code: u64,
     /// Entering a container with the stack below this address raises: [`STACK_RESERVE`]
     /// above the thread's stack limit. Looked up once per encoder, and only past
     /// [`SHALLOW`] levels (the lookup, a thread-local in a shared library, costs as much as
@@ -472,6 +439,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             strict,
             depth: 0,
             shapes: SHARED_SHAPES.take(py),
+            user_code: 0,
             stack_floor: None,
         }
     }
@@ -640,6 +608,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             return Ok(());
         }
         self.enter(obj)?;
+        let _hold = Ref::new(obj);
         self.sink.push(b'[');
         let mut i: ffi::Py_ssize_t = 0;
         loop {
@@ -649,15 +618,15 @@ impl<'py, S: Sink> Encoder<'py, S> {
             if i >= n {
                 break;
             }
-            let item = Ref::new(if items.is_null() {
+            let item = if items.is_null() {
                 ffi::PyList_GetItem(obj, i)
             } else {
                 *items.offset(i)
-            });
+            };
             if i > 0 {
                 self.sink.push(b',');
             }
-            self.encode(item.0)
+            self.encode(item)
                 .map_err(|e| e.at(Seg::Index(i as usize), obj))?;
             i += 1;
         }
@@ -673,6 +642,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             return Ok(());
         }
         self.enter(obj)?;
+        let _hold = Ref::new(obj);
         self.sink.push(b'[');
         for i in 0..n {
             if i > 0 {
@@ -688,16 +658,13 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     unsafe fn encode_dict(&mut self, obj: *mut ffi::PyObject) -> Result {
-        let len = if layout() == LAYOUT_API {
-            ffi::PyDict_Size(obj) as usize
-        } else {
-            field::<isize>(obj, 16) as usize
-        };
+        let len = self.dict_len(obj);
         if len == 0 {
             self.sink.write(b"{}");
             return Ok(());
         }
         self.enter(obj)?;
+        let _hold = Ref::new(obj);
         let mut slot = None;
         if len <= SHAPE_MAX_KEYS {
             let mut pos: ffi::Py_ssize_t = 0;
@@ -766,26 +733,27 @@ impl<'py, S: Sink> Encoder<'py, S> {
         len: usize,
         first: (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject),
     ) -> Result<bool> {
-        let n = shape.keys.len();
-        if len != n {
+        let mut values = [std::ptr::null_mut(); SHAPE_MAX_KEYS];
+        if len != shape.keys.len() || !self.read_values(obj, shape, first, &mut values) {
             return Ok(false);
         }
-        // Exactly `len` items: no final PyDict_Next call to learn that there are no more.
-        let mut values = Refs::new();
-        let (mut pos, mut k, mut v) = first;
-        loop {
-            if shape.keys[values.len].0 != k {
-                return Ok(false);
-            }
-            // n <= SHAPE_MAX_KEYS: shapes are made of such dicts only.
-            values.push(v);
-            if values.len == n {
-                break;
-            }
-            dict_next(obj, &mut pos, &mut k, &mut v);
-        }
+        let mut epoch = self.user_code;
         let mut start = 0;
         for (j, &index) in shape.order.iter().enumerate() {
+            if self.user_code != epoch {
+                // A value written before ran user code: the values read may be gone.
+                let mut pos = 0;
+                let (mut k, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
+                let unchanged = self.dict_len(obj) == shape.keys.len()
+                    && dict_next(obj, &mut pos, &mut k, &mut v)
+                    && self.read_values(obj, shape, (pos, k, v), &mut values);
+                if !unchanged {
+                    let mut e = EncodeError::new(ErrorKind::Mutated);
+                    e.containers.push(obj as usize);
+                    return Err(e);
+                }
+                epoch = self.user_code;
+            }
             let end = shape.ends[j] as usize;
             if end - start <= 16 {
                 // One 16-byte copy (the prefixes are padded), of which the prefix counts.
@@ -797,11 +765,45 @@ impl<'py, S: Sink> Encoder<'py, S> {
             }
             start = end;
             let index = index as usize;
-            self.encode(values.get(index))
+            self.encode(values[index])
                 .map_err(|e| e.at_key(self.py, shape.keys[index].0, obj))?;
         }
         self.sink.push(b'}');
         Ok(true)
+    }
+
+    /// Reads a dict of `shape.keys.len()` items (its first one given) into `values` in
+    /// insertion order; false if its keys are not the shape's. Exactly that many steps: no
+    /// final PyDict_Next call to learn that there are no more.
+    #[inline(always)]
+    unsafe fn read_values(
+        &self,
+        obj: *mut ffi::PyObject,
+        shape: &Shape,
+        first: (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject),
+        values: &mut [*mut ffi::PyObject; SHAPE_MAX_KEYS],
+    ) -> bool {
+        let (mut pos, mut k, mut v) = first;
+        let n = shape.keys.len();
+        for (j, key) in shape.keys.iter().enumerate() {
+            if key.0 != k {
+                return false;
+            }
+            values[j] = v;
+            if j + 1 < n {
+                dict_next(obj, &mut pos, &mut k, &mut v);
+            }
+        }
+        true
+    }
+
+    #[inline(always)]
+    unsafe fn dict_len(&self, obj: *mut ffi::PyObject) -> usize {
+        if layout() == LAYOUT_API {
+            ffi::PyDict_Size(obj) as usize
+        } else {
+            field::<isize>(obj, 16) as usize
+        }
     }
 
     unsafe fn make_shape(members: &[Member], tag: usize) -> Shape {
@@ -875,6 +877,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
     /// its value, a str subclass as its text. Anything else is refused.
     #[inline(never)]
     unsafe fn key_text(&mut self, k: *mut ffi::PyObject) -> Result<KeyText> {
+        self.user_code += 1;
         let py = self.py;
         let key = Bound::from_borrowed_ptr(py, k);
         let t = types(py).map_err(py_err)?;
@@ -897,6 +900,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
     /// Every type that is not an exact common one.
     #[inline(never)]
     unsafe fn encode_other(&mut self, obj: *mut ffi::PyObject) -> Result {
+        self.user_code += 1;
+        let _hold = Ref::new(obj);
         let py = self.py;
         let any = Bound::from_borrowed_ptr(py, obj);
         let t = types(py).map_err(py_err)?;

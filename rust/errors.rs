@@ -20,6 +20,8 @@ pub enum ErrorKind {
     OffsetSeconds,
     TooDeep,
     StackExhausted,
+    /// Python code run by a rare type removed or replaced keys of a dict being written.
+    Mutated,
     /// Python code run by a rare type (a property, `model_dump`, `__str__`) raised.
     Python(PyErr),
 }
@@ -146,6 +148,7 @@ impl EncodeError {
                 (false, format!("circular reference at {path}: the value contains itself"))
             }
             ErrorKind::TooDeep => (false, format!("nesting deeper than {MAX_DEPTH} levels at {path}")),
+            ErrorKind::Mutated => (false, format!("the dict at {path} changed while it was being canonicalized")),
             ErrorKind::StackExhausted => {
                 (false, format!("nesting too deep for this thread's stack at {path}"))
             }

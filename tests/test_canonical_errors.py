@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -170,3 +171,57 @@ def test_secret_must_be_bytes() -> None:
     """A str secret is a TypeError, not silently encoded."""
     with pytest.raises(TypeError):
         fingerprint({}, secret="key")  # type: ignore[arg-type]
+
+
+# User code run mid-encode (here a dataclass field read) that changes the containers being
+# written: the encoder re-reads what it had read, or says the dict changed; it never reads
+# a freed object.
+_HOOKS: list[Callable[[], None]] = []
+
+
+@dataclasses.dataclass
+class _Meddler:
+    n: int
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "n":
+            while _HOOKS:
+                _HOOKS.pop()()
+        return object.__getattribute__(self, name)
+
+
+def _fresh(text: str) -> str:
+    return "".join(list(text))  # a new str object, freed once its container drops it
+
+
+def _warm(make: Callable[[], dict[str, Any]]) -> None:
+    for _ in range(3):  # the dict layout is cached from the second sighting on
+        canonical_json(make())
+
+
+def test_value_replaced_by_user_code_is_read_again() -> None:
+    _warm(lambda: {"a": 0, "b": "", "c": []})
+    d: dict[str, Any] = {"a": _Meddler(1), "b": _fresh("old value"), "c": [1]}
+    _HOOKS.append(lambda: d.__setitem__("b", _fresh("new value")))
+    assert canonical_json(d) == b'{"a":{"n":1},"b":"new value","c":[1]}'
+
+
+def test_key_removed_by_user_code_raises() -> None:
+    _warm(lambda: {"a": 0, "b": "", "c": []})
+    d: dict[str, Any] = {"a": _Meddler(1), "b": _fresh("x"), "c": [1]}
+    _HOOKS.append(lambda: d.__delitem__("c"))
+    with pytest.raises(FingerprintValueError, match=r"dict at args changed while"):
+        canonical_json(d)
+
+
+def test_list_changed_by_user_code_is_read_afresh() -> None:
+    items: list[Any] = [_Meddler(1), _fresh("gone"), _fresh("also gone")]
+    _HOOKS.append(lambda: items.__setitem__(slice(1, None), [_fresh("new")]))
+    assert canonical_json(items) == b'[{"n":1},"new"]'
+
+
+def test_container_dropped_by_its_parent_mid_encode_stays_alive() -> None:
+    _warm(lambda: {"m": 0, "z": ""})
+    parent: dict[str, Any] = {"inner": {"m": _Meddler(1), "z": _fresh("still here")}}
+    _HOOKS.append(parent.clear)
+    assert canonical_json(parent) == b'{"inner":{"m":{"n":1},"z":"still here"}}'
