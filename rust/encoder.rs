@@ -21,6 +21,7 @@ use smallvec::SmallVec;
 use crate::errors::{EncodeError, ErrorKind, Seg};
 use crate::text::{
     decimal_text, iso_text, short_decimal, utf16_cmp, write_i64, write_str, DecimalError, Sink,
+    Window,
 };
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
@@ -384,7 +385,7 @@ fn types(py: Python<'_>) -> PyResult<&'static Types> {
 
 pub struct Encoder<'py, S: Sink> {
     pub py: Python<'py>,
-    pub sink: S,
+    pub sink: Window<S>,
     strict: bool,
     depth: u32,
     /// The shared dict layouts while this encoder runs; `None` until a dict needs it.
@@ -435,7 +436,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
     pub fn new(py: Python<'py>, sink: S, strict: bool) -> Self {
         Encoder {
             py,
-            sink,
+            sink: Window::new(sink),
             strict,
             depth: 0,
             shapes: SHARED_SHAPES.take(py),
@@ -1060,7 +1061,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             sub.depth = self.depth;
             sub.encode(item.as_ptr())
                 .map_err(|e| e.at(Seg::SetItem, obj))?;
-            parts.push(std::mem::take(&mut sub.sink));
+            parts.push(std::mem::take(sub.sink.inner()));
         }
         parts.sort_unstable();
         self.sink.push(b'[');

@@ -155,8 +155,8 @@ fn canonical_json<'py>(
         buf.clear();
         let mut encoder = Encoder::new(py, buf, strict);
         let result = encoder.encode(obj.as_ptr());
-        let out = result.map(|()| PyBytes::new(py, &encoder.sink));
-        let mut buf = std::mem::take(&mut encoder.sink);
+        let out = result.map(|()| PyBytes::new(py, encoder.sink.inner()));
+        let mut buf = std::mem::take(encoder.sink.inner());
         drop(encoder);
         if buf.capacity() <= KEEP_BUFFER {
             buf.clear();

@@ -72,6 +72,115 @@ impl Sink for Vec<u8> {
     }
 }
 
+/// A write window over another sink: the encoder writes through two pointers of its own
+/// (next byte, end of window) and reserves from the sink a few KiB at a time. Writing
+/// straight into a `Vec` or the hashing buffer went through the sink's length field, a
+/// load and a store per token, and for the hashing sink one more pointer hop.
+pub struct Window<S: Sink> {
+    inner: S,
+    base: *mut u8,
+    out: *mut u8,
+    end: *mut u8,
+}
+
+/// Bytes reserved from the inner sink at a time (more when one write needs more).
+const WINDOW: usize = 4096;
+/// Writes at least this long go to the inner sink as they are (a hashing sink hashes them
+/// without a copy).
+const PASS_THROUGH: usize = 2048;
+
+impl<S: Sink> Window<S> {
+    pub fn new(inner: S) -> Self {
+        Window {
+            inner,
+            base: std::ptr::null_mut(),
+            out: std::ptr::null_mut(),
+            end: std::ptr::null_mut(),
+        }
+    }
+
+    /// The inner sink, with everything written so far committed to it.
+    pub fn inner(&mut self) -> &mut S {
+        self.close();
+        &mut self.inner
+    }
+
+    fn close(&mut self) {
+        if !self.base.is_null() {
+            // SAFETY: out - base bytes of the reservation were written.
+            unsafe { self.inner.commit(self.out.offset_from(self.base) as usize) };
+            self.base = std::ptr::null_mut();
+            self.out = std::ptr::null_mut();
+            self.end = std::ptr::null_mut();
+        }
+    }
+
+    #[inline(never)]
+    fn refill(&mut self, n: usize) -> *mut u8 {
+        self.close();
+        let size = n.max(WINDOW);
+        self.base = self.inner.reserve_raw(size);
+        self.out = self.base;
+        // SAFETY: `size` bytes were reserved at base.
+        self.end = unsafe { self.base.add(size) };
+        self.out
+    }
+}
+
+impl<S: Sink> Drop for Window<S> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl<S: Sink> Sink for Window<S> {
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
+        if n >= PASS_THROUGH {
+            self.close();
+            self.inner.write(bytes);
+            return;
+        }
+        let out = self.reserve_raw(n);
+        // SAFETY: n bytes reserved at out.
+        unsafe {
+            if n <= 16 {
+                // Most writes are short (a key, a number): a byte loop beats a memcpy call.
+                for (i, &b) in bytes.iter().enumerate() {
+                    *out.add(i) = b;
+                }
+            } else {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, n);
+            }
+            self.commit(n);
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, byte: u8) {
+        let out = self.reserve_raw(1);
+        // SAFETY: one byte reserved at out.
+        unsafe {
+            *out = byte;
+            self.commit(1);
+        }
+    }
+
+    #[inline(always)]
+    fn reserve_raw(&mut self, n: usize) -> *mut u8 {
+        if (self.end as usize).wrapping_sub(self.out as usize) < n {
+            return self.refill(n);
+        }
+        self.out
+    }
+
+    #[inline(always)]
+    unsafe fn commit(&mut self, n: usize) {
+        self.out = self.out.add(n);
+    }
+}
+
 /// 0: written raw. `u`: written `\u00hh`. Anything else: written as `\` + that byte.
 static ESCAPE: [u8; 256] = {
     let mut t = [0u8; 256];
