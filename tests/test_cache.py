@@ -298,10 +298,12 @@ async def test_1000_concurrent_misses_run_once(astore: Store) -> None:
 async def test_cancelling_a_waiter_never_cancels_the_call(astore: Store) -> None:
     """One waiter cancelled: the leader and the other waiters still get the result."""
     seen = Counter()
+    started = anyio.Event()
 
     @cache_tool(store=astore)
     async def slow() -> str:
         seen.calls += 1
+        started.set()
         await anyio.sleep(0.2)
         return "done"
 
@@ -317,7 +319,7 @@ async def test_cancelling_a_waiter_never_cancels_the_call(astore: Store) -> None
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(waiter, None)
-        await anyio.sleep(0.01)
+        await started.wait()  # the first caller leads, however slow the store is
         tg.start_soon(waiter, 0.05)
         tg.start_soon(waiter, None)
     assert ["done", "done"] == results
@@ -331,20 +333,22 @@ async def test_cancelling_the_leader_returns_promptly_and_waiters_get_a_result(
     """The executing caller is cancelled: it returns at once; a waiter runs the READ again."""
     seen = Counter()
 
+    started = anyio.Event()
+
     @cache_tool(store=astore)
     async def slow() -> str:
         seen.calls += 1
+        started.set()
         await anyio.sleep(0.2)
         return "done"
 
     results: list[str] = []
     leader_done = anyio.Event()
+    leader_scope = anyio.CancelScope()
 
     async def leader() -> None:
-        start = time.monotonic()
-        with anyio.move_on_after(0.05):
+        with leader_scope:
             await slow()
-        assert time.monotonic() - start < 0.15
         leader_done.set()
 
     async def waiter() -> None:
@@ -352,10 +356,14 @@ async def test_cancelling_the_leader_returns_promptly_and_waiters_get_a_result(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(leader)
+        await started.wait()  # the leader is executing, however slow the store is
+        tg.start_soon(waiter)
+        tg.start_soon(waiter)
         await anyio.sleep(0.01)
-        tg.start_soon(waiter)
-        tg.start_soon(waiter)
-    assert leader_done.is_set()
+        cancelled_at = time.monotonic()
+        leader_scope.cancel()
+        await leader_done.wait()
+        assert time.monotonic() - cancelled_at < 0.1
     assert ["done", "done"] == results
     assert 2 == seen.calls
 

@@ -253,13 +253,19 @@ def test_definite_refusals_release(store: Store) -> None:
 async def test_cancellation_during_a_write_is_unknown(astore: Store) -> None:
     """Cancelled mid-call after the request went out: the next caller gets OutcomeUnknownError."""
 
+    started = anyio.Event()
+
     @idempotent(store=astore, effect=Effect.WRITE)
     async def send_email(to: str) -> str:
+        started.set()
         await anyio.sleep(10)
         return "sent"
 
-    with anyio.move_on_after(0.05):
-        await send_email("a@example.com")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(send_email, "a@example.com")
+        # Cancel once the call is running (its claim made), however slow the store is.
+        await started.wait()
+        tg.cancel_scope.cancel()
     with pytest.raises(OutcomeUnknownError):
         await send_email("a@example.com")
 
