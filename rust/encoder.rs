@@ -257,10 +257,10 @@ const SHAPE_BITS: u32 = 5;
 const SHAPE_SLOTS: usize = 1 << SHAPE_BITS;
 
 /// The layout of a dict seen before: its key objects in insertion order, the sorted order,
-/// and each member's `{"key":` or `,"key":` already escaped. The records of a list usually share key
-/// objects, and so do the arguments of repeated calls of one tool (literals and parameter
-/// names are interned; orjson.loads caches key strings), so such dicts skip UTF-8 lookup,
-/// sorting and escaping of their keys. The strong references keep pointer identity
+/// and each member's `{"key":` or `,"key":` already escaped. The records of a list usually
+/// share key objects, and so do the arguments of repeated calls of one tool (literals and
+/// parameter names are interned; orjson.loads caches key strings), so such dicts skip UTF-8
+/// lookup, sorting and escaping of their keys. The strong references keep pointer identity
 /// meaningful: a cached key object can be neither freed nor replaced at its address.
 struct Shape {
     /// [`shape_tag`] of the layout.

@@ -33,8 +33,8 @@ const RELEASE_GIL: usize = 256 * 1024;
 /// The hashing buffer, reused between calls.
 static HASH_BUF: GilSlot<Vec<u8>> = GilSlot::new();
 
-/// Hashes canonical bytes as they are written: one pass through an 8 KiB buffer, no copy
-/// of the whole document.
+/// Hashes canonical bytes as they are written: one pass through a buffer of a few tens of
+/// KiB (the encoder's write windows land in it), never a copy of the whole document.
 pub(crate) struct HashSink<'py> {
     py: Python<'py>,
     buf: Vec<u8>,
@@ -68,7 +68,8 @@ impl<'py> HashSink<'py> {
     #[inline(never)]
     fn write_slow(&mut self, bytes: &[u8]) {
         if bytes.len() >= RELEASE_GIL {
-            // The bytes belong to an immutable str we hold a reference to.
+            // Nothing else can change these bytes meanwhile: a str's UTF-8 (immutable) or a
+            // buffer of this call.
             let (hasher, buf) = (&mut self.hasher, &mut self.buf);
             self.py.allow_threads(|| hasher.absorb(buf, bytes));
         } else if bytes.len() >= DIRECT {
