@@ -890,6 +890,35 @@ mod tests {
         assert_eq!(s(wide.as_bytes()), slow_escape(wide.as_bytes()));
     }
 
+    #[test]
+    fn window_writes_what_the_sink_would() {
+        let mut direct = Vec::new();
+        let mut window = Window::new(Vec::new());
+        let mut state = 7u64;
+        for _ in 0..2000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = [0, 1, 5, 16, 17, 300, 2047, 2048, 5000][(state >> 60) as usize % 9];
+            let bytes: Vec<u8> = (0..len).map(|i| (i as u64 ^ state) as u8).collect();
+            match (state >> 56) % 4 {
+                0 => {
+                    direct.push(bytes.first().copied().unwrap_or(b'x'));
+                    window.push(bytes.first().copied().unwrap_or(b'x'));
+                }
+                1 => {
+                    write_str(&mut direct, b"a\"b");
+                    write_str(&mut window, b"a\"b");
+                }
+                _ => {
+                    direct.extend_from_slice(&bytes);
+                    window.write(&bytes);
+                }
+            }
+        }
+        assert_eq!(window.inner().as_slice(), direct.as_slice());
+    }
+
     /// Both 64-byte loops, called directly (write_str picks one by CPU).
     #[test]
     fn sse2_and_avx512_loops_agree_with_the_plain_escaper() {
@@ -901,7 +930,7 @@ mod tests {
                         state ^= state << 13;
                         state ^= state >> 7;
                         state ^= state << 17;
-                        if state % density == 0 {
+                        if state.is_multiple_of(density) {
                             b"\"\\\n\t\x01"[(state >> 32) as usize % 5]
                         } else {
                             b'a' + (state >> 40) as u8 % 26
