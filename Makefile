@@ -42,7 +42,7 @@ lint: install ## ruff, mypy strict, stubtest of _native, rustfmt, clippy
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest retrysafe._native
 	cargo fmt --check
-	cargo clippy --release -q -- -D warnings
+	cargo clippy --release -q --all-targets -- -D warnings
 
 .PHONY: bench
 bench: build-dev ## Benchmarks against the anchor libraries (pytest-benchmark)
