@@ -180,6 +180,50 @@ unsafe fn dict_next(
     ffi::PyDict_Next(obj, pos, key, value) != 0
 }
 
+/// A dict's size.
+#[inline(always)]
+unsafe fn dict_len(obj: *mut ffi::PyObject) -> usize {
+    if layout() == LAYOUT_API {
+        ffi::PyDict_Size(obj) as usize
+    } else {
+        field::<isize>(obj, 16) as usize
+    }
+}
+
+/// A dict's first item and the position after it, for [`dict_next`] (a non-empty dict).
+#[inline(always)]
+unsafe fn dict_first(
+    obj: *mut ffi::PyObject,
+) -> (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject) {
+    let (mut pos, mut k, mut v) = (0, std::ptr::null_mut(), std::ptr::null_mut());
+    dict_next(obj, &mut pos, &mut k, &mut v);
+    (pos, k, v)
+}
+
+/// Reads a dict of `shape.keys.len()` items (its first one given) into `values` in
+/// insertion order; false if its keys are not the shape's. Exactly that many steps: no
+/// final PyDict_Next call to learn that there are no more.
+#[inline(always)]
+unsafe fn read_values(
+    obj: *mut ffi::PyObject,
+    shape: &Shape,
+    first: (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject),
+    values: &mut [*mut ffi::PyObject; SHAPE_MAX_KEYS],
+) -> bool {
+    let (mut pos, mut k, mut v) = first;
+    let n = shape.keys.len();
+    for (j, key) in shape.keys.iter().enumerate() {
+        if key.0 != k {
+            return false;
+        }
+        values[j] = v;
+        if j + 1 < n {
+            dict_next(obj, &mut pos, &mut k, &mut v);
+        }
+    }
+    true
+}
+
 /// A list's size and item array: in place, or (null array) through the API.
 #[inline(always)]
 unsafe fn list_parts(obj: *mut ffi::PyObject) -> (isize, *mut *mut ffi::PyObject) {
@@ -659,7 +703,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     unsafe fn encode_dict(&mut self, obj: *mut ffi::PyObject) -> Result {
-        let len = self.dict_len(obj);
+        let len = dict_len(obj);
         if len == 0 {
             self.sink.write(b"{}");
             return Ok(());
@@ -668,15 +712,12 @@ impl<'py, S: Sink> Encoder<'py, S> {
         let _hold = Ref::new(obj);
         let mut slot = None;
         if len <= SHAPE_MAX_KEYS {
-            let mut pos: ffi::Py_ssize_t = 0;
-            let mut k: *mut ffi::PyObject = std::ptr::null_mut();
-            let mut v: *mut ffi::PyObject = std::ptr::null_mut();
-            dict_next(obj, &mut pos, &mut k, &mut v);
-            let tag = shape_tag(k, len);
+            let first = dict_first(obj);
+            let tag = shape_tag(first.1, len);
             let index = tag >> (usize::BITS - SHAPE_BITS);
             let cache = self.shapes.get_or_insert_with(Default::default);
             if let Some(shape) = cache.find(index, tag) {
-                if self.encode_with_shape(obj, &shape, len, (pos, k, v))? {
+                if self.encode_with_shape(obj, &shape, len, first)? {
                     self.leave();
                     return Ok(());
                 }
@@ -735,7 +776,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         first: (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject),
     ) -> Result<bool> {
         let mut values = [std::ptr::null_mut(); SHAPE_MAX_KEYS];
-        if len != shape.keys.len() || !self.read_values(obj, shape, first, &mut values) {
+        if len != shape.keys.len() || !read_values(obj, shape, first, &mut values) {
             return Ok(false);
         }
         let mut epoch = self.user_code;
@@ -743,11 +784,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
         for (j, &index) in shape.order.iter().enumerate() {
             if self.user_code != epoch {
                 // A value written before ran user code: the values read may be gone.
-                let mut pos = 0;
-                let (mut k, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
-                let unchanged = self.dict_len(obj) == shape.keys.len()
-                    && dict_next(obj, &mut pos, &mut k, &mut v)
-                    && self.read_values(obj, shape, (pos, k, v), &mut values);
+                let unchanged = dict_len(obj) == shape.keys.len()
+                    && read_values(obj, shape, dict_first(obj), &mut values);
                 if !unchanged {
                     let mut e = EncodeError::new(ErrorKind::Mutated);
                     e.containers.push(obj as usize);
@@ -771,40 +809,6 @@ impl<'py, S: Sink> Encoder<'py, S> {
         }
         self.sink.push(b'}');
         Ok(true)
-    }
-
-    /// Reads a dict of `shape.keys.len()` items (its first one given) into `values` in
-    /// insertion order; false if its keys are not the shape's. Exactly that many steps: no
-    /// final PyDict_Next call to learn that there are no more.
-    #[inline(always)]
-    unsafe fn read_values(
-        &self,
-        obj: *mut ffi::PyObject,
-        shape: &Shape,
-        first: (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject),
-        values: &mut [*mut ffi::PyObject; SHAPE_MAX_KEYS],
-    ) -> bool {
-        let (mut pos, mut k, mut v) = first;
-        let n = shape.keys.len();
-        for (j, key) in shape.keys.iter().enumerate() {
-            if key.0 != k {
-                return false;
-            }
-            values[j] = v;
-            if j + 1 < n {
-                dict_next(obj, &mut pos, &mut k, &mut v);
-            }
-        }
-        true
-    }
-
-    #[inline(always)]
-    unsafe fn dict_len(&self, obj: *mut ffi::PyObject) -> usize {
-        if layout() == LAYOUT_API {
-            ffi::PyDict_Size(obj) as usize
-        } else {
-            field::<isize>(obj, 16) as usize
-        }
     }
 
     unsafe fn make_shape(members: &[Member], tag: usize) -> Shape {

@@ -16,7 +16,7 @@ use pyo3::types::{PyBytes, PyString};
 
 use encoder::{Encoder, GilSlot};
 use hasher::Hasher;
-use text::{hex32, Sink};
+use text::{hex32, Sink, PASS_THROUGH};
 
 /// The root name in error paths: tool-call arguments.
 pub(crate) const ROOT: &str = "args";
@@ -25,8 +25,6 @@ pub(crate) const ROOT: &str = "args";
 const KEY_TAG: &[u8] = b"retrysafe/idempotency-key/v1\0";
 
 const BUF: usize = 8192;
-/// Segments at least this long go to the hasher without a copy.
-const DIRECT: usize = 2048;
 /// Hashing this much takes ~0.2 ms: worth letting other threads run meanwhile.
 const RELEASE_GIL: usize = 256 * 1024;
 
@@ -72,7 +70,7 @@ impl<'py> HashSink<'py> {
             // buffer of this call.
             let (hasher, buf) = (&mut self.hasher, &mut self.buf);
             self.py.allow_threads(|| hasher.absorb(buf, bytes));
-        } else if bytes.len() >= DIRECT {
+        } else if bytes.len() >= PASS_THROUGH {
             self.hasher.absorb(&mut self.buf, bytes);
         } else {
             self.flush();

@@ -36,24 +36,30 @@ impl<T: Sink> Sink for &mut T {
     }
 }
 
+/// Copies `bytes` to `dst`. Most writes are short (a key, a number): for those a byte loop
+/// beats a memcpy call.
+///
+/// # Safety
+/// `dst` has room for `bytes.len()` bytes, not overlapping `bytes`.
+#[inline(always)]
+unsafe fn copy_bytes(dst: *mut u8, bytes: &[u8]) {
+    if bytes.len() <= 16 {
+        for (i, &b) in bytes.iter().enumerate() {
+            *dst.add(i) = b;
+        }
+    } else {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+    }
+}
+
 impl Sink for Vec<u8> {
     #[inline(always)]
     fn write(&mut self, bytes: &[u8]) {
-        let n = bytes.len();
-        if n <= 16 {
-            // Most writes are short (a key, a number): a byte loop beats a memcpy call.
-            self.reserve(16);
-            let len = self.len();
-            // SAFETY: 16 bytes are reserved after `len`, and n <= 16 of them are written.
-            unsafe {
-                let dst = self.as_mut_ptr().add(len);
-                for (i, &b) in bytes.iter().enumerate() {
-                    *dst.add(i) = b;
-                }
-                self.set_len(len + n);
-            }
-        } else {
-            self.extend_from_slice(bytes);
+        let dst = self.reserve_raw(bytes.len());
+        // SAFETY: bytes.len() bytes are reserved at dst.
+        unsafe {
+            copy_bytes(dst, bytes);
+            self.commit(bytes.len());
         }
     }
     #[inline(always)]
@@ -87,7 +93,7 @@ pub struct Window<S: Sink> {
 const WINDOW: usize = 4096;
 /// Writes at least this long go to the inner sink as they are (a hashing sink hashes them
 /// without a copy).
-const PASS_THROUGH: usize = 2048;
+pub const PASS_THROUGH: usize = 2048;
 
 impl<S: Sink> Window<S> {
     pub fn new(inner: S) -> Self {
@@ -145,14 +151,7 @@ impl<S: Sink> Sink for Window<S> {
         let out = self.reserve_raw(n);
         // SAFETY: n bytes reserved at out.
         unsafe {
-            if n <= 16 {
-                // Most writes are short (a key, a number): a byte loop beats a memcpy call.
-                for (i, &b) in bytes.iter().enumerate() {
-                    *out.add(i) = b;
-                }
-            } else {
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, n);
-            }
+            copy_bytes(out, bytes);
             self.commit(n);
         }
     }
@@ -248,24 +247,13 @@ unsafe fn escape_block(bytes: &[u8], mut i: usize, end: usize, mut out: *mut u8)
         use std::arch::x86_64::*;
         let src = bytes.as_ptr();
         let first = i;
-        // 64 bytes at a time, one mask each, then a loop over the mask's bits: each escape
-        // costs a few adds, not a reload, and a branch mispredicts about once per block
-        // rather than once per escape (twice as fast on prose with a newline every line).
-        // Each segment is copied with one 64-byte copy that may overrun it; later stores
-        // overwrite the excess. The block's reads end before i + 128 <= end.
+        // 64 bytes at a time (twice as fast on prose with a newline every line as 16 at a
+        // time); the block's reads end before i + 128 <= end.
         while i + 128 <= end {
-            let mut mask = special_mask64(src.add(i));
-            let mut start = 0;
-            while mask != 0 {
-                let pos = mask.trailing_zeros() as usize;
-                copy64(out, src.add(i + start));
-                out = out.add(pos - start);
-                out = out.add(put_escape(out, *src.add(i + pos)));
-                start = pos + 1;
-                mask &= mask - 1;
-            }
-            copy64(out, src.add(i + start));
-            out = out.add(64 - start);
+            let block = src.add(i);
+            out = escape_masked64(block, special_mask64(block), out, |dst, from| unsafe {
+                copy64(dst, from)
+            });
             i += 64;
         }
         while i + 16 <= end {
@@ -308,6 +296,34 @@ unsafe fn escape_block(bytes: &[u8], mut i: usize, end: usize, mut out: *mut u8)
     out
 }
 
+/// Escapes the 64 bytes at `block`, whose bytes to escape are the bits of `mask`, into
+/// `out`; returns the new output pointer. Each run between escapes is copied with one
+/// 64-byte `copy64` that may overrun it (later stores overwrite the excess), so an escape
+/// costs a few adds, not a reload, and a branch mispredicts about once per block rather
+/// than once per escape.
+///
+/// # Safety
+/// 128 bytes are readable at `block`; `out` has room for 6 x 64 + 64 bytes.
+#[inline(always)]
+unsafe fn escape_masked64(
+    block: *const u8,
+    mut mask: u64,
+    mut out: *mut u8,
+    copy64: impl Fn(*mut u8, *const u8),
+) -> *mut u8 {
+    let mut start = 0;
+    while mask != 0 {
+        let pos = mask.trailing_zeros() as usize;
+        copy64(out, block.add(start));
+        out = out.add(pos - start);
+        out = out.add(put_escape(out, *block.add(pos)));
+        start = pos + 1;
+        mask &= mask - 1;
+    }
+    copy64(out, block.add(start));
+    out.add(64 - start)
+}
+
 /// [`escape_block`], through [`escape_block_avx512`] where the CPU has AVX-512BW.
 ///
 /// # Safety
@@ -335,25 +351,16 @@ unsafe fn escape_block_avx512(bytes: &[u8], mut i: usize, end: usize, mut out: *
     let quote = _mm512_set1_epi8(b'"' as i8);
     let slash = _mm512_set1_epi8(b'\\' as i8);
     let ctrl_max = _mm512_set1_epi8(0x1f);
-    let copy64 = |dst: *mut u8, from: *const u8| {
+    let copy64 = |dst: *mut u8, from: *const u8| unsafe {
         _mm512_storeu_si512(dst as *mut _, _mm512_loadu_si512(from as *const _));
     };
     while i + 128 <= end {
-        let x = _mm512_loadu_si512(src.add(i) as *const _);
-        let mut mask = _mm512_cmple_epu8_mask(x, ctrl_max)
+        let block = src.add(i);
+        let x = _mm512_loadu_si512(block as *const _);
+        let mask = _mm512_cmple_epu8_mask(x, ctrl_max)
             | _mm512_cmpeq_epi8_mask(x, quote)
             | _mm512_cmpeq_epi8_mask(x, slash);
-        let mut start = 0;
-        while mask != 0 {
-            let pos = mask.trailing_zeros() as usize;
-            copy64(out, src.add(i + start));
-            out = out.add(pos - start);
-            out = out.add(put_escape(out, *src.add(i + pos)));
-            start = pos + 1;
-            mask &= mask - 1;
-        }
-        copy64(out, src.add(i + start));
-        out = out.add(64 - start);
+        out = escape_masked64(block, mask, out, copy64);
         i += 64;
     }
     escape_block(bytes, i, end, out)
