@@ -20,8 +20,8 @@ use smallvec::SmallVec;
 
 use crate::errors::{EncodeError, ErrorKind, Seg};
 use crate::text::{
-    decimal_text, iso_text, short_decimal, utf16_cmp, write_i64, write_str, DecimalError, Sink,
-    Window,
+    decimal_text, iso_text, put_short_str, short_decimal, utf16_cmp, write_i64, write_str,
+    DecimalError, Sink, Window,
 };
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
@@ -180,6 +180,28 @@ unsafe fn dict_next(
     ffi::PyDict_Next(obj, pos, key, value) != 0
 }
 
+/// A combined table of exactly `len` entries (no deleted ones), read in place: a pointer
+/// to the first entry's key (its value follows) and the entry size in pointers.
+#[inline(always)]
+unsafe fn dense_entries(
+    obj: *mut ffi::PyObject,
+    len: usize,
+) -> Option<(*const *mut ffi::PyObject, usize)> {
+    if !DICT_IN_PLACE.load(AtomicOrdering::Relaxed) || !field::<*mut u8>(obj, 40).is_null() {
+        return None;
+    }
+    let keys: *const u8 = field(obj, 32);
+    if *(keys.add(24) as *const usize) != len {
+        return None;
+    }
+    let entries = keys.add(32 + (1usize << *keys.add(9)));
+    Some(if *keys.add(10) != 0 {
+        (entries as *const *mut ffi::PyObject, 2)
+    } else {
+        (entries.add(8) as *const *mut ffi::PyObject, 3)
+    })
+}
+
 /// A dict's size.
 #[inline(always)]
 unsafe fn dict_len(obj: *mut ffi::PyObject) -> usize {
@@ -210,8 +232,19 @@ unsafe fn read_values(
     first: (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject),
     values: &mut [*mut ffi::PyObject; SHAPE_MAX_KEYS],
 ) -> bool {
-    let (mut pos, mut k, mut v) = first;
     let n = shape.keys.len();
+    if let Some((entries, stride)) = dense_entries(obj, n) {
+        // No deleted entries: entry j is the j-th item.
+        for (j, key) in shape.keys.iter().enumerate() {
+            let entry = entries.add(j * stride);
+            if *entry != key.0 {
+                return false;
+            }
+            values[j] = *entry.add(1);
+        }
+        return true;
+    }
+    let (mut pos, mut k, mut v) = first;
     for (j, key) in shape.keys.iter().enumerate() {
         if key.0 != k {
             return false;
@@ -294,6 +327,12 @@ struct Member {
     value: Ref,
     index: u32,
 }
+
+/// The most [`Encoder::write_leaf`] writes: a quoted str of 15 bytes, or a float's text.
+const LEAF_MAX: usize = 24;
+/// Room the item and member loops keep ahead of their position: a separator or a short
+/// key prefix (16 bytes stored), a leaf, and the closing bracket.
+const LEAF_ROOM: usize = 16 + LEAF_MAX + 8;
 
 /// Dicts with at most this many keys may have their layout cached.
 const SHAPE_MAX_KEYS: usize = 32;
@@ -490,7 +529,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     /// Encodes `obj` (a borrowed reference kept alive by the caller).
-    #[inline]
+    #[inline(always)]
     pub fn encode(&mut self, obj: *mut ffi::PyObject) -> Result {
         unsafe {
             let ty = ffi::Py_TYPE(obj);
@@ -519,6 +558,56 @@ impl<'py, S: Sink> Encoder<'py, S> {
                 self.encode_other(obj)
             }
         }
+    }
+
+    /// Writes `obj` at `out` if it is a common leaf that takes no call, cannot fail and
+    /// needs at most [`LEAF_MAX`] bytes (a short str without escapes, an int of up to two
+    /// digits, a literal, a float of few places), and returns the position after it.
+    /// `None`: nothing of it written, use [`Encoder::encode`]. The loops over list items
+    /// and cached dict members keep their position in a register through these.
+    ///
+    /// # Safety
+    /// `out` has room for [`LEAF_MAX`] bytes.
+    #[inline(always)]
+    unsafe fn write_leaf(&self, obj: *mut ffi::PyObject, out: *mut u8) -> Option<*mut u8> {
+        let ty = ffi::Py_TYPE(obj);
+        if ty == addr_of_mut!(ffi::PyUnicode_Type) {
+            let (p, n) = utf8_in_place(obj)?;
+            if n >= 16 {
+                return None;
+            }
+            let written = put_short_str(out, std::slice::from_raw_parts(p, n))?;
+            return Some(out.add(written));
+        }
+        if ty == addr_of_mut!(ffi::PyLong_Type) {
+            let v = small_int(obj)?;
+            if self.strict && v.unsigned_abs() > MAX_SAFE {
+                return None;
+            }
+            return Some(out.add(write_i64(out, v)));
+        }
+        let literal = |text: &[u8; 8], n: usize| {
+            std::ptr::write_unaligned(out as *mut [u8; 8], *text);
+            Some(out.add(n))
+        };
+        if obj == ffi::Py_None() {
+            return literal(b"null\0\0\0\0", 4);
+        }
+        if obj == ffi::Py_True() {
+            return literal(b"true\0\0\0\0", 4);
+        }
+        if obj == ffi::Py_False() {
+            return literal(b"false\0\0\0", 5);
+        }
+        if ty == addr_of_mut!(ffi::PyFloat_Type) && layout() != LAYOUT_API {
+            let v = field::<f64>(obj, 16);
+            if v as i64 as f64 == v && v.abs() < MAX_SAFE as f64 {
+                return Some(out.add(write_i64(out, v as i64)));
+            }
+            // NaN and infinities fail here too, and get their error from encode.
+            return short_decimal(v, out).map(|n| out.add(n));
+        }
+        None
     }
 
     #[inline(always)]
@@ -566,14 +655,14 @@ impl<'py, S: Sink> Encoder<'py, S> {
         Ok((p as *const u8, size as usize))
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn encode_str(&mut self, obj: *mut ffi::PyObject) -> Result {
         let (p, n) = self.str_bytes(obj)?;
         write_str(&mut self.sink, std::slice::from_raw_parts(p, n));
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn encode_int(&mut self, obj: *mut ffi::PyObject) -> Result {
         let v = match small_int(obj) {
             Some(v) => v,
@@ -654,7 +743,9 @@ impl<'py, S: Sink> Encoder<'py, S> {
         }
         self.enter(obj)?;
         let _hold = Ref::new(obj);
-        self.sink.push(b'[');
+        let (mut out, mut end) = self.sink.cursor(LEAF_ROOM);
+        *out = b'[';
+        out = out.add(1);
         let mut i: ffi::Py_ssize_t = 0;
         loop {
             // Size and items are read again each time: user code in a rare element type may
@@ -668,14 +759,27 @@ impl<'py, S: Sink> Encoder<'py, S> {
             } else {
                 *items.offset(i)
             };
-            if i > 0 {
-                self.sink.push(b',');
+            if (end as usize) - (out as usize) < LEAF_ROOM {
+                self.sink.set_out(out);
+                (out, end) = self.sink.cursor(LEAF_ROOM);
             }
-            self.encode(item)
-                .map_err(|e| e.at(Seg::Index(i as usize), obj))?;
+            // The comma is stored either way and counted after the first item.
+            *out = b',';
+            out = out.add((i > 0) as usize);
+            match self.write_leaf(item, out) {
+                Some(next) => out = next,
+                None => {
+                    self.sink.set_out(out);
+                    self.encode(item)
+                        .map_err(|e| e.at(Seg::Index(i as usize), obj))?;
+                    (out, end) = self.sink.cursor(LEAF_ROOM);
+                }
+            }
             i += 1;
         }
-        self.sink.push(b']');
+        // The room left after a leaf holds the bracket.
+        *out = b']';
+        self.sink.set_out(out.add(1));
         self.leave();
         Ok(())
     }
@@ -781,6 +885,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         }
         let mut epoch = self.user_code;
         let mut start = 0;
+        let (mut out, mut end) = self.sink.cursor(LEAF_ROOM);
         for (j, &index) in shape.order.iter().enumerate() {
             if self.user_code != epoch {
                 // A value written before ran user code: the values read may be gone.
@@ -793,21 +898,36 @@ impl<'py, S: Sink> Encoder<'py, S> {
                 }
                 epoch = self.user_code;
             }
-            let end = shape.ends[j] as usize;
-            if end - start <= 16 {
+            let stop = shape.ends[j] as usize;
+            if stop - start <= 16 {
                 // One 16-byte copy (the prefixes are padded), of which the prefix counts.
-                let out = self.sink.reserve_raw(16);
+                if (end as usize) - (out as usize) < LEAF_ROOM {
+                    self.sink.set_out(out);
+                    (out, end) = self.sink.cursor(LEAF_ROOM);
+                }
                 std::ptr::copy_nonoverlapping(shape.prefixes.as_ptr().add(start), out, 16);
-                self.sink.commit(end - start);
+                out = out.add(stop - start);
             } else {
-                self.sink.write(&shape.prefixes[start..end]);
+                self.sink.set_out(out);
+                self.sink.write(&shape.prefixes[start..stop]);
+                (out, end) = self.sink.cursor(LEAF_ROOM);
             }
-            start = end;
+            start = stop;
             let index = index as usize;
-            self.encode(values[index])
-                .map_err(|e| e.at_key(self.py, shape.keys[index].0, obj))?;
+            let value = values[index];
+            // Room: LEAF_ROOM less at most 16 for the prefix.
+            match self.write_leaf(value, out) {
+                Some(next) => out = next,
+                None => {
+                    self.sink.set_out(out);
+                    self.encode(value)
+                        .map_err(|e| e.at_key(self.py, shape.keys[index].0, obj))?;
+                    (out, end) = self.sink.cursor(LEAF_ROOM);
+                }
+            }
         }
-        self.sink.push(b'}');
+        *out = b'}';
+        self.sink.set_out(out.add(1));
         Ok(true)
     }
 

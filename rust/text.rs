@@ -133,6 +133,28 @@ impl<S: Sink> Window<S> {
     }
 }
 
+impl<S: Sink> Window<S> {
+    /// The next byte and the window's end, with at least `n` bytes between them: for a
+    /// writer that keeps its position in a register across many tokens (through `self`,
+    /// each token's position was a load and a store, one dependent on the last). Hand the
+    /// position back with [`Window::set_out`] before any other write.
+    #[inline(always)]
+    pub fn cursor(&mut self, n: usize) -> (*mut u8, *mut u8) {
+        let out = self.reserve_raw(n);
+        (out, self.end)
+    }
+
+    /// Takes back the position of a writer that had it from [`Window::cursor`].
+    ///
+    /// # Safety
+    /// `out` is within the window (between the position given and the end), and every
+    /// byte before it was written.
+    #[inline(always)]
+    pub unsafe fn set_out(&mut self, out: *mut u8) {
+        self.out = out;
+    }
+}
+
 impl<S: Sink> Drop for Window<S> {
     fn drop(&mut self) {
         self.close();
@@ -399,28 +421,50 @@ unsafe fn copy64(dst: *mut u8, src: *const u8) {
 }
 
 /// Writes `bytes` (valid UTF-8) as a JSON string with only the escapes RFC 8785 requires.
-#[inline]
+#[inline(always)]
 pub fn write_str<S: Sink>(sink: &mut S, bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
     if bytes.len() < 16 {
-        // Keys and most values: one 16-byte check and two stores. The bytes are read as
-        // two overlapping words, never through a padded copy on the stack (a 16-byte load
-        // of bytes just stored by memcpy stalls on store forwarding).
+        // SAFETY: 18 bytes reserved; put_short_str writes at most that many.
         unsafe {
-            use std::arch::x86_64::*;
-            let n = bytes.len();
-            let (lo, hi) = short_words(bytes);
-            if special_mask16(_mm_set_epi64x(hi as i64, lo as i64)) == 0 {
-                let out = sink.reserve_raw(18);
-                *out = b'"';
-                put_short(out.add(1), bytes, lo, hi);
-                *out.add(1 + n) = b'"';
-                sink.commit(n + 2);
+            let out = sink.reserve_raw(18);
+            if let Some(n) = put_short_str(out, bytes) {
+                sink.commit(n);
                 return;
             }
         }
     }
     write_str_blocks(sink, bytes);
+}
+
+/// Writes `bytes` (shorter than 16) quoted at `out` if none of them needs an escape, and
+/// says how many bytes that took; `None` (the bytes at `out` undefined) otherwise. Keys and
+/// most values: one 16-byte check and two stores. The bytes are read as two overlapping
+/// words, never through a padded copy on the stack (a 16-byte load of bytes just stored by
+/// memcpy stalls on store forwarding).
+///
+/// # Safety
+/// `out` has room for 18 bytes.
+#[inline(always)]
+pub unsafe fn put_short_str(out: *mut u8, bytes: &[u8]) -> Option<usize> {
+    debug_assert!(bytes.len() < 16);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let n = bytes.len();
+        let (lo, hi) = short_words(bytes);
+        if special_mask16(_mm_set_epi64x(hi as i64, lo as i64)) != 0 {
+            return None;
+        }
+        *out = b'"';
+        put_short(out.add(1), bytes, lo, hi);
+        *out.add(1 + n) = b'"';
+        Some(n + 2)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (out, bytes);
+        None
+    }
 }
 
 /// Bytes of `bytes` (shorter than 16) as two words that together cover every byte: the
