@@ -554,6 +554,16 @@ static PAIRS: [[u8; 2]; 100] = {
     t
 };
 
+/// The 8 decimal digits of `u` (< 10^8, zero-padded) as a little-endian word, first digit
+/// in the low byte: both halves, then their pairs, at once, not a chain of divisions.
+#[inline(always)]
+fn digits8(u: u64) -> u64 {
+    debug_assert!(u < 100_000_000);
+    let pair = |k: u64| u64::from(u16::from_le_bytes(PAIRS[k as usize]));
+    let (hi, lo) = (u / 10_000, u % 10_000);
+    pair(hi / 100) | pair(hi % 100) << 16 | pair(lo / 100) << 32 | pair(lo % 100) << 48
+}
+
 /// Writes the decimal digits of `v` (with `-` if negative) at `out`; returns the count.
 /// Straight into the output: digits formatted into a stack buffer and then copied are
 /// read back before their stores retire, and that store-forwarding stall cost more than
@@ -568,12 +578,8 @@ pub unsafe fn write_i64(out: *mut u8, v: i64) -> usize {
     let start = out.add(negative as usize);
     let mut u = v.unsigned_abs();
     if u < 100_000_000 {
-        // Up to 8 digits without a chain of divisions: both halves, then their pairs, at
-        // once, as one little-endian word "00012345" whose leading zeros are shifted out.
-        let pair = |k: u64| u64::from(u16::from_le_bytes(PAIRS[k as usize]));
-        let (hi, lo) = (u / 10_000, u % 10_000);
-        let word =
-            pair(hi / 100) | pair(hi % 100) << 16 | pair(lo / 100) << 32 | pair(lo % 100) << 48;
+        // Up to 8 digits as one word, whose leading zeros are shifted out.
+        let word = digits8(u);
         let zeros = ((word ^ 0x3030_3030_3030_3030).trailing_zeros() / 8).min(7) as usize;
         std::ptr::write_unaligned(start as *mut u64, word >> (8 * zeros));
         return negative as usize + 8 - zeros;
@@ -717,48 +723,22 @@ pub unsafe fn short_decimal(v: f64, out: *mut u8) -> Option<usize> {
         return None;
     }
     // a * 1e6 < 1e15 and positive: adding 0.5 and truncating rounds it.
-    let m = (a * 1e6 + 0.5) as u64;
+    let m: u64 = (a * 1e6 + 0.5).to_int_unchecked();
     if m as f64 / 1e6 != a {
         return None;
     }
-    // Divisions by constants only (a division by 10^places costs more than the rest).
     let (int_part, fraction) = (m / 1_000_000, m % 1_000_000);
-    // Trailing zeros of the six places in three steps, not up to six dependent divisions.
-    let mut places = 6;
-    let mut rest = fraction;
-    for (pow, count) in [(1000, 3), (100, 2), (10, 1)] {
-        if rest % pow == 0 {
-            rest /= pow;
-            places -= count;
-        }
-    }
     *out = b'-';
     let mut n = (v < 0.0) as usize;
     n += write_i64(out.add(n), int_part as i64);
-    if places > 0 {
-        *out.add(n) = b'.';
-        // All six digits, of which the trailing zeros are then not counted.
-        write_fixed(out.add(n + 1), fraction, 6);
-        n += 1 + places;
-    }
-    Some(n)
-}
-
-/// Writes `u` (< 10^width) as exactly `width` digits, zero-padded, at `out`.
-///
-/// # Safety
-/// `out` has room for `width` bytes.
-#[inline(always)]
-unsafe fn write_fixed(out: *mut u8, mut u: u64, width: usize) {
-    let mut end = out.add(width);
-    while end.offset_from(out) >= 2 {
-        end = end.sub(2);
-        std::ptr::copy_nonoverlapping(PAIRS[(u % 100) as usize].as_ptr(), end, 2);
-        u /= 100;
-    }
-    if end > out {
-        *out = b'0' + u as u8;
-    }
+    // The six places as the top of "00dddddd", then shifted down, and their trailing zeros
+    // (the word's top bytes that are '0') not counted: no division per place.
+    let places_word = digits8(fraction) >> 16;
+    let zeros = (places_word ^ 0x3030_3030_3030).leading_zeros() as usize / 8 - 2;
+    let places = 6 - zeros;
+    *out.add(n) = b'.';
+    std::ptr::write_unaligned(out.add(n + 1) as *mut u64, places_word);
+    Some(n + (places > 0) as usize + places)
 }
 
 #[derive(Debug, PartialEq, Eq)]
