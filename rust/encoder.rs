@@ -20,8 +20,8 @@ use smallvec::SmallVec;
 
 use crate::errors::{EncodeError, ErrorKind, Seg};
 use crate::text::{
-    decimal_text, iso_text, put_short_str, short_decimal, utf16_cmp, write_i64, write_str,
-    DecimalError, Sink, Window,
+    decimal_text, iso_text, put_short_str, put_short_str_wide, short_decimal, utf16_cmp, write_i64,
+    write_str, DecimalError, Sink, Window,
 };
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
@@ -328,6 +328,10 @@ struct Member {
     index: u32,
 }
 
+/// The smallest page size of the platforms built for: a read that stays within one page
+/// of a readable byte cannot fault.
+const PAGE: usize = 4096;
+
 /// The most [`Encoder::write_leaf`] writes: a quoted str of 15 bytes, or a float's text.
 const LEAF_MAX: usize = 24;
 /// Room the item and member loops keep ahead of their position: a separator or a short
@@ -575,6 +579,12 @@ impl<'py, S: Sink> Encoder<'py, S> {
             let (p, n) = utf8_in_place(obj)?;
             if n >= 16 {
                 return None;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if (p as usize) & (PAGE - 1) <= PAGE - 16 {
+                // The 16 bytes from p lie in the page of the string's first byte.
+                let written = put_short_str_wide(out, p, n)?;
+                return Some(out.add(written));
             }
             let written = put_short_str(out, std::slice::from_raw_parts(p, n))?;
             return Some(out.add(written));

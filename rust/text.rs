@@ -467,6 +467,29 @@ pub unsafe fn put_short_str(out: *mut u8, bytes: &[u8]) -> Option<usize> {
     }
 }
 
+/// [`put_short_str`] for `n` (< 16) bytes at `p` of which 16 may be read: one load, one
+/// check and one store whatever `n` is, where the length-dependent reads and stores of
+/// `put_short_str` mispredict on values of mixed lengths. Bytes past `n` are masked out of
+/// the check, and the store's bytes past `n` are overwritten or lie past the count.
+///
+/// # Safety
+/// `out` has room for 18 bytes; the 16 bytes at `p` can be read (the caller checks that
+/// they lie in one page with the string, which then cannot fault).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub unsafe fn put_short_str_wide(out: *mut u8, p: *const u8, n: usize) -> Option<usize> {
+    use std::arch::x86_64::*;
+    debug_assert!(n < 16);
+    let x = _mm_loadu_si128(p as *const __m128i);
+    if special_mask16(x) & ((1u32 << n) - 1) != 0 {
+        return None;
+    }
+    *out = b'"';
+    _mm_storeu_si128(out.add(1) as *mut __m128i, x);
+    *out.add(1 + n) = b'"';
+    Some(n + 2)
+}
+
 /// Bytes of `bytes` (shorter than 16) as two words that together cover every byte: the
 /// first and last 8 (or 4) bytes, overlapping; 1 to 3 bytes spread over `lo`. Lanes not
 /// taken from `bytes` hold `a`, which needs no escape.
