@@ -977,6 +977,35 @@ mod tests {
 
     /// Both 64-byte loops, called directly (write_str picks one by CPU).
     #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn wide_short_str_checks_only_its_own_bytes() {
+        for n in 0..16 {
+            // Whatever follows the string in its 16 bytes (quotes, backslashes, controls)
+            // neither blocks the fast path nor reaches the output.
+            for junk in [b'"', b'\\', 0u8, b'\n', b'a'] {
+                let mut src = [junk; 16];
+                for (i, b) in src.iter_mut().take(n).enumerate() {
+                    *b = b'a' + i as u8;
+                }
+                let mut out = [0u8; 18];
+                let written = unsafe { put_short_str_wide(out.as_mut_ptr(), src.as_ptr(), n) };
+                assert_eq!(written, Some(n + 2), "n {n} junk {junk}");
+                assert_eq!(s(&src[..n]).as_bytes(), &out[..n + 2], "n {n} junk {junk}");
+            }
+            // A byte of its own that needs an escape sends it to the general writer.
+            for pos in 0..n {
+                for special in [b'"', b'\\', 0u8, 0x1f] {
+                    let mut src = [b'a'; 16];
+                    src[pos] = special;
+                    let mut out = [0u8; 18];
+                    let written = unsafe { put_short_str_wide(out.as_mut_ptr(), src.as_ptr(), n) };
+                    assert_eq!(written, None, "n {n} pos {pos} byte {special}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn sse2_and_avx512_loops_agree_with_the_plain_escaper() {
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         for len in (0..1200).step_by(7) {
