@@ -846,6 +846,18 @@ impl<'py, S: Sink> Encoder<'py, S> {
                 cache.seen[index] = tag;
             }
         }
+        self.encode_dict_members(obj, len, slot)
+    }
+
+    /// Writes a dict without a cached layout (caching it if `slot` says so): its members
+    /// collected, keys made text and sorted. The caller has entered and holds the dict.
+    #[inline(never)]
+    unsafe fn encode_dict_members(
+        &mut self,
+        obj: *mut ffi::PyObject,
+        len: usize,
+        slot: Option<(usize, usize)>,
+    ) -> Result {
         let mut members: SmallVec<[Member; 8]> = SmallVec::with_capacity(len);
         let mut converted = false;
         let mut pos: ffi::Py_ssize_t = 0;
