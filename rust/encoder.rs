@@ -222,29 +222,58 @@ unsafe fn dict_first(
     (pos, k, v)
 }
 
-/// Reads a dict of `shape.keys.len()` items (its first one given) into `values` in
-/// insertion order; false if its keys are not the shape's. Exactly that many steps: no
-/// final PyDict_Next call to learn that there are no more.
+/// Where a dict's items are read from: its entry table in place when that holds exactly
+/// the items ([`dense_entries`]), else one [`dict_next`] step after another from the first.
+#[derive(Clone, Copy)]
+enum Items {
+    Dense(*const *mut ffi::PyObject, usize),
+    Steps((ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject)),
+}
+
+impl Items {
+    /// The items of `obj`, a non-empty dict of `len` items.
+    #[inline(always)]
+    unsafe fn of(obj: *mut ffi::PyObject, len: usize) -> Self {
+        match dense_entries(obj, len) {
+            Some((entries, stride)) => Items::Dense(entries, stride),
+            None => Items::Steps(dict_first(obj)),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn first_key(self) -> *mut ffi::PyObject {
+        match self {
+            Items::Dense(entries, _) => *entries,
+            Items::Steps((_, k, _)) => k,
+        }
+    }
+}
+
+/// Reads the items of a dict of `shape.keys.len()` items into `values` in insertion order;
+/// false if its keys are not the shape's. Exactly that many steps: no final PyDict_Next
+/// call to learn that there are no more.
 #[inline(always)]
 unsafe fn read_values(
     obj: *mut ffi::PyObject,
     shape: &Shape,
-    first: (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject),
+    items: Items,
     values: &mut [*mut ffi::PyObject; SHAPE_MAX_KEYS],
 ) -> bool {
     let n = shape.keys.len();
-    if let Some((entries, stride)) = dense_entries(obj, n) {
-        // No deleted entries: entry j is the j-th item.
-        for (j, key) in shape.keys.iter().enumerate() {
-            let entry = entries.add(j * stride);
-            if *entry != key.0 {
-                return false;
+    let (mut pos, mut k, mut v) = match items {
+        Items::Dense(entries, stride) => {
+            // No deleted entries: entry j is the j-th item.
+            for (j, key) in shape.keys.iter().enumerate() {
+                let entry = entries.add(j * stride);
+                if *entry != key.0 {
+                    return false;
+                }
+                values[j] = *entry.add(1);
             }
-            values[j] = *entry.add(1);
+            return true;
         }
-        return true;
-    }
-    let (mut pos, mut k, mut v) = first;
+        Items::Steps(first) => first,
+    };
     for (j, key) in shape.keys.iter().enumerate() {
         if key.0 != k {
             return false;
@@ -826,12 +855,12 @@ impl<'py, S: Sink> Encoder<'py, S> {
         let _hold = Ref::new(obj);
         let mut slot = None;
         if len <= SHAPE_MAX_KEYS {
-            let first = dict_first(obj);
-            let tag = shape_tag(first.1, len);
+            let items = Items::of(obj, len);
+            let tag = shape_tag(items.first_key(), len);
             let index = tag >> (usize::BITS - SHAPE_BITS);
             let cache = self.shapes.get_or_insert_with(Default::default);
             if let Some(shape) = cache.find(index, tag) {
-                if self.encode_with_shape(obj, &shape, len, first)? {
+                if self.encode_with_shape(obj, &shape, len, items)? {
                     self.leave();
                     return Ok(());
                 }
@@ -892,17 +921,17 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     /// Writes `obj` through a cached layout. `Ok(false)`: the keys differ, nothing written.
-    /// `len` is the dict's size, `first` its first item, both already read by the caller.
+    /// `len` is the dict's size and `items` where to read them, both found by the caller.
     #[inline]
     unsafe fn encode_with_shape(
         &mut self,
         obj: *mut ffi::PyObject,
         shape: &Shape,
         len: usize,
-        first: (ffi::Py_ssize_t, *mut ffi::PyObject, *mut ffi::PyObject),
+        items: Items,
     ) -> Result<bool> {
         let mut values = [std::ptr::null_mut(); SHAPE_MAX_KEYS];
-        if len != shape.keys.len() || !read_values(obj, shape, first, &mut values) {
+        if len != shape.keys.len() || !read_values(obj, shape, items, &mut values) {
             return Ok(false);
         }
         let mut epoch = self.user_code;
@@ -911,8 +940,9 @@ impl<'py, S: Sink> Encoder<'py, S> {
         for (j, &index) in shape.order.iter().enumerate() {
             if self.user_code != epoch {
                 // A value written before ran user code: the values read may be gone.
-                let unchanged = dict_len(obj) == shape.keys.len()
-                    && read_values(obj, shape, dict_first(obj), &mut values);
+                let n = shape.keys.len();
+                let unchanged =
+                    dict_len(obj) == n && read_values(obj, shape, Items::of(obj, n), &mut values);
                 if !unchanged {
                     let mut e = EncodeError::new(ErrorKind::Mutated);
                     e.containers.push(obj as usize);
