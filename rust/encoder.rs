@@ -381,10 +381,10 @@ const SHAPE_SLOTS: usize = 1 << SHAPE_BITS;
 struct Shape {
     /// [`shape_tag`] of the layout.
     tag: usize,
-    keys: SmallVec<[Ref; 8]>,
-    order: SmallVec<[u8; 8]>,
-    prefixes: Vec<u8>,
-    ends: SmallVec<[u32; 8]>,
+    keys: Box<[Ref]>,
+    order: Box<[u8]>,
+    prefixes: Box<[u8]>,
+    ends: Box<[u32]>,
 }
 
 /// Dict layouts, two-way set-associative by [`shape_tag`] (a dict and a nested one, or two
@@ -984,11 +984,10 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     unsafe fn make_shape(members: &[Member], tag: usize) -> Shape {
-        let mut keys: SmallVec<[Ref; 8]> = SmallVec::with_capacity(members.len());
         let mut by_insertion: SmallVec<[*mut ffi::PyObject; 8]> =
             smallvec::smallvec![std::ptr::null_mut(); members.len()];
         let mut prefixes = Vec::new();
-        let mut ends = SmallVec::new();
+        let mut ends = Vec::with_capacity(members.len());
         for (j, m) in members.iter().enumerate() {
             by_insertion[m.index as usize] = m.key.0;
             prefixes.push(if j == 0 { b'{' } else { b',' });
@@ -998,15 +997,12 @@ impl<'py, S: Sink> Encoder<'py, S> {
         }
         // Padding for the 16-byte copies of short prefixes.
         prefixes.extend_from_slice(&[0; 16]);
-        for k in by_insertion {
-            keys.push(Ref::new(k));
-        }
         Shape {
             tag,
-            keys,
+            keys: by_insertion.into_iter().map(|k| Ref::new(k)).collect(),
             order: members.iter().map(|m| m.index as u8).collect(),
-            prefixes,
-            ends,
+            prefixes: prefixes.into_boxed_slice(),
+            ends: ends.into_boxed_slice(),
         }
     }
 
