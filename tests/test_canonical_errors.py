@@ -131,8 +131,11 @@ def test_strict_refuses_integers_beyond_2_53() -> None:
     assert b"9007199254740993" == canonical_json(2**53 + 1)
     assert b"9007199254740992" == canonical_json(2**53, strict=True)
     for big in (2**53 + 1, -(2**53) - 1, 2**80):
-        with pytest.raises(FingerprintValueError, match="strict=True"):
-            canonical_json({"n": big}, strict=True)
+        # In a dict and in lists; repeated, so that the dict's cached layout is used too.
+        for value in ({"n": big}, [big], [1, big]):
+            for _ in range(3):
+                with pytest.raises(FingerprintValueError, match="strict=True"):
+                    canonical_json(value, strict=True)
 
 
 def test_offset_with_seconds_is_refused() -> None:
