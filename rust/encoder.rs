@@ -382,9 +382,24 @@ struct Shape {
     /// [`shape_tag`] of the layout.
     tag: usize,
     keys: Box<[Ref]>,
-    order: Box<[u8]>,
-    prefixes: Box<[u8]>,
-    ends: Box<[u32]>,
+    /// The members in key order.
+    slots: Box<[Slot]>,
+    /// Prefixes longer than 16 bytes, at their slots' `start`.
+    long: Box<[u8]>,
+}
+
+/// One member of a cached layout, everything its writing needs in one place (its prefix
+/// length was a load behind two others, and every later write position waits on it).
+/// 32 bytes, aligned: the 16-byte copy of its head never spans two cache lines.
+#[repr(C, align(32))]
+struct Slot {
+    /// The prefix, padded with zeros: copied whole, of which `len` bytes count.
+    head: [u8; 16],
+    /// The prefix's length; past 16 it is written from `long[start..start + len]`.
+    len: u32,
+    start: u32,
+    /// Insertion index of the member.
+    index: u32,
 }
 
 /// Dict layouts, two-way set-associative by [`shape_tag`] (a dict and a nested one, or two
@@ -935,9 +950,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
             return Ok(false);
         }
         let mut epoch = self.user_code;
-        let mut start = 0;
         let (mut out, mut end) = self.sink.cursor(LEAF_ROOM);
-        for (j, &index) in shape.order.iter().enumerate() {
+        for slot in shape.slots.iter() {
             if self.user_code != epoch {
                 // A value written before ran user code: the values read may be gone.
                 let n = shape.keys.len();
@@ -950,22 +964,21 @@ impl<'py, S: Sink> Encoder<'py, S> {
                 }
                 epoch = self.user_code;
             }
-            let stop = shape.ends[j] as usize;
-            if stop - start <= 16 {
-                // One 16-byte copy (the prefixes are padded), of which the prefix counts.
+            let len = slot.len as usize;
+            if len <= 16 {
                 if (end as usize) - (out as usize) < LEAF_ROOM {
                     self.sink.set_out(out);
                     (out, end) = self.sink.cursor(LEAF_ROOM);
                 }
-                std::ptr::copy_nonoverlapping(shape.prefixes.as_ptr().add(start), out, 16);
-                out = out.add(stop - start);
+                std::ptr::copy_nonoverlapping(slot.head.as_ptr(), out, 16);
+                out = out.add(len);
             } else {
+                let start = slot.start as usize;
                 self.sink.set_out(out);
-                self.sink.write(&shape.prefixes[start..stop]);
+                self.sink.write(&shape.long[start..start + len]);
                 (out, end) = self.sink.cursor(LEAF_ROOM);
             }
-            start = stop;
-            let index = index as usize;
+            let index = slot.index as usize;
             let value = values[index];
             // Room: LEAF_ROOM less at most 16 for the prefix.
             match self.write_leaf(value, out) {
@@ -986,23 +999,33 @@ impl<'py, S: Sink> Encoder<'py, S> {
     unsafe fn make_shape(members: &[Member], tag: usize) -> Shape {
         let mut by_insertion: SmallVec<[*mut ffi::PyObject; 8]> =
             smallvec::smallvec![std::ptr::null_mut(); members.len()];
-        let mut prefixes = Vec::new();
-        let mut ends = Vec::with_capacity(members.len());
+        let mut slots = Vec::with_capacity(members.len());
+        let mut long = Vec::new();
+        let mut prefix = Vec::new();
         for (j, m) in members.iter().enumerate() {
             by_insertion[m.index as usize] = m.key.0;
-            prefixes.push(if j == 0 { b'{' } else { b',' });
-            write_str(&mut prefixes, m.text.as_bytes());
-            prefixes.push(b':');
-            ends.push(prefixes.len() as u32);
+            prefix.clear();
+            prefix.push(if j == 0 { b'{' } else { b',' });
+            write_str(&mut prefix, m.text.as_bytes());
+            prefix.push(b':');
+            let mut head = [0u8; 16];
+            let n = prefix.len().min(16);
+            head[..n].copy_from_slice(&prefix[..n]);
+            slots.push(Slot {
+                head,
+                len: prefix.len() as u32,
+                start: long.len() as u32,
+                index: m.index,
+            });
+            if prefix.len() > 16 {
+                long.extend_from_slice(&prefix);
+            }
         }
-        // Padding for the 16-byte copies of short prefixes.
-        prefixes.extend_from_slice(&[0; 16]);
         Shape {
             tag,
             keys: by_insertion.into_iter().map(|k| Ref::new(k)).collect(),
-            order: members.iter().map(|m| m.index as u8).collect(),
-            prefixes: prefixes.into_boxed_slice(),
-            ends: ends.into_boxed_slice(),
+            slots: slots.into_boxed_slice(),
+            long: long.into_boxed_slice(),
         }
     }
 
