@@ -51,15 +51,37 @@ def test_dict_order_never_changes_the_key(value: dict[str, int], rnd: random.Ran
 
 # A few interned key objects, shared by every example: dicts built from them hit the
 # encoder's layout cache, which keys layouts by key identity and survives between calls.
-_POOL = [sys.intern(k) for k in ("id", "name", "\u20ac", "\U0001f600", "a\nb", "z", "\ufb33")]
+# Prefixes (`,"key":`) of 16 bytes and longer take another path than shorter ones.
+_POOL = [
+    sys.intern(k)
+    for k in (
+        "id",
+        "name",
+        "\u20ac",
+        "\U0001f600",
+        "a\nb",
+        "z",
+        "\ufb33",
+        "twelve_chars",
+        "fourteen_chars",
+        "a_key_longer_than_its_sixteen_byte_copy",
+    )
+]
+# Leaves the member loop writes itself, and values it hands to the general writer.
+_VALUES = (
+    st.integers()
+    | st.text(max_size=20)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.none()
+    | st.booleans()
+    | st.lists(st.integers() | st.text(max_size=3), max_size=3)
+)
 
 
 @given(
     st.lists(
         st.lists(st.sampled_from(_POOL), min_size=1, unique=True).flatmap(
-            lambda keys: st.fixed_dictionaries(
-                {k: st.integers() | st.text(max_size=3) for k in keys}
-            )
+            lambda keys: st.fixed_dictionaries({k: _VALUES for k in keys})
         ),
         min_size=1,
         max_size=6,
