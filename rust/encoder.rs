@@ -801,6 +801,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         *out = b'[';
         out = out.add(1);
         let mut i: ffi::Py_ssize_t = 0;
+        let mut hint = None;
         loop {
             // Size and items are read again each time: user code in a rare element type may
             // resize the list (and move its item array).
@@ -824,8 +825,12 @@ impl<'py, S: Sink> Encoder<'py, S> {
                 Some(next) => out = next,
                 None => {
                     self.sink.set_out(out);
-                    self.encode(item)
-                        .map_err(|e| e.at(Seg::Index(i as usize), obj))?;
+                    if ffi::Py_TYPE(item) == addr_of_mut!(ffi::PyDict_Type) {
+                        self.encode_dict_hinted(item, &mut hint)
+                    } else {
+                        self.encode(item)
+                    }
+                    .map_err(|e| e.at(Seg::Index(i as usize), obj))?;
                     (out, end) = self.sink.cursor(LEAF_ROOM);
                 }
             }
@@ -860,7 +865,20 @@ impl<'py, S: Sink> Encoder<'py, S> {
         Ok(())
     }
 
+    #[inline(always)]
     unsafe fn encode_dict(&mut self, obj: *mut ffi::PyObject) -> Result {
+        self.encode_dict_hinted(obj, &mut None)
+    }
+
+    /// Writes a dict, trying the layout in `hint` first and leaving there the cached layout
+    /// it was written with. The items of a list pass the layout of one to the next: records
+    /// usually share theirs, and a layout known before the dict is read puts its keys' lengths
+    /// (on which every later write position waits) off the chain of loads that finds it.
+    unsafe fn encode_dict_hinted(
+        &mut self,
+        obj: *mut ffi::PyObject,
+        hint: &mut Option<Rc<Shape>>,
+    ) -> Result {
         let len = dict_len(obj);
         if len == 0 {
             self.sink.write(b"{}");
@@ -871,11 +889,20 @@ impl<'py, S: Sink> Encoder<'py, S> {
         let mut slot = None;
         if len <= SHAPE_MAX_KEYS {
             let items = Items::of(obj, len);
+            // Held in this frame while it is written: a nested dict may take the hint.
+            if let Some(shape) = hint.take() {
+                if self.encode_with_shape(obj, &shape, len, items)? {
+                    *hint = Some(shape);
+                    self.leave();
+                    return Ok(());
+                }
+            }
             let tag = shape_tag(items.first_key(), len);
             let index = tag >> (usize::BITS - SHAPE_BITS);
             let cache = self.shapes.get_or_insert_with(Default::default);
             if let Some(shape) = cache.find(index, tag) {
                 if self.encode_with_shape(obj, &shape, len, items)? {
+                    *hint = Some(shape);
                     self.leave();
                     return Ok(());
                 }
