@@ -369,7 +369,7 @@ const LEAF_ROOM: usize = 16 + LEAF_MAX + 8;
 
 /// Dicts with at most this many keys may have their layout cached.
 const SHAPE_MAX_KEYS: usize = 32;
-const SHAPE_BITS: u32 = 5;
+const SHAPE_BITS: u32 = 7;
 const SHAPE_SLOTS: usize = 1 << SHAPE_BITS;
 
 /// The layout of a dict seen before: its key objects in insertion order, the sorted order,
@@ -406,13 +406,22 @@ struct Slot {
 /// siblings, may share a set): a layout is cached the second time it is seen, so a one-off
 /// dict costs nothing but its tag. Shapes are shared (`Rc`, under the GIL) so that a dict
 /// being written keeps its layout while nested dicts replace cache entries.
-#[derive(Default)]
 struct ShapeCache {
     /// Tags of layouts seen once, per slot.
     seen: [usize; SHAPE_SLOTS],
     slots: [Option<Rc<Shape>>; SHAPE_SLOTS],
     /// Per set (slots 2k and 2k + 1): the way hit or filled last, replaced last.
     recent: [u8; SHAPE_SLOTS / 2],
+}
+
+impl Default for ShapeCache {
+    fn default() -> Self {
+        ShapeCache {
+            seen: [0; SHAPE_SLOTS],
+            slots: std::array::from_fn(|_| None),
+            recent: [0; SHAPE_SLOTS / 2],
+        }
+    }
 }
 
 impl ShapeCache {
