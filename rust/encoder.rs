@@ -898,7 +898,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
         let mut slot = None;
         if len <= SHAPE_MAX_KEYS {
             let items = Items::of(obj, len);
-            // Held in this frame while it is written: a nested dict may take the hint.
+            // The layout lives in this frame while the dict is written, whatever nested dicts
+            // do to the cache; it goes back to `hint` if it fit.
             if let Some(shape) = hint.take() {
                 if self.encode_with_shape(obj, &shape, len, items)? {
                     *hint = Some(shape);
