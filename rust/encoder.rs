@@ -618,8 +618,9 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     /// Writes `obj` at `out` if it is a common leaf that takes no call, cannot fail and
-    /// needs at most [`LEAF_MAX`] bytes (a short str without escapes, an int of up to two
-    /// digits, a literal, a float of few places), and returns the position after it.
+    /// needs at most [`LEAF_MAX`] bytes (a str of up to 15 bytes without escapes, an int of
+    /// up to two 30-bit digits, a literal, a float of up to six places), and returns the
+    /// position after it.
     /// `None`: nothing of it written, use [`Encoder::encode`]. The loops over list items
     /// and cached dict members keep their position in a register through these.
     ///
