@@ -361,7 +361,8 @@ struct Member {
 /// of a readable byte cannot fault.
 const PAGE: usize = 4096;
 
-/// The most [`Encoder::write_leaf`] writes: a quoted str of 15 bytes, or a float's text.
+/// The room [`Encoder::write_leaf`] needs at its position: a float's text and the slack of
+/// its word-sized stores (a quoted str of 15 bytes takes 18, a literal 8).
 const LEAF_MAX: usize = 24;
 /// Room the item and member loops keep ahead of their position: a separator or a short
 /// key prefix (16 bytes stored), a leaf, and the closing bracket.
