@@ -131,9 +131,7 @@ impl<S: Sink> Window<S> {
         self.end = unsafe { self.base.add(size) };
         self.out
     }
-}
 
-impl<S: Sink> Window<S> {
     /// The next byte and the window's end, with at least `n` bytes between them: for a
     /// writer that keeps its position in a register across many tokens (through `self`,
     /// each token's position was a load and a store, one dependent on the last). Hand the
