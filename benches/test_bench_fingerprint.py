@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import sys
 from typing import Any, Callable
 
 import orjson
@@ -100,3 +102,41 @@ def test_fingerprint_paired(benchmark: Any, size: str, anchor: str, target: floa
     ratio = paired_ratio(benchmark, lambda: fingerprint(obj), theirs)
     benchmark.extra_info["target"] = target
     print(f"\n{size}: retrysafe / {anchor} = {ratio:.3f} (target <= {target})")
+
+
+_PARAMS = ("query", "limit", "units", "verbose")
+
+
+def _tool_calls() -> list[dict[str, Any]]:
+    """The arguments of 60 tools, one call each, as an agent with many tools makes them:
+    every tool has parameter names of its own (interned, as Python's are), so each call's
+    dict layout differs from the one before."""
+    rng = random.Random(8785)
+    calls = []
+    for t in range(60):
+        query, limit, units, verbose = (sys.intern(f"{w}_{t}") for w in _PARAMS)
+        calls.append(
+            {
+                query: f"item {rng.randrange(1000)}",
+                limit: rng.randrange(100),
+                units: "metric",
+                verbose: t % 2 == 0,
+            }
+        )
+    return calls
+
+
+@pytest.mark.parametrize("contender", ["retrysafe", "orjson+hashlib"])
+def test_fingerprint_many_tools(benchmark: Any, contender: str) -> None:
+    """60 tools called in rotation (times per rotation): the layout cache must hold them
+    all, or every call pays for sorting and escaping its keys."""
+    calls = _tool_calls()
+    fn = CONTENDERS[contender]
+
+    def rotation() -> None:
+        for call in calls:
+            fn(call)
+
+    benchmark.group = "fingerprint: 60 tools in rotation"
+    measure(benchmark, rotation)
+    assert [fingerprint(c) for c in calls] == [orjson_hashlib(c) for c in calls]
