@@ -20,8 +20,8 @@ use smallvec::SmallVec;
 
 use crate::errors::{EncodeError, ErrorKind, Seg};
 use crate::text::{
-    decimal_text, iso_text, put_short_str, put_short_str_wide, short_decimal, utf16_cmp, write_i64,
-    write_str, DecimalError, Sink, Window,
+    decimal_text, iso_text, put_short_str, short_decimal, utf16_cmp, write_i64, write_str,
+    DecimalError, Sink, Window,
 };
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
@@ -147,6 +147,26 @@ unsafe fn utf8_in_place(obj: *mut ffi::PyObject) -> Option<(*const u8, usize)> {
 /// from 32, followed by the entries.
 static DICT_IN_PLACE: AtomicBool = AtomicBool::new(false);
 
+/// A combined entry table read in place: a pointer to the first entry's key (its value
+/// follows), the entry size in pointers, and the entry count (deleted entries included).
+/// `None` for a split table or where the layout is not known.
+#[inline(always)]
+unsafe fn entry_table(
+    obj: *mut ffi::PyObject,
+) -> Option<(*const *mut ffi::PyObject, usize, usize)> {
+    if !DICT_IN_PLACE.load(AtomicOrdering::Relaxed) || !field::<*mut u8>(obj, 40).is_null() {
+        return None;
+    }
+    let keys: *const u8 = field(obj, 32);
+    let nentries = *(keys.add(24) as *const usize);
+    let entries = keys.add(32 + (1usize << *keys.add(9)));
+    Some(if *keys.add(10) != 0 {
+        (entries as *const *mut ffi::PyObject, 2, nentries)
+    } else {
+        (entries.add(8) as *const *mut ffi::PyObject, 3, nentries)
+    })
+}
+
 /// `PyDict_Next` (same `pos` meaning), reading a combined table in place where its layout
 /// is known: iteration was a third of a record's encoding, one call per member.
 #[inline(always)]
@@ -156,50 +176,37 @@ unsafe fn dict_next(
     key: &mut *mut ffi::PyObject,
     value: &mut *mut ffi::PyObject,
 ) -> bool {
-    if DICT_IN_PLACE.load(AtomicOrdering::Relaxed) && field::<*mut u8>(obj, 40).is_null() {
-        let keys: *const u8 = field(obj, 32);
-        let nentries = *(keys.add(24) as *const isize);
-        let entries = keys.add(32 + (1usize << *keys.add(9)));
-        let (stride, key_at) = if *keys.add(10) != 0 { (16, 0) } else { (24, 8) };
-        let mut i = *pos;
-        while i < nentries {
-            let entry = entries.add(i as usize * stride + key_at) as *const *mut ffi::PyObject;
-            i += 1;
-            // A deleted entry has no value.
-            let v = *entry.add(1);
-            if !v.is_null() {
-                *key = *entry;
-                *value = v;
-                *pos = i;
-                return true;
-            }
+    let Some((entries, stride, nentries)) = entry_table(obj) else {
+        return ffi::PyDict_Next(obj, pos, key, value) != 0;
+    };
+    let mut i = *pos as usize;
+    while i < nentries {
+        let entry = entries.add(i * stride);
+        i += 1;
+        // A deleted entry has no value.
+        let v = *entry.add(1);
+        if !v.is_null() {
+            *key = *entry;
+            *value = v;
+            *pos = i as ffi::Py_ssize_t;
+            return true;
         }
-        *pos = i;
-        return false;
     }
-    ffi::PyDict_Next(obj, pos, key, value) != 0
+    *pos = i as ffi::Py_ssize_t;
+    false
 }
 
-/// A combined table of exactly `len` entries (no deleted ones), read in place: a pointer
-/// to the first entry's key (its value follows) and the entry size in pointers.
+/// The [`entry_table`] of a dict of `len` items that has no deleted entries: entry j is
+/// then its j-th item.
 #[inline(always)]
 unsafe fn dense_entries(
     obj: *mut ffi::PyObject,
     len: usize,
 ) -> Option<(*const *mut ffi::PyObject, usize)> {
-    if !DICT_IN_PLACE.load(AtomicOrdering::Relaxed) || !field::<*mut u8>(obj, 40).is_null() {
-        return None;
+    match entry_table(obj) {
+        Some((entries, stride, nentries)) if nentries == len => Some((entries, stride)),
+        _ => None,
     }
-    let keys: *const u8 = field(obj, 32);
-    if *(keys.add(24) as *const usize) != len {
-        return None;
-    }
-    let entries = keys.add(32 + (1usize << *keys.add(9)));
-    Some(if *keys.add(10) != 0 {
-        (entries as *const *mut ffi::PyObject, 2)
-    } else {
-        (entries.add(8) as *const *mut ffi::PyObject, 3)
-    })
 }
 
 /// A dict's size.
@@ -357,9 +364,20 @@ struct Member {
     index: u32,
 }
 
-/// The smallest page size of the platforms built for: a read that stays within one page
-/// of a readable byte cannot fault.
-const PAGE: usize = 4096;
+/// The ECMAScript text of `v` written at `out` if it is an exact integer (its digits; -0
+/// is 0) or a short decimal, and its length; `None` otherwise (ryu writes it, or it is not
+/// finite).
+///
+/// # Safety
+/// `out` has room for [`LEAF_MAX`] bytes.
+#[inline(always)]
+unsafe fn short_float(v: f64, out: *mut u8) -> Option<usize> {
+    // Integral test by a round trip through i64 (saturating), not a libm call.
+    if v as i64 as f64 == v && v.abs() < MAX_SAFE as f64 {
+        return Some(write_i64(out, v as i64));
+    }
+    short_decimal(v, out)
+}
 
 /// The room [`Encoder::write_leaf`] needs at its position: a float's text and the slack of
 /// its word-sized stores (a quoted str of 15 bytes takes 18, a literal 8).
@@ -635,12 +653,6 @@ impl<'py, S: Sink> Encoder<'py, S> {
             if n >= 16 {
                 return None;
             }
-            #[cfg(target_arch = "x86_64")]
-            if (p as usize) & (PAGE - 1) <= PAGE - 16 {
-                // The 16 bytes from p lie in the page of the string's first byte.
-                let written = put_short_str_wide(out, p, n)?;
-                return Some(out.add(written));
-            }
             let written = put_short_str(out, std::slice::from_raw_parts(p, n))?;
             return Some(out.add(written));
         }
@@ -665,12 +677,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
             return literal(b"false\0\0\0", 5);
         }
         if ty == addr_of_mut!(ffi::PyFloat_Type) && layout() != LAYOUT_API {
-            let v = field::<f64>(obj, 16);
-            if v as i64 as f64 == v && v.abs() < MAX_SAFE as f64 {
-                return Some(out.add(write_i64(out, v as i64)));
-            }
-            // NaN and infinities fail here too, and get their error from encode.
-            return short_decimal(v, out).map(|n| out.add(n));
+            // NaN and infinities give None too, and get their error from encode.
+            return short_float(field::<f64>(obj, 16), out).map(|n| out.add(n));
         }
         None
     }
@@ -785,18 +793,12 @@ impl<'py, S: Sink> Encoder<'py, S> {
             }
             return Err(EncodeError::new(ErrorKind::NonFinite(v)));
         }
-        // Integral test by a round trip through i64 (saturating), not a libm call.
-        if v as i64 as f64 == v && v.abs() < MAX_SAFE as f64 {
-            // Integral and exact: the ECMAScript text is the integer's digits (and -0 is 0).
-            self.write_i64(v as i64);
-        } else {
-            let out = self.sink.reserve_raw(24);
-            match short_decimal(v, out) {
-                Some(n) => self.sink.commit(n),
-                None => self
-                    .sink
-                    .write(ryu_js::Buffer::new().format_finite(v).as_bytes()),
-            }
+        let out = self.sink.reserve_raw(LEAF_MAX);
+        match short_float(v, out) {
+            Some(n) => self.sink.commit(n),
+            None => self
+                .sink
+                .write(ryu_js::Buffer::new().format_finite(v).as_bytes()),
         }
         Ok(())
     }
@@ -825,10 +827,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             } else {
                 *items.offset(i)
             };
-            if (end as usize) - (out as usize) < LEAF_ROOM {
-                self.sink.set_out(out);
-                (out, end) = self.sink.cursor(LEAF_ROOM);
-            }
+            (out, end) = self.sink.room(out, end, LEAF_ROOM);
             // The comma is stored either way and counted after the first item.
             *out = b',';
             out = out.add((i > 0) as usize);
@@ -1005,10 +1004,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             }
             let len = slot.len as usize;
             if len <= 16 {
-                if (end as usize) - (out as usize) < LEAF_ROOM {
-                    self.sink.set_out(out);
-                    (out, end) = self.sink.cursor(LEAF_ROOM);
-                }
+                (out, end) = self.sink.room(out, end, LEAF_ROOM);
                 std::ptr::copy_nonoverlapping(slot.head.as_ptr(), out, 16);
                 out = out.add(len);
             } else {

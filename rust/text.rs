@@ -142,6 +142,20 @@ impl<S: Sink> Window<S> {
         (out, self.end)
     }
 
+    /// A position from [`Window::cursor`] with at least `n` bytes to `end`: itself, or
+    /// handed back and given again from a refilled window.
+    ///
+    /// # Safety
+    /// As for [`Window::set_out`].
+    #[inline(always)]
+    pub unsafe fn room(&mut self, out: *mut u8, end: *mut u8, n: usize) -> (*mut u8, *mut u8) {
+        if (end as usize) - (out as usize) >= n {
+            return (out, end);
+        }
+        self.set_out(out);
+        self.cursor(n)
+    }
+
     /// Takes back the position of a writer that had it from [`Window::cursor`].
     ///
     /// # Safety
@@ -436,9 +450,10 @@ pub fn write_str<S: Sink>(sink: &mut S, bytes: &[u8]) {
 
 /// Writes `bytes` (shorter than 16) quoted at `out` if none of them needs an escape, and
 /// says how many bytes that took; `None` (the bytes at `out` undefined) otherwise. Keys and
-/// most values: one 16-byte check and two stores. The bytes are read as two overlapping
-/// words, never through a padded copy on the stack (a 16-byte load of bytes just stored by
-/// memcpy stalls on store forwarding).
+/// most values: one 16-byte check and one or two stores. Where the 16 bytes from the first
+/// stay in its page they are loaded at once ([`put_short_str_wide`]); else the bytes are
+/// read as two overlapping words, never through a padded copy on the stack (a 16-byte load
+/// of bytes just stored by memcpy stalls on store forwarding).
 ///
 /// # Safety
 /// `out` has room for 18 bytes.
@@ -449,6 +464,10 @@ pub unsafe fn put_short_str(out: *mut u8, bytes: &[u8]) -> Option<usize> {
     {
         use std::arch::x86_64::*;
         let n = bytes.len();
+        if n != 0 && (bytes.as_ptr() as usize) & (PAGE - 1) <= PAGE - 16 {
+            // The 16 bytes from the first lie in its page (an empty slice may point nowhere).
+            return put_short_str_wide(out, bytes.as_ptr(), n);
+        }
         let (lo, hi) = short_words(bytes);
         if special_mask16(_mm_set_epi64x(hi as i64, lo as i64)) != 0 {
             return None;
@@ -465,6 +484,10 @@ pub unsafe fn put_short_str(out: *mut u8, bytes: &[u8]) -> Option<usize> {
     }
 }
 
+/// The smallest page size of the platforms built for: a read that stays within one page
+/// of a readable byte cannot fault.
+const PAGE: usize = 4096;
+
 /// [`put_short_str`] for `n` (< 16) bytes at `p` of which 16 may be read: one load, one
 /// check and one store whatever `n` is, where the length-dependent reads and stores of
 /// `put_short_str` mispredict on values of mixed lengths. Bytes past `n` are masked out of
@@ -475,7 +498,7 @@ pub unsafe fn put_short_str(out: *mut u8, bytes: &[u8]) -> Option<usize> {
 /// they lie in one page with the string, which then cannot fault).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub unsafe fn put_short_str_wide(out: *mut u8, p: *const u8, n: usize) -> Option<usize> {
+unsafe fn put_short_str_wide(out: *mut u8, p: *const u8, n: usize) -> Option<usize> {
     use std::arch::x86_64::*;
     debug_assert!(n < 16);
     let x = _mm_loadu_si128(p as *const __m128i);
