@@ -451,7 +451,7 @@ pub fn write_str<S: Sink>(sink: &mut S, bytes: &[u8]) {
 /// Writes `bytes` (shorter than 16) quoted at `out` if none of them needs an escape, and
 /// says how many bytes that took; `None` (the bytes at `out` undefined) otherwise. Keys and
 /// most values: one 16-byte check and one or two stores. Where the 16 bytes from the first
-/// stay in its page they are loaded at once ([`put_short_str_wide`]); else the bytes are
+/// stay in its page they are loaded at once (`put_short_str_wide`); else the bytes are
 /// read as two overlapping words, never through a padded copy on the stack (a 16-byte load
 /// of bytes just stored by memcpy stalls on store forwarding).
 ///
