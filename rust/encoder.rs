@@ -8,9 +8,9 @@ use std::cell::UnsafeCell;
 use std::os::raw::c_char;
 use std::ptr::addr_of_mut;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering as AtomicOrdering};
 
-use pyo3::exceptions::PyUnicodeEncodeError;
+use pyo3::exceptions::{PyUnicodeEncodeError, PyValueError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -21,7 +21,7 @@ use smallvec::SmallVec;
 use crate::errors::{EncodeError, ErrorKind, Seg};
 use crate::text::{
     decimal_text, iso_text, put_short_str, short_decimal, utf16_cmp, write_i64, write_str,
-    DecimalError, Sink, Window,
+    DecimalError, IsoError, Sink, Window,
 };
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
@@ -45,6 +45,30 @@ extern "C" {
 }
 
 pub type Result<T = ()> = std::result::Result<T, Box<EncodeError>>;
+
+/// Counts the moments at which other Python code may have run: a call into user code (a rare
+/// type's method, a non-str key, big-int formatting, which runs `_pylong` on 3.12+, any
+/// allocation that may start the garbage collector and its finalizers) or a release of the
+/// GIL (hashing a long write). Any of them may let another thread, or the code itself,
+/// replace the items of a container and free them. A borrowed pointer read while this
+/// count had one value may be used only while it still has it (see
+/// `Encoder::encode_with_shape`). Bumped with the GIL held; atomic only so that the static
+/// is `Sync` (a relaxed load is a plain load).
+static PYTHON_RAN: AtomicU64 = AtomicU64::new(0);
+
+/// Marks that Python code may run (or the GIL be released) from now on.
+#[inline(always)]
+pub(crate) fn python_may_run() {
+    PYTHON_RAN.fetch_add(1, AtomicOrdering::Relaxed);
+}
+
+#[inline(always)]
+fn python_ran_count() -> u64 {
+    PYTHON_RAN.load(AtomicOrdering::Relaxed)
+}
+
+/// Encoders running now, on any thread (a nested one means user code re-entered).
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// True when the running CPython is older than 3.12: its reference count is a plain
 /// integer that may be changed in place. From 3.12 on (immortal objects) the stable-ABI
@@ -293,6 +317,25 @@ unsafe fn read_values(
     true
 }
 
+/// Reads the values of `obj` (held by the caller) again after Python code may have run:
+/// those read before may have been replaced and freed. An error if its keys changed. Returns
+/// the [`PYTHON_RAN`] count the new values are valid under.
+#[cold]
+#[inline(never)]
+unsafe fn reread_values(
+    obj: *mut ffi::PyObject,
+    shape: &Shape,
+    values: &mut [*mut ffi::PyObject; SHAPE_MAX_KEYS],
+) -> Result<u64> {
+    let n = shape.keys.len();
+    if dict_len(obj) == n && read_values(obj, shape, Items::of(obj, n), values) {
+        return Ok(python_ran_count());
+    }
+    let mut e = EncodeError::new(ErrorKind::Mutated);
+    e.containers.push(obj as usize);
+    Err(e)
+}
+
 /// A list's size and item array: in place, or (null array) through the API.
 #[inline(always)]
 unsafe fn list_parts(obj: *mut ffi::PyObject) -> (isize, *mut *mut ffi::PyObject) {
@@ -303,14 +346,14 @@ unsafe fn list_parts(obj: *mut ffi::PyObject) -> (isize, *mut *mut ffi::PyObject
     }
 }
 
-/// A strong reference held while an object is encoded. Only code run by a rare type (a
-/// property, `model_dump`, `__str__`) can change containers under the encoder, so:
-/// every container and rare object holds itself while it is written (its parent may drop
-/// it); a list's items are read afresh for each index and written at once; a dict's
-/// values, read before they are written in key order, are read again whenever user code
-/// ran in between (see `Encoder::user_code`). Common values are never held: their reference
-/// counts, shared by every `None`, `True` or repeated string, made one dependent memory
-/// update after another.
+/// A strong reference held while an object is encoded. Only other Python code (run by a
+/// rare type, big-int formatting or the garbage collector, or by another thread while the
+/// GIL is released) can change containers under the encoder, so: every container and rare
+/// object holds itself while it is written (its parent may drop it); a list's items are
+/// read afresh for each index and written at once; a dict's values, read before they are
+/// written in key order, are read again whenever [`PYTHON_RAN`] moved in between. Common
+/// values are never held: their reference counts, shared by every `None`, `True` or
+/// repeated string, made one dependent memory update after another.
 struct Ref(*mut ffi::PyObject);
 
 impl Ref {
@@ -549,9 +592,9 @@ pub struct Encoder<'py, S: Sink> {
     depth: u32,
     /// The shared dict layouts while this encoder runs; `None` until a dict needs it.
     shapes: Option<Box<ShapeCache>>,
-    /// Counts the entries into code that may run Python code of the user (rare types and
-    /// non-str keys): while it is unchanged, borrowed pointers read before stay valid.
-    user_code: u64,
+    /// Levels entered without a stack check: [`SHALLOW`], or 0 in an encoder started while
+    /// another runs (user code re-entered: its levels add to the outer ones' stack).
+    unchecked_levels: u32,
     /// Entering a container with the stack below this address raises: [`STACK_RESERVE`]
     /// above the thread's stack limit. Looked up once per encoder, and only past
     /// [`SHALLOW`] levels (the lookup, a thread-local in a shared library, costs as much as
@@ -580,6 +623,7 @@ fn stack_floor() -> usize {
 
 impl<S: Sink> Drop for Encoder<'_, S> {
     fn drop(&mut self) {
+        ACTIVE.fetch_sub(1, AtomicOrdering::Relaxed);
         if let Some(cache) = self.shapes.take() {
             SHARED_SHAPES.put(self.py, cache);
         }
@@ -593,15 +637,28 @@ fn py_err(err: PyErr) -> Box<EncodeError> {
 
 impl<'py, S: Sink> Encoder<'py, S> {
     pub fn new(py: Python<'py>, sink: S, strict: bool) -> Self {
+        let nested = ACTIVE.fetch_add(1, AtomicOrdering::Relaxed) > 0;
         Encoder {
             py,
             sink: Window::new(sink),
             strict,
             depth: 0,
             shapes: SHARED_SHAPES.take(py),
-            user_code: 0,
+            unchecked_levels: if nested { 0 } else { SHALLOW },
             stack_floor: None,
         }
+    }
+
+    /// Encodes `obj` (a borrowed reference kept alive by the caller), the root of a call:
+    /// an encoder started while another runs (user code calling back into retrysafe) first
+    /// checks that the thread's stack has room, since each such level nests native frames.
+    pub fn encode_root(&mut self, obj: *mut ffi::PyObject) -> Result {
+        if self.unchecked_levels == 0
+            && stack_address() < *self.stack_floor.get_or_insert_with(stack_floor)
+        {
+            return Err(EncodeError::new(ErrorKind::StackExhausted));
+        }
+        self.encode(obj)
     }
 
     /// Encodes `obj` (a borrowed reference kept alive by the caller).
@@ -688,7 +745,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         self.depth += 1;
         let kind = if self.depth > MAX_DEPTH {
             ErrorKind::TooDeep
-        } else if self.depth > SHALLOW
+        } else if self.depth > self.unchecked_levels
             && stack_address() < *self.stack_floor.get_or_insert_with(stack_floor)
         {
             ErrorKind::StackExhausted
@@ -705,6 +762,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         self.depth -= 1;
     }
 
+    /// The UTF-8 of an exact str (the caller checked its type): in place where it can be.
     #[inline(always)]
     unsafe fn str_bytes(&self, obj: *mut ffi::PyObject) -> Result<(*const u8, usize)> {
         match utf8_in_place(obj) {
@@ -713,11 +771,15 @@ impl<'py, S: Sink> Encoder<'py, S> {
         }
     }
 
+    /// The UTF-8 of a str or str subclass through the API, which builds and caches it; valid
+    /// while `obj` lives.
     #[inline(never)]
     unsafe fn str_bytes_api(&self, obj: *mut ffi::PyObject) -> Result<(*const u8, usize)> {
         let mut size: ffi::Py_ssize_t = 0;
         let p = PyUnicode_AsUTF8AndSize(obj, &mut size);
         if p.is_null() {
+            // The exception object was allocated: the collector may have run.
+            python_may_run();
             let err = PyErr::fetch(self.py);
             return Err(if err.is_instance_of::<PyUnicodeEncodeError>(self.py) {
                 EncodeError::new(ErrorKind::LoneSurrogate)
@@ -775,6 +837,10 @@ impl<'py, S: Sink> Encoder<'py, S> {
         if self.strict {
             return Err(EncodeError::new(ErrorKind::IntOutOfRange));
         }
+        // Formatting runs Python code on 3.12+ (`_pylong`), and the digits of a huge int are
+        // hashed with the GIL released: hold the int, and let callers know.
+        python_may_run();
+        let _hold = Ref::new(obj);
         let digits = int_digits(self.py, obj)?;
         self.sink.write(digits.as_bytes());
         Ok(())
@@ -940,14 +1006,20 @@ impl<'py, S: Sink> Encoder<'py, S> {
         len: usize,
         slot: Option<(usize, usize)>,
     ) -> Result {
-        let mut members: SmallVec<[Member; 8]> = SmallVec::with_capacity(len);
-        let mut converted = false;
+        // Every item held first, with no Python code run while the dict is walked; only then
+        // the keys' texts, which for a non-str key runs user code (that may change the dict).
+        let mut items: SmallVec<[(Ref, Ref); 8]> = SmallVec::with_capacity(len);
         let mut pos: ffi::Py_ssize_t = 0;
         let mut k: *mut ffi::PyObject = std::ptr::null_mut();
         let mut v: *mut ffi::PyObject = std::ptr::null_mut();
         while dict_next(obj, &mut pos, &mut k, &mut v) {
-            let key = Ref::new(k);
-            let value = Ref::new(v);
+            items.push((Ref::new(k), Ref::new(v)));
+        }
+        let mut members: SmallVec<[Member; 8]> = SmallVec::with_capacity(items.len());
+        let mut converted = false;
+        for (key, value) in items {
+            let k = key.0;
+            // A str key's UTF-8 stays valid while `key` holds it (str objects are immutable).
             let text = if ffi::Py_TYPE(k) == addr_of_mut!(ffi::PyUnicode_Type) {
                 let (p, n) = self.str_bytes(k).map_err(|e| e.at_key(self.py, k, obj))?;
                 KeyText::Borrowed(p, n)
@@ -987,20 +1059,13 @@ impl<'py, S: Sink> Encoder<'py, S> {
         if len != shape.keys.len() || !read_values(obj, shape, items, &mut values) {
             return Ok(false);
         }
-        let mut epoch = self.user_code;
+        // The values are borrowed: valid while no Python code runs and the GIL stays held.
+        let mut epoch = python_ran_count();
         let (mut out, mut end) = self.sink.cursor(LEAF_ROOM);
         for slot in shape.slots.iter() {
-            if self.user_code != epoch {
-                // A value written before ran user code: the values read may be gone.
-                let n = shape.keys.len();
-                let unchanged =
-                    dict_len(obj) == n && read_values(obj, shape, Items::of(obj, n), &mut values);
-                if !unchanged {
-                    let mut e = EncodeError::new(ErrorKind::Mutated);
-                    e.containers.push(obj as usize);
-                    return Err(e);
-                }
-                epoch = self.user_code;
+            if python_ran_count() != epoch {
+                // Writing the last value ran Python code or released the GIL.
+                epoch = reread_values(obj, shape, &mut values)?;
             }
             let len = slot.len as usize;
             if len <= 16 {
@@ -1010,8 +1075,13 @@ impl<'py, S: Sink> Encoder<'py, S> {
             } else {
                 let start = slot.start as usize;
                 self.sink.set_out(out);
-                self.sink.write(&shape.long[start..start + len]);
+                // A long prefix may be hashed with the GIL released: check again after it.
+                self.sink
+                    .write(shape.long.get(start..start + len).unwrap_or_default());
                 (out, end) = self.sink.cursor(LEAF_ROOM);
+                if python_ran_count() != epoch {
+                    epoch = reread_values(obj, shape, &mut values)?;
+                }
             }
             let index = slot.index as usize;
             let value = values[index];
@@ -1108,7 +1178,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
     /// its value, a str subclass as its text. Anything else is refused.
     #[inline(never)]
     unsafe fn key_text(&mut self, k: *mut ffi::PyObject) -> Result<KeyText> {
-        self.user_code += 1;
+        python_may_run();
         let py = self.py;
         let key = Bound::from_borrowed_ptr(py, k);
         let t = types(py).map_err(py_err)?;
@@ -1119,11 +1189,13 @@ impl<'py, S: Sink> Encoder<'py, S> {
         };
         let p = target.as_ptr();
         if ffi::PyUnicode_Check(p) != 0 {
-            let (ptr, n) = self.str_bytes(p)?;
+            let (ptr, n) = self.str_bytes_api(p)?;
             return Ok(KeyText::Owned(std::slice::from_raw_parts(ptr, n).to_vec()));
         }
         if ffi::PyLong_Check(p) != 0 && ffi::PyBool_Check(p) == 0 {
-            return Ok(KeyText::Owned(int_digits(py, p)?.into_bytes()));
+            // An int subclass's key is its value, whatever its __str__ says.
+            let exact = exact_int(py, p)?;
+            return Ok(KeyText::Owned(int_digits(py, exact.as_ptr())?.into_bytes()));
         }
         Err(EncodeError::new(ErrorKind::BadKey(type_repr(&key))))
     }
@@ -1131,7 +1203,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
     /// Every type that is not an exact common one.
     #[inline(never)]
     unsafe fn encode_other(&mut self, obj: *mut ffi::PyObject) -> Result {
-        self.user_code += 1;
+        python_may_run();
         let _hold = Ref::new(obj);
         let py = self.py;
         let any = Bound::from_borrowed_ptr(py, obj);
@@ -1146,17 +1218,19 @@ impl<'py, S: Sink> Encoder<'py, S> {
             return Ok(());
         }
         if ffi::PyUnicode_Check(obj) != 0 {
-            return self.encode_str(obj);
+            // A str subclass: its text through the API, never read in place.
+            let (p, n) = self.str_bytes_api(obj)?;
+            write_str(&mut self.sink, std::slice::from_raw_parts(p, n));
+            return Ok(());
         }
         if ffi::PyLong_Check(obj) != 0 {
-            let exact = ffi::PyNumber_Long(obj);
-            if exact.is_null() {
-                return Err(py_err(PyErr::fetch(py)));
-            }
-            let exact = Bound::from_owned_ptr(py, exact);
+            // Its value, not what an overridden __int__ or __index__ returns.
+            let exact = exact_int(py, obj)?;
             return self.encode_int(exact.as_ptr());
         }
         if ffi::PyFloat_Check(obj) != 0 {
+            // A subclass keeps the float's layout (ob_fval at 16); PyFloat_AsDouble reads
+            // the same field without calling __float__.
             return self.encode_float(obj);
         }
         if ffi::PyDict_Check(obj) != 0 {
@@ -1178,18 +1252,17 @@ impl<'py, S: Sink> Encoder<'py, S> {
             return self.encode_bytes(&any);
         }
         if any.is_instance(t.datetime.bind(py)).map_err(py_err)? {
-            return self.encode_iso(&any, 11);
+            return self.encode_iso(&any, t.datetime.bind(py), Some(11));
         }
         if any.is_instance(t.date.bind(py)).map_err(py_err)? {
-            let iso = any.call_method0(intern!(py, "isoformat")).map_err(py_err)?;
-            return self.encode_str(iso.as_ptr());
+            return self.encode_iso(&any, t.date.bind(py), None);
         }
         if any.is_instance(t.time.bind(py)).map_err(py_err)? {
-            return self.encode_iso(&any, 0);
+            return self.encode_iso(&any, t.time.bind(py), Some(0));
         }
         if any.is_instance(t.decimal.bind(py)).map_err(py_err)? {
-            let text = any.str().map_err(py_err)?;
-            return match decimal_text(&text.to_cow().map_err(py_err)?) {
+            let text = base_str(&any, t.decimal.bind(py))?;
+            return match decimal_text(&text) {
                 Ok(canonical) => {
                     write_str(&mut self.sink, &canonical);
                     Ok(())
@@ -1201,8 +1274,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             };
         }
         if any.is_instance(t.uuid.bind(py)).map_err(py_err)? {
-            let text = any.str().map_err(py_err)?;
-            let lower = text.to_cow().map_err(py_err)?.to_ascii_lowercase();
+            let lower = base_str(&any, t.uuid.bind(py))?.to_ascii_lowercase();
             write_str(&mut self.sink, lower.as_bytes());
             return Ok(());
         }
@@ -1235,19 +1307,36 @@ impl<'py, S: Sink> Encoder<'py, S> {
         Err(EncodeError::new(ErrorKind::Unsupported(type_repr(&any))))
     }
 
-    unsafe fn encode_iso(&mut self, any: &Bound<'py, PyAny>, time_start: usize) -> Result {
-        let iso = any
-            .call_method0(intern!(self.py, "isoformat"))
+    /// A date, time or datetime (`time_start`: where its time of day starts, `None` for a
+    /// date) as ISO 8601 text from `base.isoformat`, the standard type's own method: the
+    /// canonical form of a subclass is its value, whatever an override (or a test double
+    /// that only claims the type) returns.
+    unsafe fn encode_iso(
+        &mut self,
+        any: &Bound<'py, PyAny>,
+        base: &Bound<'py, PyAny>,
+        time_start: Option<usize>,
+    ) -> Result {
+        let iso = base
+            .getattr(intern!(self.py, "isoformat"))
+            .and_then(|method| method.call1((any,)))
             .map_err(py_err)?;
-        let iso = iso
-            .downcast_into::<PyString>()
-            .map_err(|e| py_err(e.into()))?;
-        match iso_text(&iso.to_cow().map_err(py_err)?, time_start) {
+        let Ok(iso) = iso.downcast_exact::<PyString>() else {
+            return Err(EncodeError::new(ErrorKind::NotIso(type_repr(any))));
+        };
+        let iso = iso.to_cow().map_err(py_err)?;
+        let text = match time_start {
+            None if iso.is_ascii() => Ok(iso.into_owned()),
+            None => Err(IsoError::NotIso),
+            Some(start) => iso_text(&iso, start),
+        };
+        match text {
             Ok(text) => {
                 write_str(&mut self.sink, text.as_bytes());
                 Ok(())
             }
-            Err(_) => Err(EncodeError::new(ErrorKind::OffsetSeconds)),
+            Err(IsoError::OffsetWithSeconds) => Err(EncodeError::new(ErrorKind::OffsetSeconds)),
+            Err(IsoError::NotIso) => Err(EncodeError::new(ErrorKind::NotIso(type_repr(any)))),
         }
     }
 
@@ -1322,7 +1411,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             let value = any
                 .getattr(name.downcast::<PyString>().map_err(|e| py_err(e.into()))?)
                 .map_err(py_err)?;
-            let (p, n) = self.str_bytes(name.as_ptr())?;
+            let (p, n) = self.str_bytes_api(name.as_ptr())?;
             let index = members.len() as u32;
             members.push(Member {
                 text: KeyText::Owned(std::slice::from_raw_parts(p, n).to_vec()),
@@ -1336,11 +1425,51 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 }
 
-/// Exact decimal digits of an int of any size.
+/// The exact int equal to `obj`, an int subclass instance: `int`'s own conversion slot
+/// (a copy of the digits), never an override of `__int__` or `__index__`.
+unsafe fn exact_int<'py>(py: Python<'py>, obj: *mut ffi::PyObject) -> Result<Bound<'py, PyAny>> {
+    // PyType_GetSlot accepts static types from 3.10, the oldest version this module loads on.
+    let slot = ffi::PyType_GetSlot(addr_of_mut!(ffi::PyLong_Type), ffi::Py_nb_int);
+    let exact = if slot.is_null() {
+        ffi::PyNumber_Long(obj)
+    } else {
+        // SAFETY: the nb_int slot of `int` is a unaryfunc, and `obj` is an int instance.
+        let nb_int: ffi::unaryfunc = std::mem::transmute(slot);
+        nb_int(obj)
+    };
+    if exact.is_null() {
+        return Err(py_err(PyErr::fetch(py)));
+    }
+    Ok(Bound::from_owned_ptr(py, exact))
+}
+
+/// `str()` of `any` through `base.__str__` (the standard type's own method), so that a
+/// subclass is written by its value.
+fn base_str(any: &Bound<'_, PyAny>, base: &Bound<'_, PyAny>) -> Result<String> {
+    let py = any.py();
+    let text = base
+        .getattr(intern!(py, "__str__"))
+        .and_then(|method| method.call1((any,)))
+        .map_err(py_err)?;
+    let text = text
+        .downcast_into::<PyString>()
+        .map_err(|e| py_err(e.into()))?;
+    Ok(text.to_cow().map_err(py_err)?.into_owned())
+}
+
+/// Exact decimal digits of an exact int of any size (within the interpreter's limit on
+/// int-to-str conversions, which exists because the conversion is quadratic).
 unsafe fn int_digits(py: Python<'_>, obj: *mut ffi::PyObject) -> Result<String> {
+    debug_assert!(ffi::PyLong_CheckExact(obj) != 0);
     let s = ffi::PyObject_Str(obj);
     if s.is_null() {
-        return Err(py_err(PyErr::fetch(py)));
+        let err = PyErr::fetch(py);
+        // The only ValueError str() of an exact int raises is its digit limit.
+        return Err(if err.is_instance_of::<PyValueError>(py) {
+            EncodeError::new(ErrorKind::IntTooLong(err))
+        } else {
+            py_err(err)
+        });
     }
     let s = Bound::from_owned_ptr(py, s);
     let s = s

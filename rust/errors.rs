@@ -1,7 +1,7 @@
 //! Every message of the encoder in one enum, and one conversion at the boundary into
 //! `retrysafe.FingerprintError` (a `TypeError` or `ValueError` subclass, with `.path`).
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyException, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
@@ -18,11 +18,17 @@ pub enum ErrorKind {
     LoneSurrogate,
     IntOutOfRange,
     OffsetSeconds,
+    /// `isoformat()` of a date, time or datetime (named) gave no ISO 8601 text.
+    NotIso(String),
+    /// An int with more digits than `sys.get_int_max_str_digits()` allows (its ValueError).
+    IntTooLong(PyErr),
     TooDeep,
     StackExhausted,
     /// Python code run by a rare type removed or replaced keys of a dict being written.
     Mutated,
-    /// Python code run by a rare type (a property, `model_dump`, `__str__`) raised.
+    /// Python code run by a rare type (a property, `model_dump`, `__str__`) raised. An
+    /// exception that is not an `Exception` (KeyboardInterrupt, SystemExit) or a
+    /// MemoryError propagates unchanged.
     Python(PyErr),
 }
 
@@ -97,7 +103,7 @@ impl EncodeError {
                         .map(|r| r.to_string())
                         .unwrap_or_else(|_| "?".into());
                     out.push('[');
-                    out.push_str(&r);
+                    out.push_str(&clip(&r, KEY_REPR_MAX));
                     out.push(']');
                 }
                 Seg::Attr(name) => {
@@ -114,6 +120,12 @@ impl EncodeError {
     #[cold]
     #[allow(clippy::boxed_local)] // errors travel boxed; unboxing here would only copy
     pub fn into_pyerr(self: Box<Self>, py: Python<'_>, root: &str) -> PyErr {
+        if let ErrorKind::Python(err) = &self.kind {
+            // Ctrl-C, SystemExit and running out of memory are not about the value.
+            if !err.is_instance_of::<PyException>(py) || err.is_instance_of::<PyMemoryError>(py) {
+                return err.clone_ref(py);
+            }
+        }
         let cycle = match self.kind {
             ErrorKind::TooDeep | ErrorKind::StackExhausted => self.cycle_depth(),
             _ => None,
@@ -144,6 +156,14 @@ impl EncodeError {
             ErrorKind::OffsetSeconds => {
                 (false, format!("a UTC offset with seconds at {path} has no canonical form"))
             }
+            ErrorKind::NotIso(ty) => (
+                false,
+                format!("isoformat() of the {ty} at {path} did not give ISO 8601 text"),
+            ),
+            ErrorKind::IntTooLong(_) => (
+                false,
+                format!("integer at {path} has more digits than Python converts to text (sys.get_int_max_str_digits()); pass it as a string"),
+            ),
             ErrorKind::TooDeep if cycle.is_some() => {
                 (false, format!("circular reference at {path}: the value contains itself"))
             }
@@ -152,13 +172,15 @@ impl EncodeError {
             ErrorKind::StackExhausted => {
                 (false, format!("nesting too deep for this thread's stack at {path}"))
             }
+            // The cause is chained, and named here in a line at most: a message that
+            // quoted the cause whole grew at every level of re-entrant calls.
             ErrorKind::Python(err) => (
                 true,
-                format!("cannot canonicalize the value at {path}: {}", err.value(py).repr().map(|r| r.to_string()).unwrap_or_default()),
+                format!("cannot canonicalize the value at {path}: {}", summary(py, err)),
             ),
         };
         let cause = match &self.kind {
-            ErrorKind::Python(err) => Some(err.clone_ref(py)),
+            ErrorKind::Python(err) | ErrorKind::IntTooLong(err) => Some(err.clone_ref(py)),
             _ => None,
         };
         let err = build(py, is_type_error, message, path);
@@ -166,6 +188,38 @@ impl EncodeError {
             err.set_cause(py, Some(cause));
         }
         err
+    }
+}
+
+/// Key reprs in paths and causes in messages are cut to this many characters.
+const KEY_REPR_MAX: usize = 80;
+const CAUSE_MAX: usize = 200;
+
+/// `text` cut to at most `max` characters, with an ellipsis where it was cut.
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((at, _)) => format!("{}…", &text[..at]),
+    }
+}
+
+/// `TypeName: message` of an exception, its message's first line clipped.
+fn summary(py: Python<'_>, err: &PyErr) -> String {
+    let name = err
+        .get_type(py)
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Exception".into());
+    let message = err
+        .value(py)
+        .str()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let line = message.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        name
+    } else {
+        format!("{name}: {}", clip(line, CAUSE_MAX))
     }
 }
 

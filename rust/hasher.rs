@@ -46,6 +46,20 @@ pub(crate) enum Hasher {
     Keyed(Box<Hmac<Sha256>>),
 }
 
+/// HMAC-SHA256 keyed by `key` of any length, built so that it cannot fail: RFC 2104 hashes
+/// a key longer than the block and pads a shorter one with zeros, as done here, and a key
+/// of exactly one block is taken as it is (`new_from_slice` returns a Result to unwrap).
+fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
+    use sha2::Digest;
+    let mut block = [0u8; 64];
+    if key.len() > block.len() {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    <Hmac<Sha256> as hmac::digest::KeyInit>::new(&block.into())
+}
+
 impl Hasher {
     pub(crate) fn new(secret: Option<&[u8]>) -> Self {
         match secret {
@@ -53,10 +67,7 @@ impl Hasher {
                 state: IV,
                 total: 0,
             }),
-            // HMAC takes keys of any length; this cannot fail.
-            Some(key) => Hasher::Keyed(Box::new(
-                <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length"),
-            )),
+            Some(key) => Hasher::Keyed(Box::new(hmac_sha256(key))),
         }
     }
 
@@ -94,7 +105,7 @@ impl Hasher {
             Hasher::Plain(sha) => sha,
             Hasher::Keyed(_) => {
                 let Hasher::Keyed(mac) = std::mem::replace(self, Hasher::new(None)) else {
-                    unreachable!()
+                    return [0; 32]; // not reached: `self` was Keyed (no panic path here)
                 };
                 let mut mac = *mac;
                 mac.update(buf);
@@ -163,6 +174,18 @@ mod tests {
                 assert_eq!(run(None, &data[..len], cuts), plain, "len {len} {cuts:?}");
                 assert_eq!(run(Some(b"key"), &data[..len], cuts), keyed, "len {len}");
             }
+        }
+    }
+
+    #[test]
+    fn keyed_matches_hmac_for_keys_of_every_length() {
+        let data = b"the canonical bytes";
+        for n in 0..200usize {
+            let key: Vec<u8> = (0..n).map(|i| (i * 31 + 7) as u8).collect();
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
+            mac.update(data);
+            let expected: [u8; 32] = mac.finalize().into_bytes().into();
+            assert_eq!(run(Some(&key), data, &[]), expected, "key length {n}");
         }
     }
 

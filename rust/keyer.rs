@@ -103,6 +103,23 @@ impl CallKeyer {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        crate::guarded(|| self.key_of(py, args, kwargs))
+    }
+
+    /// The head bytes hashed before the arguments.
+    #[getter]
+    fn head<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.head)
+    }
+}
+
+impl CallKeyer {
+    fn key_of<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let n = self.names.len();
         let given = args.len();
         if given < self.skip || given - self.skip > self.positional {
@@ -115,16 +132,21 @@ impl CallKeyer {
             *slot =
                 unsafe { ffi::PyTuple_GetItem(args.as_ptr(), (i + self.skip) as ffi::Py_ssize_t) };
         }
-        if let Some(kwargs) = kwargs {
-            for (k, v) in kwargs.iter() {
-                let Some(i) = self.index_of(py, &k)? else {
-                    return Ok(None);
-                };
-                if !values[i].is_null() {
-                    return Ok(None); // given twice: let inspect raise the TypeError
-                }
-                values[i] = v.as_ptr();
+        // The keyword items held first: matching a name may run a str subclass's __eq__,
+        // which may change `kwargs` (and free its values) while it is looked at.
+        let keywords: smallvec::SmallVec<[(Bound<'py, PyAny>, Bound<'py, PyAny>); 8]> = match kwargs
+        {
+            Some(kwargs) => dict_items(kwargs),
+            None => smallvec::SmallVec::new(),
+        };
+        for (k, v) in &keywords {
+            let Some(i) = self.index_of(py, k)? else {
+                return Ok(None);
+            };
+            if !values[i].is_null() {
+                return Ok(None); // given twice: let inspect raise the TypeError
             }
+            values[i] = v.as_ptr();
         }
         for (i, slot) in values.iter_mut().enumerate() {
             if slot.is_null() {
@@ -134,7 +156,7 @@ impl CallKeyer {
                 }
             }
         }
-        // `kwargs` (and `args`) hold every value for the duration of this call.
+        // `args`, `keywords` and `self.defaults` hold every value for the rest of this call.
         if self.raw_limit > 0 {
             let mut buf = Vec::with_capacity(self.prefix.len() + 160);
             buf.extend_from_slice(self.prefix.as_bytes());
@@ -154,14 +176,6 @@ impl CallKeyer {
         Ok(Some(self.hex_key(py, &sink.finish()).into_any()))
     }
 
-    /// The head bytes hashed before the arguments.
-    #[getter]
-    fn head<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.head)
-    }
-}
-
-impl CallKeyer {
     /// Writes the bound call as canonical JSON: `{"name":value,...}` in key order.
     fn write_call<S: Sink>(
         &self,
@@ -173,7 +187,7 @@ impl CallKeyer {
         encoder.sink.push(b'{');
         for (i, prefix) in &self.order {
             encoder.sink.write(prefix);
-            encoder.encode(values[*i]).map_err(|e| {
+            encoder.encode_root(values[*i]).map_err(|e| {
                 e.at_key(py, self.names[*i].as_ptr(), std::ptr::null_mut())
                     .into_pyerr(py, ROOT)
             })?;
@@ -214,10 +228,32 @@ pub fn digest_with_head<'py>(
     obj: &Bound<'py, PyAny>,
     secret: Option<&[u8]>,
 ) -> PyResult<Bound<'py, PyString>> {
-    let mut sink = HashSink::new(py, secret);
-    sink.write(head);
-    Encoder::new(py, &mut sink, false)
-        .encode(obj.as_ptr())
-        .map_err(|e| e.into_pyerr(py, ROOT))?;
-    Ok(crate::hex_pystring(py, &sink.finish()))
+    crate::guarded(|| {
+        let mut sink = HashSink::new(py, secret);
+        sink.write(head);
+        Encoder::new(py, &mut sink, false)
+            .encode_root(obj.as_ptr())
+            .map_err(|e| e.into_pyerr(py, ROOT))?;
+        Ok(crate::hex_pystring(py, &sink.finish()))
+    })
+}
+
+/// A dict's items as strong references, taken with no Python code run meanwhile.
+fn dict_items<'py>(
+    dict: &Bound<'py, PyDict>,
+) -> smallvec::SmallVec<[(Bound<'py, PyAny>, Bound<'py, PyAny>); 8]> {
+    let py = dict.py();
+    let mut items = smallvec::SmallVec::new();
+    let (mut pos, mut k, mut v) = (0, std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: PyDict_Next hands out borrowed references, made strong at once; nothing
+    // between two steps runs Python code, so the dict cannot change during the walk.
+    unsafe {
+        while ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut k, &mut v) != 0 {
+            items.push((
+                Bound::from_borrowed_ptr(py, k),
+                Bound::from_borrowed_ptr(py, v),
+            ));
+        }
+    }
+    items
 }

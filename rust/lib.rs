@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
 use encoder::{Encoder, GilSlot};
+use errors::{EncodeError, ErrorKind};
 use hasher::Hasher;
 use text::{hex32, Sink, PASS_THROUGH};
 
@@ -66,8 +67,11 @@ impl<'py> HashSink<'py> {
     #[inline(never)]
     fn write_slow(&mut self, bytes: &[u8]) {
         if bytes.len() >= RELEASE_GIL {
-            // Nothing else can change these bytes meanwhile: a str's UTF-8 (immutable) or a
-            // buffer of this call.
+            // Every write this long is of bytes the encoder owns (a cached layout's key
+            // prefixes, an int's digits, base64 text, a sorted set's parts, the call keyer's
+            // buffer): nothing another thread does can change or free them. Pointers the
+            // encoder borrowed from containers may be invalid afterwards: say so.
+            encoder::python_may_run();
             let (hasher, buf) = (&mut self.hasher, &mut self.buf);
             self.py.allow_threads(|| hasher.absorb(buf, bytes));
         } else if bytes.len() >= PASS_THROUGH {
@@ -124,9 +128,9 @@ pub(crate) fn hex_pystring<'py>(py: Python<'py>, digest: &[u8; 32]) -> Bound<'py
     PyString::new(py, unsafe { std::str::from_utf8_unchecked(&hex) })
 }
 
-/// Runs `f`, turning a Rust panic (a bug) into a Python RuntimeError rather than letting
-/// it unwind into the interpreter.
-fn guarded<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+/// Runs `f`, turning a Rust panic (a bug: the code has no panicking path it knows of) into a
+/// Python RuntimeError rather than letting it unwind into the interpreter.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(_) => Err(PyRuntimeError::new_err(
@@ -153,7 +157,7 @@ fn canonical_json<'py>(
         let mut buf = OUT.take(py).unwrap_or_default();
         buf.clear();
         let mut encoder = Encoder::new(py, buf, strict);
-        let result = encoder.encode(obj.as_ptr());
+        let result = encoder.encode_root(obj.as_ptr());
         let out = result.map(|()| PyBytes::new(py, encoder.sink.inner()));
         let mut buf = std::mem::take(encoder.sink.inner());
         drop(encoder);
@@ -178,7 +182,7 @@ fn fingerprint<'py>(
         // The 8 KiB sink stays in this frame; the encoder borrows it (no moves, no memcpy).
         let mut sink = HashSink::new(py, secret);
         Encoder::new(py, &mut sink, strict)
-            .encode(obj.as_ptr())
+            .encode_root(obj.as_ptr())
             .map_err(|e| e.into_pyerr(py, ROOT))?;
         Ok(crate::hex_pystring(py, &sink.finish()))
     })
@@ -189,18 +193,22 @@ fn fingerprint<'py>(
 #[pyo3(signature = (scope, args, /, *, secret = None))]
 fn idempotency_digest<'py>(
     py: Python<'py>,
-    scope: &str,
+    scope: &Bound<'py, PyString>,
     args: &Bound<'py, PyAny>,
     secret: Option<&[u8]>,
 ) -> PyResult<Bound<'py, PyString>> {
     guarded(|| {
+        // A lone surrogate has no UTF-8: the same FingerprintValueError as in the arguments.
+        let Ok(scope) = scope.to_str() else {
+            return Err(EncodeError::new(ErrorKind::LoneSurrogate).into_pyerr(py, "scope"));
+        };
         let mut sink = HashSink::new(py, secret);
         sink.write(KEY_TAG);
         // Length-prefixed: ("a", "b\0c") and ("a\0b", "c") never meet.
         sink.write(&(scope.len() as u64).to_be_bytes());
         sink.write(scope.as_bytes());
         Encoder::new(py, &mut sink, false)
-            .encode(args.as_ptr())
+            .encode_root(args.as_ptr())
             .map_err(|e| e.into_pyerr(py, ROOT))?;
         Ok(crate::hex_pystring(py, &sink.finish()))
     })

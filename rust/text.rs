@@ -716,8 +716,11 @@ pub fn utf16_cmp(a: &[u8], b: &[u8]) -> Ordering {
 
 /// ECMAScript Number::toString layout for a decimal value `0.d1d2...dk × 10^n`
 /// (digits without leading or trailing zeros, at least one digit).
-pub fn es_layout(out: &mut Vec<u8>, negative: bool, digits: &[u8], n: i64) {
-    let k = digits.len() as i64;
+///
+/// `n` is an i128: a Decimal's exponent reaches ±10^18 and a subclass's text any i64, and
+/// every step here stays exact in 128 bits.
+pub fn es_layout(out: &mut Vec<u8>, negative: bool, digits: &[u8], n: i128) {
+    let k = digits.len() as i128;
     if negative {
         out.push(b'-');
     }
@@ -806,18 +809,20 @@ pub fn decimal_text(s: &str) -> Result<Vec<u8>, DecimalError> {
     if rest.first().is_some_and(|c| c.is_ascii_alphabetic()) {
         return Err(DecimalError::NotFinite); // NaN, sNaN, Infinity
     }
+    // Exponents are parsed as i64 and all arithmetic on them is done in i128: no step can
+    // overflow (Decimal's own exponents stay within ±10^18).
     let (mantissa, exponent) = match rest.iter().position(|&c| c == b'E' || c == b'e') {
         Some(i) => {
             let e = std::str::from_utf8(&rest[i + 1..])
                 .ok()
                 .and_then(|t| t.parse::<i64>().ok())
                 .ok_or(DecimalError::Malformed)?;
-            (&rest[..i], e)
+            (&rest[..i], i128::from(e))
         }
         None => (rest, 0),
     };
     let mut digits: Vec<u8> = Vec::with_capacity(mantissa.len());
-    let mut frac: i64 = 0;
+    let mut frac: i128 = 0;
     let mut seen_point = false;
     for &c in mantissa {
         match c {
@@ -838,14 +843,14 @@ pub fn decimal_text(s: &str) -> Result<Vec<u8>, DecimalError> {
     let Some(lead) = lead else {
         return Ok(b"0".to_vec());
     };
-    let mut exp10 = exponent.checked_sub(frac).ok_or(DecimalError::Malformed)?;
+    let mut exp10 = exponent - frac;
     let mut end = digits.len();
     while digits[end - 1] == b'0' {
         end -= 1;
         exp10 += 1;
     }
     let significant = &digits[lead..end];
-    let n = exp10 + significant.len() as i64;
+    let n = exp10 + significant.len() as i128;
     let mut out = Vec::with_capacity(significant.len() + 8);
     es_layout(&mut out, negative, significant, n);
     Ok(out)
@@ -854,12 +859,18 @@ pub fn decimal_text(s: &str) -> Result<Vec<u8>, DecimalError> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum IsoError {
     OffsetWithSeconds,
+    /// Not ISO 8601 text (not even ASCII).
+    NotIso,
 }
 
 /// Canonical text of an `isoformat()` of a datetime (`time_start` = 11) or time
 /// (`time_start` = 0): a UTC offset of zero becomes `Z`, other offsets stay `±HH:MM`, an offset
 /// with seconds is refused, a naive value keeps no suffix.
 pub fn iso_text(iso: &str, time_start: usize) -> Result<String, IsoError> {
+    // ASCII: every byte index below is a char boundary.
+    if !iso.is_ascii() {
+        return Err(IsoError::NotIso);
+    }
     // HH:MM:SS is 8 bytes; the offset, if any, starts with the first + or - after it.
     let search_from = (time_start + 8).min(iso.len());
     match iso[search_from..].find(['+', '-']) {
@@ -1134,6 +1145,26 @@ mod tests {
         assert_eq!(decimal_text("NaN"), Err(DecimalError::NotFinite));
         assert_eq!(decimal_text("-Infinity"), Err(DecimalError::NotFinite));
         assert_eq!(decimal_text("sNaN"), Err(DecimalError::NotFinite));
+    }
+
+    #[test]
+    fn decimal_exponents_at_the_ends_of_i64_stay_exact() {
+        assert_eq!(dec("1E9223372036854775807"), "1e+9223372036854775807");
+        assert_eq!(dec("1E-9223372036854775808"), "1e-9223372036854775808");
+        assert_eq!(dec("1.5E-9223372036854775808"), "1.5e-9223372036854775808");
+        assert_eq!(dec("100E9223372036854775807"), "1e+9223372036854775809");
+        assert_eq!(dec("0.01E-9223372036854775808"), "1e-9223372036854775810");
+        assert_eq!(
+            decimal_text("1E9223372036854775808"),
+            Err(DecimalError::Malformed)
+        );
+    }
+
+    #[test]
+    fn iso_text_refuses_what_is_not_ascii() {
+        assert_eq!(iso_text(&"é".repeat(12), 11), Err(IsoError::NotIso));
+        assert_eq!(iso_text(&"é".repeat(12), 0), Err(IsoError::NotIso));
+        assert_eq!(iso_text("2024-01-02T03:04:05é", 11), Err(IsoError::NotIso));
     }
 
     #[test]
