@@ -16,7 +16,8 @@ import hashlib
 import logging
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import orjson

@@ -8,7 +8,8 @@ Redis round trips (one per replay, two per claim + complete) are asserted in the
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

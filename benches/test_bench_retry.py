@@ -9,7 +9,8 @@ Overheads: `python benches/ratios.py <json> --baseline bare`.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import backoff
 import pytest

@@ -34,15 +34,6 @@ const STACK_RESERVE: usize = 48 * 1024;
 /// 2^53: integers beyond it are not exact IEEE-754 doubles.
 const MAX_SAFE: u64 = 1 << 53;
 
-extern "C" {
-    // Part of the stable ABI since 3.10 and exported by every CPython 3.x with the same
-    // signature; pyo3-ffi only declares it for abi3 >= 3.10. The fallback on 3.9
-    // (PyUnicode_AsUTF8String) would allocate a bytes object per string.
-    fn PyUnicode_AsUTF8AndSize(
-        obj: *mut ffi::PyObject,
-        size: *mut ffi::Py_ssize_t,
-    ) -> *const c_char;
-}
 
 pub type Result<T = ()> = std::result::Result<T, Box<EncodeError>>;
 
@@ -76,7 +67,7 @@ static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 static PLAIN_REFCOUNT: AtomicBool = AtomicBool::new(false);
 
 /// How the common objects are read: through stable-ABI calls ([`LAYOUT_API`]), or in place
-/// on the CPython versions whose object layouts are known ([`LAYOUT_39`]: 3.9 to 3.11,
+/// on the CPython versions whose object layouts are known ([`LAYOUT_310`]: 3.10 and 3.11,
 /// [`LAYOUT_312`]: 3.12 and 3.13). Each call costs 3 to 10 ns per element, more than the
 /// element's own encoding; orjson reads these structs too. On both layouts (GIL builds, the
 /// only ones that load abi3 modules) a float keeps its value at offset 16, a list its size
@@ -85,7 +76,7 @@ static PLAIN_REFCOUNT: AtomicBool = AtomicBool::new(false);
 /// in the int's header and where a str's characters and cached UTF-8 are.
 static LAYOUT: AtomicU8 = AtomicU8::new(LAYOUT_API);
 const LAYOUT_API: u8 = 0;
-const LAYOUT_39: u8 = 1;
+const LAYOUT_310: u8 = 1;
 const LAYOUT_312: u8 = 2;
 
 pub fn init_runtime(py: Python<'_>) {
@@ -93,7 +84,7 @@ pub fn init_runtime(py: Python<'_>) {
     let minor = (version.major, version.minor);
     PLAIN_REFCOUNT.store(minor < (3, 12), AtomicOrdering::Relaxed);
     let layout = match minor {
-        (3, 9..=11) => LAYOUT_39,
+        (3, 10..=11) => LAYOUT_310,
         (3, 12..=13) => LAYOUT_312,
         _ => LAYOUT_API,
     };
@@ -116,7 +107,7 @@ unsafe fn field<T: Copy>(obj: *mut ffi::PyObject, offset: usize) -> T {
 #[inline(always)]
 unsafe fn small_int(obj: *mut ffi::PyObject) -> Option<i64> {
     let (negative, ndigits) = match layout() {
-        LAYOUT_39 => {
+        LAYOUT_310 => {
             // ob_size: the digit count, negative for negative values.
             let size: isize = field(obj, 16);
             (size < 0, size.unsigned_abs())
@@ -144,7 +135,7 @@ unsafe fn small_int(obj: *mut ffi::PyObject) -> Option<i64> {
 unsafe fn utf8_in_place(obj: *mut ffi::PyObject) -> Option<(*const u8, usize)> {
     // sizeof(PyASCIIObject), and where PyCompactUnicodeObject keeps utf8_length and utf8.
     let (ascii_data, utf8_length) = match layout() {
-        LAYOUT_39 => (48, 48),
+        LAYOUT_310 => (48, 48),
         LAYOUT_312 => (40, 40),
         _ => return None,
     };
@@ -776,7 +767,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
     #[inline(never)]
     unsafe fn str_bytes_api(&self, obj: *mut ffi::PyObject) -> Result<(*const u8, usize)> {
         let mut size: ffi::Py_ssize_t = 0;
-        let p = PyUnicode_AsUTF8AndSize(obj, &mut size);
+        let p = ffi::PyUnicode_AsUTF8AndSize(obj, &mut size);
         if p.is_null() {
             // The exception object was allocated: the collector may have run.
             python_may_run();

@@ -65,7 +65,9 @@ def _check_es6_lines(lines: list[str]) -> None:
         values.append(_double(bits))
         expected.append(text)
     # One call per number, so a failure names the number; then one call for the whole list.
-    mismatches = [(v, e) for v, e in zip(values, expected) if canonical_json(v) != e.encode()]
+    mismatches = [
+        (v, e) for v, e in zip(values, expected, strict=True) if canonical_json(v) != e.encode()
+    ]
     assert [] == mismatches[:5]
     assert ("[" + ",".join(expected) + "]").encode() == canonical_json(values)
 

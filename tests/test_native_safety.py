@@ -323,3 +323,16 @@ def test_ints_past_the_str_digit_limit_raise_a_value_error() -> None:
     assert "args['n'][0]" == info.value.path
     assert isinstance(info.value.__cause__, ValueError)
     assert canonical_json(10 ** (limit - 1)) == str(10 ** (limit - 1)).encode()
+
+
+def test_import_leaves_heavy_modules_unloaded() -> None:
+    """`import retrysafe` loads only what the hot path needs: no asyncio, ssl, email, uuid."""
+    out = run_isolated(
+        """
+        import sys
+        import retrysafe
+        heavy = ["asyncio", "ssl", "email.utils", "hashlib", "uuid", "redis", "trio"]
+        print(" ".join(name for name in heavy if name in sys.modules))
+        """
+    )
+    assert "" == out.strip()

@@ -11,10 +11,10 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import time
-import uuid
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar, overload
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
 
@@ -252,7 +252,7 @@ class CacheInfo(Generic[T]):
         self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         store = self.store
-        owner = uuid.uuid4().hex
+        owner = os.urandom(16).hex()
         delay = 0.02
         give_up_at = time.monotonic() + self.wait_seconds
         try:
@@ -341,7 +341,7 @@ class CacheInfo(Generic[T]):
 
     def _compute_shared(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         store = self.store
-        owner = uuid.uuid4().hex
+        owner = os.urandom(16).hex()
         delay = 0.02
         give_up_at = time.monotonic() + self.wait_seconds
         try:

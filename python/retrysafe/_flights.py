@@ -7,12 +7,12 @@ code (one decorated function may serve many loops), per process for threads.
 
 from __future__ import annotations
 
-import asyncio
+import sys
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Hashable
-from typing import Any, Callable, TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 import anyio
 
@@ -40,12 +40,16 @@ _LOOPS_LOCK = threading.Lock()
 
 
 def _current_loop() -> object:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        import trio  # the only other backend anyio runs on
+    # asyncio is not imported here (25 ms): where no one imported it, no asyncio loop runs.
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+    import trio  # the only other backend anyio runs on
 
-        return trio.lowlevel.current_trio_token()
+    return trio.lowlevel.current_trio_token()
 
 
 def _loop_flights() -> dict[Hashable, _Flight]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import inspect
 import time
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from ._exceptions import StoreError, ToolLoopError
 from ._native import fingerprint

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, final
 
 from ._native import idempotency_digest
@@ -67,6 +66,8 @@ class IdempKey:
                 )
         if key != key.strip():
             raise ValueError("an explicit idempotency key must not start or end with a space")
+        import hashlib  # OpenSSL's bindings take 5 ms to import; explicit keys are rare
+
         digest = hashlib.sha256(_EXPLICIT_TAG + key.encode("ascii")).hexdigest()
         return cls(key, digest, None)
 

@@ -11,9 +11,8 @@ import functools
 import inspect
 import re
 import typing
-import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Union
 
 from ._cache import cache_tool
 from ._effects import Effect, effect, get_effect, mcp_annotations
@@ -67,6 +66,8 @@ def _schema_of(tp: Any) -> dict[str, Any]:
             return {"type": "integer"}
         if issubclass(tp, float):
             return {"type": "number"}
+        import uuid  # schemas are built once per tool; keep it off `import retrysafe`
+
         if issubclass(tp, (str, uuid.UUID)):
             return {"type": "string"}
         if issubclass(tp, decimal.Decimal):
