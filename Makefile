@@ -35,6 +35,10 @@ test: build-dev ## Run cargo test and pytest (asyncio + trio, memory + a real re
 test-slow: build-dev ## The long property profile and the 1,000,000-number ES6 check
 	RETRYSAFE_SLOW=1 HYPOTHESIS_PROFILE=slow scripts/with-redis.sh $(PY) -m pytest -q
 
+.PHONY: crash-hunt
+crash-hunt: build-dev ## Adversarial cases against the native encoder, each in its own process, on every Python 3.10-3.13 here
+	scripts/crash-hunt.sh
+
 .PHONY: lint
 lint: install ## ruff, mypy strict, stubtest of _native, rustfmt, clippy
 	$(VENV)/bin/ruff check python tests benches examples
@@ -55,4 +59,4 @@ demo: build-dev ## The main job: retrysafe demo
 
 .PHONY: clean
 clean: ## Remove build products and the venv
-	rm -rf $(VENV) target .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-hunt target .pytest_cache .mypy_cache .ruff_cache .hypothesis
