@@ -51,6 +51,30 @@ def medium(rng: random.Random) -> dict[str, Any]:
     }
 
 
+def priced(rng: random.Random) -> dict[str, Any]:
+    """~2 KB: an order of 20 lines whose totals are computed (quantity x price x tax), so most
+    floats need 15-17 digits (`6.039000000000001`), as in tool calls built by code."""
+    lines = []
+    for i in range(20):
+        qty = rng.randrange(1, 5)
+        price = round(rng.uniform(1, 50), 2)
+        lines.append(
+            {
+                "sku": f"sku-{i:04d}",
+                "qty": qty,
+                "unit_price": price,
+                "total": price * qty * 1.1,
+                "discount": 0.1 + 0.2 * (i % 3),
+            }
+        )
+    return {
+        "order_id": f"ord_{rng.randrange(10**6):06d}",
+        "currency": "eur",
+        "lines": lines,
+        "subtotal": sum(line["total"] for line in lines),
+    }
+
+
 def large(rng: random.Random) -> dict[str, Any]:
     """~100 KB: list of 1000 small records."""
     recs = []
@@ -91,6 +115,7 @@ def text(rng: random.Random) -> dict[str, Any]:
 PAYLOADS: dict[str, Callable[[random.Random], Any]] = {
     "small": small,
     "medium": medium,
+    "priced": priced,
     "large": large,
     "text": text,
 }

@@ -3,6 +3,8 @@
 //! The exact common types (str, int, dict, list, bool, None, float, tuple) are dispatched by
 //! type pointer first; everything else goes to one `#[inline(never)]` function. Errors carry
 //! their path as they unwind, so the happy path pays nothing to know where it is.
+//!
+//! What each in-place read and borrowed pointer assumes, and why it holds: `rust/SAFETY.md`.
 
 use std::cell::UnsafeCell;
 use std::os::raw::c_char;
@@ -20,8 +22,8 @@ use smallvec::SmallVec;
 
 use crate::errors::{EncodeError, ErrorKind, Seg};
 use crate::text::{
-    decimal_text, iso_text, put_short_str, short_decimal, utf16_cmp, write_i64, write_str,
-    DecimalError, IsoError, Sink, Window,
+    decimal_text, iso_text, put_short_str, short_decimal, utf16_cmp, write_float_text, write_i64,
+    write_str, DecimalError, IsoError, Sink, Window,
 };
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
@@ -33,7 +35,6 @@ const STACK_RESERVE: usize = 48 * 1024;
 
 /// 2^53: integers beyond it are not exact IEEE-754 doubles.
 const MAX_SAFE: u64 = 1 << 53;
-
 
 pub type Result<T = ()> = std::result::Result<T, Box<EncodeError>>;
 
@@ -853,9 +854,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         let out = self.sink.reserve_raw(LEAF_MAX);
         match short_float(v, out) {
             Some(n) => self.sink.commit(n),
-            None => self
-                .sink
-                .write(ryu_js::Buffer::new().format_finite(v).as_bytes()),
+            None => write_float_text(&mut self.sink, v),
         }
         Ok(())
     }

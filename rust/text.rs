@@ -790,6 +790,28 @@ pub unsafe fn short_decimal(v: f64, out: *mut u8) -> Option<usize> {
     Some(n + (places > 0) as usize + places)
 }
 
+/// Writes the ECMAScript text of a finite double: the path of the doubles that are neither
+/// integers below 2^53 nor short decimals (sums of prices such as `16.990000000000002`, most
+/// computed values), which need up to 17 digits.
+///
+/// zmij (Schubfach) finds the same shortest round-trip digits as ryu, 2.6 times faster here
+/// (16 against 43 ns). For a non-integral value from 1e-5 up, which is below 2^52 and so has
+/// a decimal exponent of -5 to 15, zmij writes the fixed layout (`0.00001234`, `12.34`), as
+/// ECMAScript does. Everything else (integers, exponent layouts, `1e-6` to `1e-5` where
+/// ECMAScript is still fixed and zmij is not) is laid out by ryu_js.
+#[inline]
+pub fn write_float_text<S: Sink>(sink: &mut S, v: f64) {
+    let a = v.abs();
+    if (1e-5..MAX_SAFE_F64).contains(&a) && a as i64 as f64 != a {
+        sink.write(zmij::Buffer::new().format_finite(v).as_bytes());
+    } else {
+        sink.write(ryu_js::Buffer::new().format_finite(v).as_bytes());
+    }
+}
+
+/// 2^53.
+const MAX_SAFE_F64: f64 = 9_007_199_254_740_992.0;
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecimalError {
     NotFinite,
@@ -1187,6 +1209,54 @@ mod tests {
             iso_text("03:04:05+01:00:30", 0),
             Err(IsoError::OffsetWithSeconds)
         );
+    }
+
+    #[test]
+    fn float_text_matches_ryu_js_everywhere() {
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut values = vec![
+            1e-5,
+            1e-5 - f64::EPSILON * 1e-5,
+            9.999999999999999e-6,
+            1.5e-6,
+            0.1 + 0.2,
+            16.990000000000002,
+            4503599627370495.5,
+            9007199254740991.0,
+            9007199254740992.0,
+            9007199254740994.0,
+            1e16,
+            1e21,
+            1e-7,
+            5e-324,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ];
+        for _ in 0..300_000 {
+            let bits = next();
+            // Random bit patterns, and computed prices (a two-place amount times a factor).
+            values.push(f64::from_bits(bits));
+            let cents = (bits % 1_000_000) as f64 / 100.0;
+            values.push(cents * [1.1, 3.0, 0.07, 1.0 / 3.0][(bits >> 60) as usize % 4]);
+            values.push(cents / 1e7);
+        }
+        for v in values {
+            for v in [v, -v] {
+                if !v.is_finite() {
+                    continue;
+                }
+                let mut got = Vec::new();
+                write_float_text(&mut got, v);
+                let expected = ryu_js::Buffer::new().format_finite(v).to_owned();
+                assert_eq!(expected.as_bytes(), &got[..], "{v:e}");
+            }
+        }
     }
 
     #[test]
