@@ -22,8 +22,8 @@ use smallvec::SmallVec;
 
 use crate::errors::{EncodeError, ErrorKind, Seg};
 use crate::text::{
-    decimal_text, iso_text, put_short_str, short_decimal, utf16_cmp, write_float_text, write_i64,
-    write_str, DecimalError, IsoError, Sink, Window,
+    decimal_text, iso_text, put_long_float, put_short_str, short_decimal, utf16_cmp,
+    write_float_text, write_i64, write_str, DecimalError, IsoError, Sink, Window,
 };
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
@@ -687,8 +687,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
 
     /// Writes `obj` at `out` if it is a common leaf that takes no call, cannot fail and
     /// needs at most [`LEAF_MAX`] bytes (a str of up to 15 bytes without escapes, an int of
-    /// up to two 30-bit digits, a literal, a float of up to six places), and returns the
-    /// position after it.
+    /// up to two 30-bit digits, a literal, a float of up to six places or of up to 17 digits
+    /// from 1e-5 to 2^53), and returns the position after it.
     /// `None`: nothing of it written, use [`Encoder::encode`]. The loops over list items
     /// and cached dict members keep their position in a register through these.
     ///
@@ -727,7 +727,11 @@ impl<'py, S: Sink> Encoder<'py, S> {
         }
         if ty == addr_of_mut!(ffi::PyFloat_Type) && layout() != LAYOUT_API {
             // NaN and infinities give None too, and get their error from encode.
-            return short_float(field::<f64>(obj, 16), out).map(|n| out.add(n));
+            let v = field::<f64>(obj, 16);
+            return match short_float(v, out) {
+                Some(n) => Some(out.add(n)),
+                None => put_long_float(v, out).map(|n| out.add(n)),
+            };
         }
         None
     }

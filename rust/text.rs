@@ -801,16 +801,38 @@ pub unsafe fn short_decimal(v: f64, out: *mut u8) -> Option<usize> {
 /// ECMAScript is still fixed and zmij is not) is laid out by ryu_js.
 #[inline]
 pub fn write_float_text<S: Sink>(sink: &mut S, v: f64) {
-    let a = v.abs();
-    if (1e-5..MAX_SAFE_F64).contains(&a) && a as i64 as f64 != a {
-        sink.write(zmij::Buffer::new().format_finite(v).as_bytes());
-    } else {
-        sink.write(ryu_js::Buffer::new().format_finite(v).as_bytes());
+    let out = sink.reserve_raw(24);
+    // SAFETY: 24 bytes reserved; put_long_float writes at most that many and says how many.
+    unsafe {
+        match put_long_float(v, out) {
+            Some(n) => sink.commit(n),
+            None => sink.write(ryu_js::Buffer::new().format_finite(v).as_bytes()),
+        }
     }
 }
 
 /// 2^53.
 const MAX_SAFE_F64: f64 = 9_007_199_254_740_992.0;
+
+/// Writes at `out` the text of a double in the range where [`write_float_text`] takes zmij
+/// (non-integral, 1e-5 <= |v| < 2^53: at most 24 bytes, `-0.0000` and 17 digits) and says
+/// how long it is; `None` (nothing written) elsewhere. For the item and member loops, which
+/// keep their position in a register.
+///
+/// # Safety
+/// `out` has room for 24 bytes.
+#[inline]
+pub unsafe fn put_long_float(v: f64, out: *mut u8) -> Option<usize> {
+    let a = v.abs();
+    if !((1e-5..MAX_SAFE_F64).contains(&a) && a as i64 as f64 != a) {
+        return None;
+    }
+    let mut buffer = zmij::Buffer::new();
+    let text = buffer.format_finite(v).as_bytes();
+    let n = text.len().min(24);
+    std::ptr::copy_nonoverlapping(text.as_ptr(), out, n);
+    Some(n)
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecimalError {
@@ -1255,6 +1277,11 @@ mod tests {
                 write_float_text(&mut got, v);
                 let expected = ryu_js::Buffer::new().format_finite(v).to_owned();
                 assert_eq!(expected.as_bytes(), &got[..], "{v:e}");
+                let mut leaf = [0u8; 24];
+                // SAFETY: 24 bytes of room.
+                if let Some(n) = unsafe { put_long_float(v, leaf.as_mut_ptr()) } {
+                    assert_eq!(expected.as_bytes(), &leaf[..n], "{v:e}");
+                }
             }
         }
     }
