@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import signal
 import subprocess
@@ -39,6 +40,13 @@ from retrysafe.stores import RedisStore, Store
 from .test_cache import _free_port, _start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _conversation() -> Any:
+    """Every test runs in a session (writes need one); threads bind their own."""
+    with session("conversation-1"):
+        yield
 
 
 class Remote:
@@ -89,7 +97,12 @@ def test_sync_threads_charge_once(store: Store) -> None:
         return remote.charge(customer, amount)
 
     results: list[dict[str, Any]] = []
-    threads = [threading.Thread(target=lambda: results.append(charge("c", 1))) for _ in range(20)]
+
+    def one() -> None:
+        with session("conversation-1"):
+            results.append(charge("c", 1))
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
     for t in threads:
         t.start()
     for t in threads:
@@ -150,7 +163,7 @@ def test_wait_timeout_raises_in_progress(store: Store) -> None:
         release.wait(5)
         return x
 
-    owner = threading.Thread(target=slow, args=(1,))
+    owner = threading.Thread(target=contextvars.copy_context().run, args=(slow, 1))
     owner.start()
     time.sleep(0.05)
     start = time.monotonic()
@@ -330,7 +343,7 @@ def test_late_completion_after_takeover_is_refused() -> None:
         except BaseException as exc:
             outcome.append(exc)
 
-    owner = threading.Thread(target=stalled)
+    owner = threading.Thread(target=contextvars.copy_context().run, args=(stalled,))
     owner.start()
     started.wait()
     time.sleep(0.2)  # the lease (0.1 s) has run out

@@ -77,7 +77,7 @@ def test_write_without_remote_idempotency_is_not_retried() -> None:
 
     from retrysafe import OutcomeUnknownError
 
-    with pytest.raises(OutcomeUnknownError):
+    with session("s-send"), pytest.raises(OutcomeUnknownError):
         send("a")
     assert 1 == calls["n"]
     with pytest.raises(RetryRefusedError):

@@ -20,6 +20,7 @@ from ._exceptions import (
     RetryExhausted,
     RetryRefusedError,
     RetrysafeError,
+    SessionRequiredError,
     StoreError,
     ToolLoopError,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "RetryRefusedError",
     "RetryStats",
     "RetrysafeError",
+    "SessionRequiredError",
     "Store",
     "StoreError",
     "ToolLoopError",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
 
+from ._callables import check_decoratable
 from ._exceptions import StoreError
 from ._flights import ThreadFlights, join_or_lead
 from ._lease import run_with_heartbeat, start_heartbeat
@@ -468,8 +469,7 @@ def cache_tool(
     ``fn.cache`` gives ``stats()``, ``invalidate(...)``, ``clear()`` and ``bypass(...)``.
     """
     if fn is not None:
-        if not callable(fn):
-            raise TypeError(f"cache_tool() takes keyword options only, got {fn!r}")
+        check_decoratable(fn, "@cache_tool")
         return _CacheDecorator(dict(ttl_seconds=ttl_seconds, max_size=max_size))(fn)
     return _CacheDecorator(
         dict(
@@ -526,8 +526,7 @@ def _wrap(
     lease_seconds: float = 10.0,
     wait_seconds: float = 30.0,
 ) -> Any:
-    if not callable(fn):
-        raise TypeError(f"cache_tool needs a callable, got {fn!r}")
+    check_decoratable(fn, "@cache_tool")
     _positive("ttl_seconds", ttl_seconds, allow_none=True)
     _positive("error_ttl_seconds", error_ttl_seconds)
     _positive("lease_seconds", lease_seconds)

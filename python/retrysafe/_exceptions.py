@@ -19,6 +19,7 @@ __all__ = [
     "RetryExhausted",
     "RetryRefusedError",
     "RetrysafeError",
+    "SessionRequiredError",
     "StoreError",
     "ToolLoopError",
 ]
@@ -132,6 +133,24 @@ class RetryExhausted(RetrysafeError):
         super().__init__(message)
         self.last_error = last_error
         self.attempts = attempts
+
+
+class SessionRequiredError(RetrysafeError):
+    """A write was called outside any session and without an explicit ``scope=``.
+
+    Its record would be scoped by the tool alone, for every caller: a second conversation's
+    identical order would get the first one's stored result instead of being placed. Bind the
+    conversation with ``with session(conversation_id):`` (the ``retrysafe.integrations``
+    modules do it for each framework), or pass ``scope=`` to ``idempotent`` on purpose.
+    """
+
+    llm_hint = (
+        "This tool can only run inside a conversation session; the application must bind one."
+    )
+
+    def __init__(self, message: str, *, tool: str | None = None) -> None:
+        super().__init__(message)
+        self.tool = tool
 
 
 class ToolLoopError(RetrysafeError):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from ._cache import _make_keyer
+from ._callables import check_decoratable, hide_parameters
 from ._classify import status_of
 from ._effects import Effect, get_effect
 from ._exceptions import (
@@ -26,6 +27,7 @@ from ._exceptions import (
     LeaseLostError,
     OutcomeUnknownError,
     RetrysafeError,
+    SessionRequiredError,
     StoreError,
 )
 from ._flights import ThreadFlights, join_or_lead
@@ -119,6 +121,7 @@ class IdempotencyHandle:
         wait_seconds: float,
         key: Callable[..., Any] | None,
         checkpoint: bool,
+        require_session: bool | None = None,
     ) -> None:
         self.fn = fn
         self.tool = _name_of(fn)
@@ -143,6 +146,8 @@ class IdempotencyHandle:
         # Who holds a claim, for inspection; fences, not owners, tell claims apart.
         self._owner_id = f"{os.getpid()}-{id(self):x}"
         self._base_scope = self.scope or self.tool
+        # Outside a session a derived key would be scoped by the tool alone, for every caller.
+        self._needs_session = scope is None if require_session is None else require_session
         self._sync_claim = None if store.shared else store.claim
 
     # --- keys -------------------------------------------------------------------------------
@@ -158,16 +163,30 @@ class IdempotencyHandle:
 
     def _scope(self) -> str:
         sess = current_session()
-        return self._base_scope if sess is None else f"{sess.scope}:{self._base_scope}"
+        if sess is not None:
+            return f"{sess.scope}:{self._base_scope}"
+        if self._needs_session:
+            raise SessionRequiredError(
+                f"{self.tool} was called outside any session: its record would be shared by "
+                "every caller, and a second conversation's identical call would get the "
+                "first one's result. Bind the conversation with `with session(id):` (or a "
+                "retrysafe.integrations module), or give idempotent an explicit scope=.",
+                tool=self.tool,
+            )
+        return self._base_scope
+
+    def _explicit_key_given(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """True when the caller passed a key (``None`` in the slot means: retrysafe fills it)."""
+        if not self._passes_key:
+            return False
+        if len(args) > self._key_position:
+            return args[self._key_position] is not None
+        return kwargs.get(KEY_PARAM) is not None
 
     def _fast(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str] | None:
         """(hex digest, scope) of a derived key in one native call, or None (slow path)."""
-        if self._key_fn is not None:
+        if self._key_fn is not None or self._explicit_key_given(args, kwargs):
             return None
-        if self._passes_key and (
-            kwargs.get(KEY_PARAM) is not None or len(args) > self._key_position
-        ):
-            return None  # the caller gave an explicit key
         scope = self._scope()
         try:
             keyer = self._keyers[scope]
@@ -274,10 +293,22 @@ class IdempotencyHandle:
             key=key,
         )
 
-    def _kwargs_with_key(self, kwargs: dict[str, Any], key: IdempKey) -> dict[str, Any]:
-        if self._passes_key and kwargs.get(KEY_PARAM) is None:
-            return {**kwargs, KEY_PARAM: str(key)}
-        return kwargs
+    def _with_key(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], key: IdempKey
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call's arguments with the key in the function's ``idempotency_key`` slot, where
+        the caller left it empty: by keyword, or positionally (openai-agents passes every
+        parameter positionally, ``None`` for the key)."""
+        if not self._passes_key:
+            return args, kwargs
+        position = self._key_position
+        if len(args) > position:
+            if args[position] is None:
+                return (*args[:position], str(key), *args[position + 1 :]), kwargs
+            return args, kwargs
+        if kwargs.get(KEY_PARAM) is None:
+            return args, {**kwargs, KEY_PARAM: str(key)}
+        return args, kwargs
 
     def _after_error(self, exc: BaseException, state: _CallState) -> str:
         """'release' or 'unknown' for a failed run."""
@@ -294,11 +325,12 @@ class IdempotencyHandle:
         keys and claim for :meth:`acall`. Only for stores without I/O."""
         assert self._sync_claim is not None
         record_key: Any = None
-        if self._key_fn is None and (
-            not self._passes_key
-            or (kwargs.get(KEY_PARAM) is None and len(args) <= self._key_position)
+        sess = _CURRENT_SESSION.get()
+        if (
+            self._key_fn is None
+            and (sess is not None or not self._needs_session)
+            and not self._explicit_key_given(args, kwargs)
         ):
-            sess = _CURRENT_SESSION.get()
             scope = self._base_scope if sess is None else f"{sess.scope}:{self._base_scope}"
             keyer = self._keyers.get(scope)
             if keyer is not None:
@@ -394,8 +426,9 @@ class IdempotencyHandle:
         state = _CallState(key, started=not self.checkpoint)
         token = _STATE.set(state)
         try:
+            call_args, call_kwargs = self._with_key(args, kwargs, key)
             value = await run_with_heartbeat(
-                lambda: self.fn(*args, **self._kwargs_with_key(kwargs, key)),
+                lambda: self.fn(*call_args, **call_kwargs),
                 lambda: store.aheartbeat(record_key, fence, self.lease),
                 self.lease / 3,
             )
@@ -501,7 +534,8 @@ class IdempotencyHandle:
             lambda: store.heartbeat(record_key, fence, self.lease), self.lease / 3
         )
         try:
-            value = self.fn(*args, **self._kwargs_with_key(kwargs, key))
+            call_args, call_kwargs = self._with_key(args, kwargs, key)
+            value = self.fn(*call_args, **call_kwargs)
         except BaseException as exc:
             stop.set()
             outcome = self._after_error(exc, state)
@@ -539,6 +573,7 @@ def idempotent(
     effect: Effect | str | None = None,
     checkpoint: bool = False,
     unknown_ttl_seconds: float = 259200,
+    require_session: bool | None = None,
 ) -> Any:
     """Run a tool at most once per idempotency key; retries get the stored result.
 
@@ -557,14 +592,19 @@ def idempotent(
     - ``ttl_seconds``: how long a result is replayed; ``lease_seconds``: the owner's lease
       (renewed while it runs); ``wait_seconds``: how long a concurrent caller waits for the
       owner before :class:`IdempotencyInProgressError`.
+    - Sessions: a derived key is scoped by the current :func:`session`. Outside one, a call
+      raises :class:`SessionRequiredError` unless ``scope=`` was given (then the scope alone
+      is the key's scope, for every caller) or the caller passed an explicit key;
+      ``require_session=True`` demands a session even with a scope.
+    - The wrapper's ``inspect.signature`` leaves out ``idempotency_key``, so no framework
+      offers it to a model; a call that does not bind raises TypeError before any claim.
 
     The store is an in-process ``MemoryStore`` by default; use Redis for a swarm. If the store
     fails, the call fails closed with :class:`StoreError`.
     """
 
     def decorate(func: Any) -> Any:
-        if not callable(func):
-            raise TypeError(f"idempotent needs a callable, got {func!r}")
+        check_decoratable(func, "@idempotent")
         for name, value in (
             ("ttl_seconds", ttl_seconds),
             ("lease_seconds", lease_seconds),
@@ -587,6 +627,7 @@ def idempotent(
             wait_seconds=wait_seconds,
             key=key,
             checkpoint=checkpoint,
+            require_session=require_session,
         )
         if _is_async(func) and handle._sync_claim is not None:
             replay = handle.replay
@@ -610,6 +651,7 @@ def idempotent(
                 return handle.call(args, kwargs)
 
             wrapper = functools.wraps(func)(sync_wrapper)
+        hide_parameters(wrapper, func, (KEY_PARAM,))
         wrapper.idempotency = handle
         return wrapper
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, overload
 
 import anyio
 
+from ._callables import check_decoratable
 from ._classify import is_transient, server_hint
 from ._effects import get_effect
 from ._exceptions import RetryExhausted, RetryRefusedError, StoreError
@@ -721,8 +722,7 @@ def with_retry(
 
     >>> safe_refund = with_retry(refund_order, config=RetryConfig(max_attempts=3, base_delay=1.0))
     """
-    if not callable(fn):
-        raise TypeError(f"with_retry needs a callable, got {fn!r}")
+    check_decoratable(fn, "with_retry")
     if config is None:
         config = DEFAULT_CONFIG
     elif not isinstance(config, RetryConfig):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
 from ._cache import cache_tool
+from ._callables import check_decoratable, hide_parameters
 from ._effects import Effect, effect, get_effect, mcp_annotations
 from ._guard import LoopGuard, LoopStop, current_guard
 from ._idempotent import KEY_PARAM, idempotent
@@ -353,8 +354,7 @@ def _build(
     wait_seconds: float,
     checkpoint: bool,
 ) -> Any:
-    if not callable(func):
-        raise TypeError(f"tool needs a callable, got {func!r}")
+    check_decoratable(func, "@tool")
     tagged = get_effect(func)
     chosen = Effect.parse(kind) if kind is not None else tagged
     if chosen is None:
@@ -399,6 +399,8 @@ def _build(
             wait_seconds=wait_seconds,
             effect=chosen,
             checkpoint=checkpoint,
+            # A write's record is per conversation: never one shared by every caller.
+            require_session=chosen in (Effect.WRITE, Effect.DESTRUCTIVE),
         )
     tool_name = name or func.__name__
     signature = inspect.signature(func)
@@ -435,6 +437,7 @@ def _build(
             return layered(*args, **kwargs)
 
         wrapper = functools.wraps(func)(sync_tool)
+    hide_parameters(wrapper, func, (KEY_PARAM,))
     wrapper.effect = chosen
     for attribute in ("cache", "idempotency"):
         if hasattr(layered, attribute):

@@ -1,0 +1,58 @@
+"""What retrysafe's decorators accept, and what their wrappers show of the function.
+
+A wrapper shows the wrapped function's signature less the parameters retrysafe fills itself
+(``idempotency_key``): frameworks build a tool's schema from ``inspect.signature`` and the
+annotations, so a parameter left there is offered to the model, which may then fill it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["check_decoratable", "hide_parameters"]
+
+#: Top-level packages whose tool objects wrap a function: a retrysafe decorator above such a
+#: decorator would wrap the framework's object, or nothing the framework calls.
+_FRAMEWORKS = {
+    "fastmcp": "FastMCP",
+    "mcp": "the MCP SDK",
+    "pydantic_ai": "Pydantic AI",
+    "agents": "the OpenAI Agents SDK",
+    "langchain": "LangChain",
+    "langchain_core": "LangChain",
+    "langgraph": "LangGraph",
+}
+
+
+def check_decoratable(obj: Any, decorator: str) -> None:
+    """Raise TypeError unless ``obj`` is a callable retrysafe can wrap, naming the right
+    order when it is a framework's tool object."""
+    framework = _FRAMEWORKS.get(type(obj).__module__.partition(".")[0])
+    if framework is not None and not inspect.isroutine(obj):
+        raise TypeError(
+            f"{decorator} was given a {type(obj).__name__} of {framework}, not a function: "
+            f"put {decorator} below the framework's tool decorator, next to the function, "
+            f"so the framework registers the protected function (e.g. @mcp.tool above "
+            f"@tool.write above def charge(...))"
+        )
+    if not callable(obj):
+        raise TypeError(f"{decorator} needs a callable, got {obj!r}")
+
+
+def hide_parameters(wrapper: Any, func: Callable[..., Any], names: Iterable[str]) -> None:
+    """Make ``wrapper`` show ``func``'s signature and annotations without ``names``."""
+    hidden = set(names)
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # a builtin without a signature: nothing to hide
+        return
+    if hidden.isdisjoint(signature.parameters):
+        return
+    wrapper.__signature__ = signature.replace(
+        parameters=[p for p in signature.parameters.values() if p.name not in hidden]
+    )
+    annotations = getattr(func, "__annotations__", None)
+    if isinstance(annotations, dict):
+        wrapper.__annotations__ = {k: v for k, v in annotations.items() if k not in hidden}
