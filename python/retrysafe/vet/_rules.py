@@ -39,6 +39,8 @@ RULES: dict[str, Rule] = {
              "use the async client (httpx.AsyncClient, anyio.sleep) or anyio.to_thread.run_sync"),
         Rule("RS009", "warning", "tool name is not snake_case, or the tool has no description",
              "name tools like get_weather and give them a docstring: the model reads both"),
+        Rule("RS010", "error", "retrysafe decorator above a framework's tool decorator: the framework registers the unprotected function",
+             "put the retrysafe decorator below (@mcp.tool / @agent.tool_plain / @function_tool on top, then @tool.write)"),
     ]
 }  # fmt: skip
 
@@ -173,6 +175,28 @@ def _inspect_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ToolInfo:
     return info
 
 
+# A framework's tool decorator: `function_tool`, or `<receiver>.tool` / `.tool_plain` where
+# the receiver is not retrysafe's `tool` (mcp.tool, server.tool, agent.tool_plain).
+FRAMEWORK_TOOL_METHODS = {"tool", "tool_plain"}
+RETRYSAFE_WRAPPERS = {"idempotent", "cache_tool"}
+
+
+def _is_framework_tool(dec: ast.AST) -> bool:
+    parts = _name(dec).split(".")
+    if parts[-1] == "function_tool":
+        return True
+    return len(parts) >= 2 and parts[-1] in FRAMEWORK_TOOL_METHODS and parts[-2] != "tool"
+
+
+def _is_retrysafe_wrapper(dec: ast.AST) -> bool:
+    parts = _name(dec).split(".")
+    if parts[-1] in RETRYSAFE_WRAPPERS:
+        return True
+    if len(parts) >= 2 and parts[-2] == "tool" and parts[-1] in TOOL_SHORTCUTS:
+        return True
+    return parts == ["tool"] and _kwarg(dec, "effect") is not None
+
+
 def _uses_key(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     params = [a.arg for a in fn.args.args + fn.args.kwonlyargs]
     if "idempotency_key" in params:
@@ -219,6 +243,16 @@ class _Checker:
 
     def _function(self, info: ToolInfo) -> None:
         fn = info.node
+        decorators = fn.decorator_list
+        for i, dec in enumerate(decorators):
+            if _is_retrysafe_wrapper(dec) and any(map(_is_framework_tool, decorators[i + 1 :])):
+                below = next(d for d in decorators[i + 1 :] if _is_framework_tool(d))
+                self.add(
+                    dec,
+                    "RS010",
+                    f"@{_name(dec)} is above @{_name(below)} on {fn.name!r}: the framework "
+                    "registers the unprotected function; put it below",
+                )
         tagged = info.effect is not None
         if info.is_tool and not tagged:
             self.add(fn, "RS001", f"tool {fn.name!r} has no effect tag (treated as DESTRUCTIVE)")
