@@ -135,10 +135,11 @@ def test_registry_exports() -> None:
         "type": "object",
         "properties": {
             "city": {"type": "string"},
-            "units": {"enum": ["metric", "imperial"], "default": "metric"},
+            "units": {"type": "string", "enum": ["metric", "imperial"], "default": "metric"},
             "days": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None},
         },
         "required": ["city"],
+        "additionalProperties": False,
     }
     assert {
         "name": "get_weather",

@@ -48,7 +48,7 @@ from ._retry import (
     with_retry,
 )
 from ._session import Session, current_session, session
-from ._tool import ToolRegistry, ToolSpec, default_registry, json_schema, tool
+from ._tool import ToolOutcome, ToolRegistry, ToolSpec, default_registry, json_schema, tool
 from .stores import MemoryStore, Store
 
 __version__ = "0.1.0"
@@ -59,6 +59,7 @@ __all__ = [
     "default_registry",
     "ToolSpec",
     "ToolRegistry",
+    "ToolOutcome",
     "current_guard",
     "LoopStop",
     "LoopGuard",

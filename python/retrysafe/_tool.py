@@ -16,12 +16,14 @@ from typing import Any, Union
 
 from ._cache import cache_tool
 from ._callables import check_decoratable, hide_parameters
+from ._dispatch import ArgumentError, ToolOutcome, invoke, make_validator
 from ._effects import Effect, effect, get_effect, mcp_annotations
+from ._exceptions import RetrysafeError
 from ._guard import LoopGuard, LoopStop, current_guard
 from ._idempotent import KEY_PARAM, idempotent
 from ._retry import RetryConfig, _is_async, with_retry
 
-__all__ = ["ToolRegistry", "ToolSpec", "default_registry", "json_schema", "tool"]
+__all__ = ["ToolOutcome", "ToolRegistry", "ToolSpec", "default_registry", "json_schema", "tool"]
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -45,7 +47,7 @@ def _schema_of(tp: Any) -> dict[str, Any]:
         )
         return {"anyOf": [inner, {"type": "null"}]} if type(None) in args else inner
     if origin is typing.Literal:
-        return {"enum": list(args)}
+        return {**_literal_type(args), "enum": list(args)}
     if origin in (list, tuple, set, frozenset, Sequence) or tp in (list, tuple, set, frozenset):
         schema: dict[str, Any] = {"type": "array"}
         if args and args[-1] is not Ellipsis:
@@ -94,6 +96,25 @@ def _schema_of(tp: Any) -> dict[str, Any]:
     return {}
 
 
+def _literal_type(values: tuple[Any, ...]) -> dict[str, Any]:
+    """The JSON type of a Literal's values (providers' validators want one beside "enum")."""
+    names = []
+    for value in values:
+        if isinstance(value, bool):
+            kind = "boolean"
+        elif isinstance(value, int):
+            kind = "integer"
+        elif isinstance(value, float):
+            kind = "number"
+        elif value is None:
+            kind = "null"
+        else:
+            kind = "string"
+        if kind not in names:
+            names.append(kind)
+    return {"type": names[0] if len(names) == 1 else names}
+
+
 def json_schema(fn: Callable[..., Any]) -> dict[str, Any]:
     """The JSON schema of a function's parameters (``self``/``cls`` and ``idempotency_key``
     left out), from its signature and type hints."""
@@ -118,6 +139,8 @@ def json_schema(fn: Callable[..., Any]) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         schema["required"] = required
+    # The model may send only these: an extra argument (a made-up key) is refused.
+    schema["additionalProperties"] = False
     return schema
 
 
@@ -133,13 +156,28 @@ class ToolSpec:
     effect: Effect | None
     parameters: dict[str, Any]
     fn: Callable[..., Any] = dataclasses.field(repr=False, compare=False)
+    #: Checks a model's arguments and returns the keyword arguments to call ``fn`` with.
+    validate: Callable[[Mapping[str, Any]], dict[str, Any]] = dataclasses.field(
+        repr=False, compare=False, default=dict
+    )
 
     def anthropic(self) -> dict[str, Any]:
         """An Anthropic Messages API tool definition."""
         return {"name": self.name, "description": self.description, "input_schema": self.parameters}
 
-    def openai(self) -> dict[str, Any]:
-        """An OpenAI Chat Completions / Responses function tool definition."""
+    def openai(self, *, api: str = "chat") -> dict[str, Any]:
+        """An OpenAI function tool: the Chat Completions shape, or with ``api="responses"``
+        the Responses API's flat one (``name``, ``parameters``, ``strict`` at the top)."""
+        if api == "responses":
+            return {
+                "type": "function",
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+                "strict": False,
+            }
+        if api != "chat":
+            raise ValueError(f'api must be "chat" or "responses", got {api!r}')
         return {
             "type": "function",
             "function": {
@@ -168,7 +206,10 @@ class ToolRegistry:
     def add(
         self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
     ) -> ToolSpec:
-        """Register ``fn``; the name must be snake_case and unique, the description non-empty."""
+        """Register ``fn``; the name must be snake_case and unique, the description non-empty.
+
+        Registering a function of the same module and qualified name again replaces it (a
+        notebook cell run twice); another function under a taken name is an error."""
         tool_name: str = name or str(getattr(fn, "__name__", ""))
         if not _SNAKE.match(tool_name):
             raise ValueError(f"tool name {tool_name!r} must be snake_case (a-z, 0-9, _)")
@@ -179,9 +220,19 @@ class ToolRegistry:
                 f"tool {tool_name!r} needs a description (a docstring or description=)"
             )
         existing = self._tools.get(tool_name)
-        if existing is not None and existing.fn is not fn:
-            raise ValueError(f"a tool named {tool_name!r} is already registered")
-        spec = ToolSpec(tool_name, text, get_effect(fn), json_schema(fn), fn)
+        if existing is not None and _origin(existing.fn) != _origin(fn):
+            raise ValueError(
+                f"a tool named {tool_name!r} is already registered (from "
+                f"{'.'.join(_origin(existing.fn))}): give one of them name=..."
+            )
+        spec = ToolSpec(
+            tool_name,
+            text,
+            get_effect(fn),
+            json_schema(fn),
+            fn,
+            make_validator(fn, tool_name, (KEY_PARAM,)),
+        )
         self._tools[tool_name] = spec
         return spec
 
@@ -198,13 +249,115 @@ class ToolRegistry:
         """Every tool as an Anthropic tool definition."""
         return [t.anthropic() for t in self]
 
-    def openai(self) -> list[dict[str, Any]]:
-        """Every tool as an OpenAI function tool."""
-        return [t.openai() for t in self]
+    def openai(self, *, api: str = "chat") -> list[dict[str, Any]]:
+        """Every tool as an OpenAI function tool (``api="chat"`` or ``"responses"``)."""
+        return [t.openai(api=api) for t in self]
 
     def mcp(self) -> list[dict[str, Any]]:
         """Every tool as an MCP ``Tool`` with annotations."""
         return [t.mcp() for t in self]
+
+    # --- running tools for raw SDK loops ---------------------------------------------------
+
+    async def call(self, name: str, arguments: Mapping[str, Any] | str | None) -> ToolOutcome:
+        """Run the tool ``name`` with a model's ``arguments`` (a dict, or the JSON text the
+        OpenAI SDK gives), validated against its signature first.
+
+        Bind the conversation first (``with session(conversation_id):``): writes are recorded
+        per conversation. A bad argument, an unknown tool, a loop stop or any retrysafe error
+        (an unknown outcome, a refusal) comes back as an error outcome whose ``text`` is a
+        hint the model can act on; other exceptions propagate.
+        """
+        spec, kwargs, failed = self._prepare(name, arguments)
+        if failed is not None:
+            return failed
+        try:
+            value = await invoke(spec.fn, kwargs)
+        except RetrysafeError as error:
+            return ToolOutcome(name, error=error.llm_hint)
+        return _outcome(name, value)
+
+    def call_sync(self, name: str, arguments: Mapping[str, Any] | str | None) -> ToolOutcome:
+        """:meth:`call` for sync loops and sync tools (an async tool raises TypeError)."""
+        spec, kwargs, failed = self._prepare(name, arguments)
+        if failed is not None:
+            return failed
+        if _is_async(spec.fn):
+            raise TypeError(f"tool {name!r} is async: use `await registry.call(...)`")
+        try:
+            value = spec.fn(**kwargs)
+        except RetrysafeError as error:
+            return ToolOutcome(name, error=error.llm_hint)
+        return _outcome(name, value)
+
+    async def anthropic_result(self, tool_use: Any) -> dict[str, Any]:
+        """Run an Anthropic ``tool_use`` block (SDK object or dict) and return its
+        ``tool_result`` block, ``is_error`` set when the model must correct itself."""
+        block_id, name, arguments = _fields(tool_use, ("id", "name", "input"))
+        return (await self.call(name, arguments)).anthropic(block_id)
+
+    async def openai_result(self, tool_call: Any) -> dict[str, Any]:
+        """Run an OpenAI tool call and return its result message: for a Chat Completions
+        ``tool_call`` a ``{"role": "tool", ...}`` message, for a Responses ``function_call``
+        item a ``function_call_output`` item (SDK objects or dicts)."""
+        function = _field(tool_call, "function")
+        if function is not None:  # Chat Completions
+            call_id = _field(tool_call, "id")
+            name, arguments = _fields(function, ("name", "arguments"))
+            return (await self.call(name, arguments)).openai(call_id)
+        call_id, name, arguments = _fields(tool_call, ("call_id", "name", "arguments"))
+        return (await self.call(name, arguments)).openai(call_id, api="responses")
+
+    def _prepare(
+        self, name: str, arguments: Mapping[str, Any] | str | None
+    ) -> tuple[Any, dict[str, Any], ToolOutcome | None]:
+        spec = self._tools.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self._tools)) or "none"
+            return (
+                None,
+                {},
+                ToolOutcome(name, error=f"There is no tool {name!r}; the tools are: {known}."),
+            )
+        if arguments is None or arguments == "":
+            arguments = {}
+        if isinstance(arguments, str):
+            import orjson  # not on `import retrysafe`: it brings json and uuid (10 ms)
+
+            try:
+                arguments = orjson.loads(arguments)
+            except orjson.JSONDecodeError as error:
+                return (
+                    spec,
+                    {},
+                    ToolOutcome(
+                        name,
+                        error=f"The arguments for tool {name!r} are not valid JSON ({error}); send a JSON object.",
+                    ),
+                )
+        try:
+            return spec, spec.validate(typing.cast(Mapping[str, Any], arguments)), None
+        except ArgumentError as error:
+            return spec, {}, ToolOutcome(name, error=error.llm_hint)
+
+
+def _origin(fn: Callable[..., Any]) -> tuple[str, str]:
+    """Where a function was defined: the same for a re-run of the cell that defines it."""
+    return (str(getattr(fn, "__module__", "")), str(getattr(fn, "__qualname__", repr(fn))))
+
+
+def _outcome(name: str, value: Any) -> ToolOutcome:
+    if isinstance(value, LoopStop):
+        return ToolOutcome(name, error=value.llm_hint)
+    return ToolOutcome(name, value=value)
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def _fields(obj: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(_field(obj, name) for name in names)
 
 
 default_registry = ToolRegistry()
