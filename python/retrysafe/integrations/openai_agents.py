@@ -1,0 +1,132 @@
+"""retrysafe for the OpenAI Agents SDK.
+
+Run agents through :func:`run` (or :func:`run_sync`), which takes exactly ``Runner.run``'s
+arguments, and make tools with :func:`function_tool` (``agents.function_tool`` plus the error
+text retrysafe gives the model)::
+
+    from retrysafe.integrations.openai_agents import function_tool, run
+
+    @function_tool
+    @tool.write(remote_idempotent=True)
+    async def charge_card(customer: str, amount_cents: int, idempotency_key: str | None = None):
+        ...
+
+    result = await run(agent, "charge cus_42", session=SQLiteSession("conversation-42"))
+
+``run`` binds the run's conversation to :func:`retrysafe.session` while the run lasts, so
+every tool call of the run (each runs in a task started from it) is recorded per
+conversation: the memory ``session``'s id, else ``conversation_id`` (a server-side
+conversation), else ``run_config.group_id``; ``tenant=`` names the tenant. Without any of
+them a write fails with :class:`~retrysafe.SessionRequiredError`, which the model reads,
+never under a record shared by every user.
+
+The tool's schema never has ``idempotency_key`` (retrysafe hides it from the signature the
+SDK reads; the SDK calls tools positionally, and a ``None`` in the key's slot is filled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import agents
+from agents import Runner
+
+from .._exceptions import RetrysafeError
+from .._session import session as _session
+
+__all__ = ["conversation", "conversation_of", "function_tool", "run", "run_sync"]
+
+
+def conversation_of(
+    session: Any = None, conversation_id: str | None = None, run_config: Any = None
+) -> str | None:
+    """The conversation a run belongs to: its memory session's id, its server-side
+    conversation id, or its run config's ``group_id``; None when it names none."""
+    for candidate in (
+        getattr(session, "session_id", None),
+        conversation_id,
+        getattr(run_config, "group_id", None),
+    ):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return None
+
+
+@contextlib.contextmanager
+def conversation(
+    session: Any = None,
+    conversation_id: str | None = None,
+    run_config: Any = None,
+    *,
+    tenant: str | None = None,
+) -> Iterator[str | None]:
+    """Bind a run's conversation (see :func:`conversation_of`) as the retrysafe session,
+    for code that calls ``Runner`` itself; yields the id, or None when there is none."""
+    found = conversation_of(session, conversation_id, run_config)
+    if found is None:
+        yield None
+        return
+    with _session(found, tenant=tenant):
+        yield found
+
+
+async def run(
+    starting_agent: Any,
+    input: Any,
+    *,
+    tenant: str | None = None,
+    session: Any = None,
+    conversation_id: str | None = None,
+    run_config: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """``Runner.run`` inside the run's conversation (retrysafe.session)."""
+    with conversation(session, conversation_id, run_config, tenant=tenant):
+        return await Runner.run(
+            starting_agent,
+            input,
+            session=session,
+            conversation_id=conversation_id,
+            run_config=run_config,
+            **kwargs,
+        )
+
+
+def run_sync(
+    starting_agent: Any,
+    input: Any,
+    *,
+    tenant: str | None = None,
+    session: Any = None,
+    conversation_id: str | None = None,
+    run_config: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """``Runner.run_sync`` inside the run's conversation (retrysafe.session)."""
+    with conversation(session, conversation_id, run_config, tenant=tenant):
+        return Runner.run_sync(
+            starting_agent,
+            input,
+            session=session,
+            conversation_id=conversation_id,
+            run_config=run_config,
+            **kwargs,
+        )
+
+
+def tool_error_text(ctx: Any, error: Exception) -> str:
+    """The text the model reads when a tool fails: a retrysafe error's ``llm_hint`` (an
+    unknown outcome says not to repeat; the SDK's default says "Please try again")."""
+    if isinstance(error, RetrysafeError):
+        return error.llm_hint
+    return agents.default_tool_error_function(ctx, error)
+
+
+def function_tool(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """``agents.function_tool`` with :func:`tool_error_text` as its default error text."""
+    options.setdefault("failure_error_function", tool_error_text)
+    if fn is None:
+        return lambda func: agents.function_tool(func, **options)
+    return agents.function_tool(fn, **options)
