@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,5 +138,11 @@ def test_run_sync_binds_the_conversation_too() -> None:
     """run_sync: the same binding for sync callers."""
     shop = Shop()
     call = [function_call("charge_card", ARGS, call_id="c1")]
-    run_sync(shop.agent(_script(call, call)), "charge", session=SQLiteSession("s"))
+    try:
+        run_sync(shop.agent(_script(call, call)), "charge", session=SQLiteSession("s"))
+    finally:
+        # Runner.run_sync keeps the thread's default event loop open on purpose: close it.
+        policy = asyncio.get_event_loop_policy()
+        policy.get_event_loop().close()
+        policy.set_event_loop(None)
     assert 1 == len(shop.charges)
