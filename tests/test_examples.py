@@ -1,0 +1,29 @@
+"""Every framework example runs offline and charges once though the model repeats the call
+and the first response is lost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["mcp_server", "pydantic_ai_agent", "openai_agents_run", "langgraph_tools", "raw_sdk_loop"],
+)
+def test_example_charges_once(name: str) -> None:
+    """The example exits 0 and reports two requests sent (one lost) and one charge."""
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=EXAMPLES,
+    )
+    assert 0 == done.returncode, done.stderr[-3000:]
+    assert "requests sent: 2, charges made: 1" in done.stdout
