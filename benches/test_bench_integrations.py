@@ -110,11 +110,16 @@ def test_openai_agents(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
         )
         return agents.Agent(name="a", model=model, tools=[with_tool])
 
+    # The same run config on both sides (a conversation_id would switch the SDK to its
+    # server-side conversation tracking, a cost of its own).
+    config = agents.RunConfig(group_id="conversation-1")
     benchmark.group = "integration overhead: openai-agents run with one tool call"
     ratio = paired_ratio(
         benchmark,
-        lambda: loop.run_until_complete(run(agent(our_tool), "go", conversation_id="c1")),
-        lambda: loop.run_until_complete(agents.Runner.run(agent(plain_tool), "go")),
+        lambda: loop.run_until_complete(run(agent(our_tool), "go", run_config=config)),
+        lambda: loop.run_until_complete(
+            agents.Runner.run(agent(plain_tool), "go", run_config=config)
+        ),
     )
     _report(benchmark, "openai-agents", ratio)
 

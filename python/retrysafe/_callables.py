@@ -42,13 +42,18 @@ def check_decoratable(obj: Any, decorator: str) -> None:
 
 
 def hide_parameters(wrapper: Any, func: Callable[..., Any], names: Iterable[str]) -> None:
-    """Make ``wrapper`` show ``func``'s signature and annotations without ``names``."""
+    """Make ``wrapper`` show ``func``'s signature and annotations without ``names``.
+
+    The signature is set on the wrapper even when nothing is hidden: frameworks that read a
+    tool's signature on every call (LangChain does) would otherwise unwrap ``__wrapped__``
+    chains each time."""
     hidden = set(names)
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError):  # a builtin without a signature: nothing to hide
         return
     if hidden.isdisjoint(signature.parameters):
+        wrapper.__signature__ = signature
         return
     wrapper.__signature__ = signature.replace(
         parameters=[p for p in signature.parameters.values() if p.name not in hidden]

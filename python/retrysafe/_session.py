@@ -25,6 +25,10 @@ class Session:
 
 _CURRENT: ContextVar[Session | None] = ContextVar("retrysafe_session", default=None)
 
+#: Sessions made recently, by (id, tenant): integrations enter one per tool call, and a
+#: frozen dataclass costs a microsecond to build. Sessions are immutable, so sharing is safe.
+_MADE: dict[tuple[object, object], Session] = {}
+
 
 class session:
     """Make ``id`` (and ``tenant``) the current session, in sync and async code.
@@ -44,7 +48,12 @@ class session:
             raise ValueError(f"a session id must be a non-empty str, got {id!r}")
         if tenant is not None and (not isinstance(tenant, str) or not tenant):
             raise ValueError(f"a tenant must be a non-empty str or None, got {tenant!r}")
-        self.value = Session(id, tenant)
+        made = _MADE.get((id, tenant))
+        if made is None:
+            if len(_MADE) >= 4096:
+                _MADE.clear()
+            made = _MADE[(id, tenant)] = Session(id, tenant)
+        self.value = made
         self._token: Token[Session | None] | None = None
 
     def __enter__(self) -> Session:

@@ -67,21 +67,12 @@ class Retrysafe(AbstractCapability[Any]):
         handler: Any,
     ) -> Any:
         conversation = ctx.conversation_id
-        if not conversation:  # Agent.run always resolves one; a bare RunContext may not
-            return await handler(args)
-        tenant = self.tenant(ctx) if self.tenant is not None else None
-        async with session(str(conversation), tenant=tenant):
-            return await handler(args)
-
-    async def on_tool_execute_error(
-        self,
-        ctx: RunContext[Any],
-        *,
-        call: Any,
-        tool_def: Any,
-        args: Any,
-        error: Exception,
-    ) -> Any:
-        if isinstance(error, RetrysafeError):
+        try:
+            if not conversation:  # Agent.run always resolves one; a bare RunContext may not
+                return await handler(args)
+            tenant = self.tenant(ctx) if self.tenant is not None else None
+            async with session(str(conversation), tenant=tenant):
+                return await handler(args)
+        except RetrysafeError as error:
+            # The model reads the hint as the tool's result; the run goes on.
             return {"error": type(error).__name__, "message": error.llm_hint}
-        raise error
