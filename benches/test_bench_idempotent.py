@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from retrysafe import Effect, cache_tool, idempotent
+from retrysafe import Effect, cache_tool, idempotent, session
 
 ARGS = {"customer_id": "cus_123", "amount_cents": 4200, "currency": "usd"}
 BATCH = 1000
@@ -41,9 +41,12 @@ def test_replay_overhead(benchmark: Any, name: str) -> None:
             n += (await fn(ARGS)) is not None
         return n
 
-    try:
-        loop.run_until_complete(batch())  # the first call completes the record / fills the cache
-        benchmark.group = f"idempotent replay per {BATCH} calls (memory)"
-        assert BATCH == benchmark(lambda: loop.run_until_complete(batch()))
-    finally:
-        loop.close()
+    with session("bench-conversation"):  # writes are recorded per conversation
+        try:
+            loop.run_until_complete(
+                batch()
+            )  # the first call completes the record / fills the cache
+            benchmark.group = f"idempotent replay per {BATCH} calls (memory)"
+            assert BATCH == benchmark(lambda: loop.run_until_complete(batch()))
+        finally:
+            loop.close()

@@ -39,9 +39,21 @@ def redis_url() -> str:
     return url
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> str:
+    """The real 6-node Redis Cluster started by `make test` (REDIS_CLUSTER_URL)."""
+    url = os.environ.get("REDIS_CLUSTER_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("REDIS_CLUSTER_URL is not set: run the suite through `make test`")
+        pytest.skip("REDIS_CLUSTER_URL not set (run through `make test`)")
+    return url
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def store_kind(request: pytest.FixtureRequest) -> str:
-    """Every cache, record and guard test runs on the memory store and on a real Redis."""
+    """Every cache, record and guard test runs on the memory store, a real Redis and a real
+    Redis Cluster."""
     return str(request.param)
 
 
@@ -50,7 +62,8 @@ def _make_store(kind: str, request: pytest.FixtureRequest) -> Store:
         return MemoryStore(max_size=10_000)
     from retrysafe.stores import RedisStore
 
-    url = request.getfixturevalue("redis_url")
+    fixture = "redis_cluster_url" if kind == "cluster" else "redis_url"
+    url = request.getfixturevalue(fixture)
     return RedisStore(url, prefix=f"test-{uuid.uuid4().hex[:12]}")
 
 

@@ -513,3 +513,30 @@ def test_redis_round_trips(redis_url: str) -> None:
         store.clear("")
         store.close()
         raw.close()
+
+
+def test_fences_never_repeat_after_redis_loses_its_data() -> None:
+    """A Redis restarted without persistence loses the fence counter; a stale owner's token
+    still never completes the new claim, and the first calls after the restart succeed on
+    fresh connections (the pooled ones were closed by the dead server)."""
+    port = _free_port()
+    server = _start_redis(port)
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="restart")
+    try:
+        stale = store.claim("order-1", "fp", "owner-a", 30, 60, False)
+        assert "claimed" == stale.status
+        server.terminate()
+        server.wait(10)
+        server = _start_redis(port)
+        fresh = store.claim("order-1", "fp", "owner-b", 30, 60, False)  # resent once
+        assert "claimed" == fresh.status
+        assert stale.fence // 10**12 == fresh.fence // 10**12  # the counter started over
+        assert stale.fence != fresh.fence  # the token did not
+        assert not store.complete("order-1", stale.fence, "stale", 60)
+        assert store.complete("order-1", fresh.fence, "fresh", 60)
+        assert store.complete("order-1", fresh.fence, "fresh", 60)  # a resend: still done
+        assert "fresh" == store.claim("order-1", "fp", "owner-c", 30, 60, False).payload
+    finally:
+        store.close()
+        server.terminate()
+        server.wait(10)

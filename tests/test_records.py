@@ -28,9 +28,10 @@ class RecordMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.stores: list[Store] = [MemoryStore()]
-        url = os.environ.get("REDIS_URL")
-        if url:
-            self.stores.append(RedisStore(url, prefix=f"sm-{uuid.uuid4().hex[:8]}"))
+        for variable in ("REDIS_URL", "REDIS_CLUSTER_URL"):
+            url = os.environ.get(variable)
+            if url:
+                self.stores.append(RedisStore(url, prefix=f"sm-{uuid.uuid4().hex[:8]}"))
         self.model: dict[str, dict[str, Any] | None] = {k: None for k in KEYS}
         self.fences: dict[str, int] = {k: 0 for k in KEYS}
         self.expired: set[str] = set()
@@ -45,6 +46,17 @@ class RecordMachine(RuleBasedStateMachine):
         results = [getattr(store, op)(*args) for store in self.stores]
         assert all(r == results[0] for r in results), f"stores disagree on {op}{args}: {results}"
         return results
+
+    def _fenced(self, op: str, key: str, stale: bool, *rest: Any) -> bool:
+        """``op`` on every store with that store's own fence of the key (a RedisStore's is a
+        token: its counter and a random tail), or one that is stale (any other value)."""
+        rec = self.model[key]
+        results = []
+        for i, store in enumerate(self.stores):
+            fence = rec["fences"][i] if rec else 0
+            results.append(getattr(store, op)(key, fence - (1 if stale else 0), *rest))
+        assert all(r == results[0] for r in results), f"stores disagree on {op}: {results}"
+        return bool(results[0])
 
     @rule(key=st.sampled_from(KEYS), fp=st.sampled_from(FPS), takeover=st.booleans())
     def claim(self, key: str, fp: str, takeover: bool) -> None:
@@ -69,11 +81,13 @@ class RecordMachine(RuleBasedStateMachine):
         claim = outcomes[0]
         if claim.status == "claimed":
             self.fences[key] += 1
-            assert self.fences[key] == claim.fence
+            assert self.fences[key] == claim.fence  # MemoryStore: the counter itself
+            for other in outcomes[1:]:  # RedisStore: the counter, then 12 random digits
+                assert self.fences[key] == other.fence // 10**12
             self.model[key] = {
                 "state": "in_progress",
                 "fp": fp,
-                "fence": claim.fence,
+                "fences": [c.fence for c in outcomes],
                 "payload": None,
             }
             self.expired.discard(key)
@@ -84,19 +98,18 @@ class RecordMachine(RuleBasedStateMachine):
     @rule(key=st.sampled_from(KEYS), stale=st.booleans(), payload=st.integers(0, 9))
     def complete(self, key: str, stale: bool, payload: int) -> None:
         rec = self.model[key]
-        fence = (rec["fence"] if rec else 0) - (1 if stale else 0)
-        [ok] = set(self._all("complete", key, fence, payload, 60))
-        expect = rec is not None and not stale and rec["state"] in ("in_progress", "unknown")
+        ok = self._fenced("complete", key, stale, payload, 60)
+        # A completed record reports its own fence's completion again (a resend), unchanged.
+        expect = rec is not None and not stale
         assert expect == ok
-        if ok and rec is not None:
+        if ok and rec is not None and rec["state"] != "completed":
             rec.update(state="completed", payload=payload)
 
     @precondition(lambda self: any(r is not None for r in self.model.values()))
     @rule(key=st.sampled_from(KEYS), stale=st.booleans())
     def release(self, key: str, stale: bool) -> None:
         rec = self.model[key]
-        fence = (rec["fence"] if rec else 0) - (1 if stale else 0)
-        [ok] = set(self._all("release", key, fence))
+        ok = self._fenced("release", key, stale)
         assert (rec is not None and not stale and rec["state"] == "in_progress") == ok
         if ok:
             self.model[key] = None
@@ -105,8 +118,7 @@ class RecordMachine(RuleBasedStateMachine):
     @rule(key=st.sampled_from(KEYS), stale=st.booleans())
     def mark_unknown(self, key: str, stale: bool) -> None:
         rec = self.model[key]
-        fence = (rec["fence"] if rec else 0) - (1 if stale else 0)
-        [ok] = set(self._all("mark_unknown", key, fence, 60))
+        ok = self._fenced("mark_unknown", key, stale, 60)
         assert (rec is not None and not stale and rec["state"] == "in_progress") == ok
         if ok and rec is not None:
             rec["state"] = "unknown"
@@ -131,13 +143,13 @@ class RecordMachine(RuleBasedStateMachine):
     def records_match(self) -> None:
         for key in KEYS:
             rec = self.model[key]
-            for store in self.stores:
+            for i, store in enumerate(self.stores):
                 view = store.record(key)
                 if rec is None:
                     assert view is None
                 else:
                     assert view is not None
-                    assert (rec["state"], rec["fp"], rec["fence"]) == (
+                    assert (rec["state"], rec["fp"], rec["fences"][i]) == (
                         view.state,
                         view.fingerprint,
                         view.fence,

@@ -112,7 +112,8 @@ class Store(Protocol):
 
     def complete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
         """Store the result of the claim holding ``fence`` (also from UNKNOWN: the late owner
-        knows the truth); False if fenced out."""
+        knows the truth); False if fenced out. True again for a record that ``fence`` has
+        completed already (a completion resent after a lost connection)."""
         ...
 
     def release(self, key: Key, fence: int) -> bool:

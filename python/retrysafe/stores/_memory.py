@@ -264,9 +264,11 @@ class MemoryStore:
 
     def complete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
         with self._lock:
-            rec = self._with_fence(key, fence, (IN_PROGRESS, UNKNOWN))
+            rec = self._with_fence(key, fence, (IN_PROGRESS, UNKNOWN, COMPLETED))
             if rec is None:
                 return False
+            if rec["state"] == COMPLETED:
+                return True  # this fence's completion, made before (as RedisStore's resend)
             rec.update(
                 state=COMPLETED,
                 payload=payload,

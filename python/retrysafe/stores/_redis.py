@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio as _asyncio
 import logging
+import secrets
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -45,7 +46,14 @@ class OrjsonSerializer:
         return orjson.loads(data)
 
 
-_ACQUIRE = "return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0"
+# Safe to resend: the owner that already holds the lease gets it again.
+_ACQUIRE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
 _EXTEND = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -93,17 +101,25 @@ end
 return text
 """
 # Idempotency records: a hash per record; the fence counter outlives it. Lease deadlines
-# come from the server's clock (TIME), never the clients'.
+# come from the server's clock (TIME), never the clients'. A fence token is the counter's
+# digits followed by the claim's 12 random digits (ARGV[7], its nonce): if Redis loses its
+# data (a restart without persistence, a failover) the counter starts over, but a token
+# never repeats, so a stale owner can never complete a newer claim; every fenced write
+# compares the whole token. Each script is safe to resend after a lost connection: a claim
+# whose nonce is already recorded is that claim, a completion already made is reported done.
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)"
 _CLAIM = (
     _NOW
     + """
--- KEYS: record, fence | ARGV: fp, owner, lease_ms, ttl_ms, takeover, channel
+-- KEYS: record, fence | ARGV: fp, owner, lease_ms, ttl_ms, takeover, channel, nonce
 local state = redis.call('HGET', KEYS[1], 'state')
 local took_over = 0
 if state then
   if redis.call('HGET', KEYS[1], 'fp') ~= ARGV[1] then return {'mismatch'} end
   local fence = redis.call('HGET', KEYS[1], 'fence')
+  if state == 'in_progress' and redis.call('HGET', KEYS[1], 'nonce') == ARGV[7] then
+    return {'claimed', fence, redis.call('HGET', KEYS[1], 'took') or '0'}
+  end
   if state == 'completed' then return {'completed', fence, redis.call('HGET', KEYS[1], 'payload')} end
   if state == 'unknown' then return {'unknown', fence} end
   local lease = tonumber(redis.call('HGET', KEYS[1], 'lease'))
@@ -116,13 +132,13 @@ if state then
   end
   took_over = 1
 end
-local fence = redis.call('INCR', KEYS[2])
+local fence = string.format('%d', redis.call('INCR', KEYS[2])) .. ARGV[7]
 redis.call('PEXPIRE', KEYS[2], math.max(tonumber(ARGV[4]), 86400000) * 2)
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', 'in_progress', 'fp', ARGV[1], 'owner', ARGV[2],
-  'fence', fence, 'lease', now + tonumber(ARGV[3]))
+  'fence', fence, 'lease', now + tonumber(ARGV[3]), 'nonce', ARGV[7], 'took', took_over)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return {'claimed', tostring(fence), tostring(took_over)}
+return {'claimed', fence, tostring(took_over)}
 """
 )
 _FENCED = """
@@ -143,6 +159,7 @@ _COMPLETE = (
     _FENCED
     + """
 -- ARGV: fence, payload, ttl_ms, channel
+if state == 'completed' then return 1 end  -- this token's completion, resent
 if state ~= 'in_progress' and state ~= 'unknown' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'completed', 'payload', ARGV[2])
 redis.call('HDEL', KEYS[1], 'owner', 'lease')
@@ -228,6 +245,8 @@ def _import_redis() -> Any:
     try:
         import redis
         import redis.asyncio
+        import redis.asyncio.cluster
+        import redis.cluster
     except ImportError as exc:  # pragma: no cover - exercised without redis installed
         raise ImportError(
             "RedisStore needs redis-py: install it with `pip install 'retrysafe[redis]'`"
@@ -239,9 +258,17 @@ def _ms(seconds: float | None) -> int:
     return 0 if not seconds else max(1, int(seconds * 1000))
 
 
+def _failed(store: Any, exc: BaseException) -> StoreError:
+    """The StoreError for any failure of the client library: Redis errors, and the library's
+    own bugs (a cold asyncio cluster client has raised AttributeError), so that a cache fails
+    open and a record fails closed for every caller."""
+    return StoreError(f"Redis at {store._describe()} failed: {type(exc).__name__}: {exc}")
+
+
 class _SyncWatcher:
-    def __init__(self, pubsub: Any) -> None:
+    def __init__(self, pubsub: Any, store: Any) -> None:
         self.pubsub = pubsub
+        self.store = store
 
     def wait(self, seconds: float) -> bool:
         import time
@@ -251,21 +278,28 @@ class _SyncWatcher:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            try:
+                message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            except Exception as exc:
+                raise _failed(self.store, exc) from exc
             if message is not None and message.get("type") == "message":
                 return True
 
 
 class _AsyncWatcher:
-    def __init__(self, pubsub: Any) -> None:
+    def __init__(self, pubsub: Any, store: Any) -> None:
         self.pubsub = pubsub
+        self.store = store
 
     async def wait(self, seconds: float) -> bool:
         with anyio.move_on_after(seconds):
             while True:
-                message = await self.pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=seconds
-                )
+                try:
+                    message = await self.pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=seconds
+                    )
+                except Exception as exc:  # a waiter sees a failover as StoreError too
+                    raise _failed(self.store, exc) from exc
                 if message is not None and message.get("type") == "message":
                     return True
         return False
@@ -282,11 +316,14 @@ class _ThreadWatcher:
 class RedisStore:
     """A store in Redis (standalone, Sentinel or Cluster), shared by every process using it.
 
-    ``client_or_url``: a ``redis.Redis``, a ``redis.asyncio.Redis`` or a ``redis://`` /
-    ``rediss://`` URL (TLS and AUTH through the URL). Given one client, the other kind is
-    built from its connection settings: ``redis.Redis`` serves sync callers,
-    ``redis.asyncio`` serves asyncio (one client per event loop). Under trio the sync client
-    runs in worker threads. Call :meth:`aclose` (async) and :meth:`close` when done.
+    ``client_or_url``: a ``redis.Redis`` (Sentinel's ``master_for`` gives one), a
+    ``redis.asyncio.Redis``, a ``redis.cluster.RedisCluster``, a
+    ``redis.asyncio.cluster.RedisCluster``, or a URL: ``redis://`` / ``rediss://`` for one
+    server, ``redis+cluster://host:port`` / ``rediss+cluster://...`` for a cluster (any one
+    node; the others are discovered). TLS and AUTH through the URL. Given one client, the
+    other kind is built from its connection settings: the sync client serves sync callers,
+    the asyncio one asyncio (one client per event loop). Under trio the sync client runs in
+    worker threads. Call :meth:`aclose` (async) and :meth:`close` when done.
 
     Every multi-step operation is one Lua script; all keys of one entry share a hash tag
     (``{prefix}:{key}...``), so Redis Cluster works. Values are serialized with orjson behind
@@ -317,13 +354,34 @@ class RedisStore:
         self._kwargs: dict[str, Any] = {}
         self._ssl = False
         self._given_async: Any = None
+        #: Cluster: the startup nodes ((host, port)) clients of the other kind are built from.
+        self._cluster: list[tuple[str, int]] | None = None
+        cluster_types = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
         if isinstance(client_or_url, str):
-            if not client_or_url.startswith(("redis://", "rediss://", "unix://")):
+            if client_or_url.startswith(("redis+cluster://", "rediss+cluster://")):
+                self._url = client_or_url.replace("+cluster", "", 1)
+                self._cluster = []
+            elif client_or_url.startswith(("redis://", "rediss://", "unix://")):
+                self._url = client_or_url
+            else:
                 raise ValueError(
-                    f"not a Redis URL: {client_or_url!r} (expected redis:// or rediss://)"
+                    f"not a Redis URL: {client_or_url!r} (expected redis://, rediss:// or "
+                    "redis+cluster://host:port for a cluster)"
                 )
-            self._url = client_or_url
             self._sync = self._build_sync()
+        elif isinstance(client_or_url, cluster_types):
+            # An asyncio cluster client knows only its startup nodes until first used.
+            manager = getattr(client_or_url, "nodes_manager", None)
+            known = client_or_url.get_nodes() or list(
+                getattr(manager, "startup_nodes", {}).values()
+            )
+            self._cluster = [(n.host, int(n.port)) for n in known]
+            self._take_cluster_kwargs(client_or_url)
+            if isinstance(client_or_url, redis.asyncio.cluster.RedisCluster):
+                self._given_async = client_or_url
+                self._sync = self._build_sync()
+            else:
+                self._sync = client_or_url
         elif isinstance(client_or_url, redis.asyncio.Redis):
             self._given_async = client_or_url
             self._take_kwargs(client_or_url.connection_pool)
@@ -333,7 +391,8 @@ class RedisStore:
             self._take_kwargs(client_or_url.connection_pool)
         else:
             raise TypeError(
-                f"RedisStore takes a redis.Redis, a redis.asyncio.Redis or a redis:// URL, got {client_or_url!r}"
+                "RedisStore takes a redis.Redis, a redis.asyncio.Redis, a RedisCluster (sync or "
+                f"asyncio) or a redis:// / redis+cluster:// URL, got {client_or_url!r}"
             )
         self._own_sync = self._sync is not client_or_url
         self._sync_scripts = {
@@ -350,8 +409,25 @@ class RedisStore:
 
     def _describe(self) -> str:
         if self._url is not None:
-            return self._url.split("@")[-1]  # never print credentials
+            text = self._url.split("@")[-1]  # never print credentials
+            return f"cluster {text}" if self._cluster is not None else text
+        if self._cluster:
+            host, port = self._cluster[0]
+            return f"cluster {host}:{port}"
         return f"{self._kwargs.get('host', '?')}:{self._kwargs.get('port', '?')}"
+
+    def _take_cluster_kwargs(self, client: Any) -> None:
+        manager = getattr(client, "nodes_manager", None)
+        kwargs = getattr(manager, "connection_kwargs", None) or getattr(
+            client, "connection_kwargs", {}
+        )
+        self._kwargs = {k: v for k, v in (kwargs or {}).items() if k in _PORTABLE}
+        self._kwargs.pop("host", None)
+        self._kwargs.pop("port", None)
+        self._ssl = bool((kwargs or {}).get("ssl")) or "SSL" in str(
+            (kwargs or {}).get("connection_class", "")
+        )
+        self._ssl_kwargs = {k: v for k, v in (kwargs or {}).items() if k.startswith("ssl_")}
 
     def _take_kwargs(self, pool: Any) -> None:
         kwargs = getattr(pool, "connection_kwargs", {}) or {}
@@ -370,6 +446,15 @@ class RedisStore:
 
     def _build_sync(self) -> Any:
         redis = self._redis
+        if self._cluster is not None:
+            cluster = redis.cluster
+            if self._url is not None:
+                return cluster.RedisCluster.from_url(
+                    self._url, socket_timeout=self._command_timeout, **self._TIMEOUTS
+                )
+            nodes = [cluster.ClusterNode(host, port) for host, port in self._cluster]
+            extra = {"ssl": True, **self._ssl_kwargs} if self._ssl else {}
+            return cluster.RedisCluster(startup_nodes=nodes, **self._kwargs, **extra)
         if self._url is not None:
             pool = redis.BlockingConnectionPool.from_url(
                 self._url, socket_timeout=self._command_timeout, **self._POOL, **self._TIMEOUTS
@@ -384,6 +469,20 @@ class RedisStore:
 
     def _build_async(self) -> Any:
         aredis = self._redis.asyncio
+        if self._cluster is not None:
+            cluster = aredis.cluster
+            if self._url is not None:
+                return cluster.RedisCluster.from_url(
+                    self._url,
+                    max_connections=self._ASYNC_POOL,
+                    socket_timeout=self._command_timeout,
+                    **self._TIMEOUTS,
+                )
+            nodes = [cluster.ClusterNode(host, port) for host, port in self._cluster]
+            extra = {"ssl": True, **self._ssl_kwargs} if self._ssl else {}
+            return cluster.RedisCluster(
+                startup_nodes=nodes, max_connections=self._ASYNC_POOL, **self._kwargs, **extra
+            )
         if self._url is not None:
             pool = aredis.ConnectionPool.from_url(
                 self._url,
@@ -464,23 +563,48 @@ class RedisStore:
                     weakref.finalize(loop, self._async.pop, id(loop), None)
         return found
 
-    async def _run(
-        self, sync_call: Callable[[], Any], async_call: Callable[[Any, dict[str, Any]], Any]
-    ) -> Any:
-        found = self._loop_client()
-        try:
-            if found is None:
-                return await anyio.to_thread.run_sync(sync_call)
-            async with found.gate:
-                return await async_call(found.client, found.scripts)
-        except self._redis.RedisError as exc:
-            raise StoreError(f"Redis at {self._describe()} failed: {exc}") from exc
+    # A lost connection (a restarted server, a failover, a pooled connection the server
+    # closed) is retried once, on a fresh connection, for every operation that is safe to
+    # resend (all but counters): the scripts recognise their own earlier effect.
 
-    def _sync_run(self, call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except self._redis.RedisError as exc:
-            raise StoreError(f"Redis at {self._describe()} failed: {exc}") from exc
+    async def _run(
+        self,
+        sync_call: Callable[[], Any],
+        async_call: Callable[[Any, dict[str, Any]], Any],
+        *,
+        resend: bool = True,
+    ) -> Any:
+        for attempt in (1, 2):
+            found = self._loop_client()
+            try:
+                if found is None:
+                    return await anyio.to_thread.run_sync(sync_call)
+                async with found.gate:
+                    return await async_call(found.client, found.scripts)
+            except StoreError:
+                raise
+            except Exception as exc:
+                if not (resend and attempt == 1 and self._lost_connection(exc)):
+                    raise _failed(self, exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _sync_run(self, call: Callable[[], Any], *, resend: bool = True) -> Any:
+        for attempt in (1, 2):
+            try:
+                return call()
+            except StoreError:
+                raise
+            except Exception as exc:
+                if not (resend and attempt == 1 and self._lost_connection(exc)):
+                    raise _failed(self, exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _lost_connection(self, exc: BaseException) -> bool:
+        """A connection that broke (the pool drops it): not a timeout, whose command may
+        still be running."""
+        return isinstance(exc, self._redis.ConnectionError) and not isinstance(
+            exc, self._redis.TimeoutError
+        )
 
     # --- sync operations --------------------------------------------------------------------
 
@@ -497,16 +621,26 @@ class RedisStore:
     def clear(self, prefix: str = "") -> int:
         pattern = self._key_pattern(prefix)
 
+        def delete(batch: list[Any]) -> int:
+            if self._cluster is None:
+                return int(self._sync.delete(*batch))
+            # Keys of a batch hash to many slots: one DELETE each (a cluster pipeline
+            # sends each to its node).
+            pipe = self._sync.pipeline(transaction=False)
+            for k in batch:
+                pipe.delete(k)
+            return sum(int(n) for n in pipe.execute())
+
         def run() -> int:
             removed = 0
             batch: list[Any] = []
             for k in self._sync.scan_iter(match=pattern, count=500):
                 batch.append(k)
                 if len(batch) >= 500:
-                    removed += self._sync.delete(*batch)
+                    removed += delete(batch)
                     batch.clear()
             if batch:
-                removed += self._sync.delete(*batch)
+                removed += delete(batch)
             return removed
 
         return int(self._sync_run(run))
@@ -517,14 +651,15 @@ class RedisStore:
 
     def incr(self, key: Key, amount: float, ttl: float | None) -> float:
         script = self._sync_scripts["incr"]
-        return float(self._sync_run(lambda: script(keys=[self._key(key)], args=[amount, _ms(ttl)])))
+        keys, args = [self._key(key)], [amount, _ms(ttl)]
+        return float(self._sync_run(lambda: script(keys=keys, args=args), resend=False))
 
     def add_clamped(
         self, key: Key, delta: float, low: float, high: float, ttl: float | None
     ) -> float:
         script = self._sync_scripts["add_clamped"]
         keys, args = [self._key(key)], [delta, low, high, _ms(ttl)]
-        return float(self._sync_run(lambda: script(keys=keys, args=args)))
+        return float(self._sync_run(lambda: script(keys=keys, args=args), resend=False))
 
     def acquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
         script = self._sync_scripts["acquire"]
@@ -571,6 +706,7 @@ class RedisStore:
             _ms(ttl),
             "1" if takeover else "0",
             self._channel(key),
+            f"{secrets.randbelow(10**12):012d}",  # this claim's nonce: its token's tail
         ]
         return keys, args
 
@@ -666,7 +802,7 @@ class RedisStore:
         pubsub = self._sync.pubsub(ignore_subscribe_messages=True)
         try:
             self._sync_run(lambda: pubsub.subscribe(self._channel(key)))
-            yield _SyncWatcher(pubsub)
+            yield _SyncWatcher(pubsub, self)
         finally:
             try:
                 pubsub.close()
@@ -677,7 +813,9 @@ class RedisStore:
         """Close the sync client's connections (a client you passed in stays yours)."""
         if self._own_sync:
             self._sync.close()
-            self._sync.connection_pool.disconnect()
+            pool = getattr(self._sync, "connection_pool", None)  # a cluster has one per node
+            if pool is not None:
+                pool.disconnect()
 
     # --- async operations -------------------------------------------------------------------
 
@@ -691,8 +829,10 @@ class RedisStore:
             else:
                 async with found.gate:
                     data = await found.client.get(full)
-        except self._redis.RedisError as exc:
-            raise StoreError(f"Redis at {self._describe()} failed: {exc}") from exc
+        except Exception as exc:
+            if not self._lost_connection(exc):
+                raise _failed(self, exc) from exc
+            data = await self._run(lambda: self._sync.get(full), lambda c, s: c.get(full))
         return self._load(key, data)
 
     async def aset(self, key: Key, value: Any, ttl: float | None) -> None:
@@ -710,21 +850,25 @@ class RedisStore:
     async def aclear(self, prefix: str = "") -> int:
         return await anyio.to_thread.run_sync(self.clear, prefix)
 
-    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+    async def _script(
+        self, name: str, keys: list[str], args: list[Any], *, resend: bool = True
+    ) -> Any:
         sync_script = self._sync_scripts[name]
         return await self._run(
-            lambda: sync_script(keys=keys, args=args), lambda c, s: s[name](keys=keys, args=args)
+            lambda: sync_script(keys=keys, args=args),
+            lambda c, s: s[name](keys=keys, args=args),
+            resend=resend,
         )
 
     async def aincr(self, key: Key, amount: float, ttl: float | None) -> float:
-        return float(await self._script("incr", [self._key(key)], [amount, _ms(ttl)]))
+        args = [amount, _ms(ttl)]
+        return float(await self._script("incr", [self._key(key)], args, resend=False))
 
     async def aadd_clamped(
         self, key: Key, delta: float, low: float, high: float, ttl: float | None
     ) -> float:
-        return float(
-            await self._script("add_clamped", [self._key(key)], [delta, low, high, _ms(ttl)])
-        )
+        args = [delta, low, high, _ms(ttl)]
+        return float(await self._script("add_clamped", [self._key(key)], args, resend=False))
 
     async def aacquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
         return bool(await self._script("acquire", [self._lease(key)], [owner, _ms(ttl)]))
@@ -754,9 +898,9 @@ class RedisStore:
         try:
             try:
                 await pubsub.subscribe(self._channel(key))
-            except self._redis.RedisError as exc:
-                raise StoreError(f"Redis at {self._describe()} failed: {exc}") from exc
-            yield _AsyncWatcher(pubsub)
+            except Exception as exc:
+                raise _failed(self, exc) from exc
+            yield _AsyncWatcher(pubsub, self)
         finally:
             with anyio.CancelScope(shield=True):
                 try:
@@ -772,4 +916,7 @@ class RedisStore:
             return
         found = self._async.pop(id(loop), None)
         if found is not None and found.client is not self._given_async:
-            await found.client.aclose(close_connection_pool=True)
+            if self._cluster is not None:
+                await found.client.aclose()  # a cluster client closes its nodes' pools
+            else:
+                await found.client.aclose(close_connection_pool=True)
