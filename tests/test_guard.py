@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
 from typing import Any
 
@@ -124,3 +126,27 @@ def test_validation(kwargs: dict[str, Any], match: str) -> None:
     """Bad limits are refused when the guard is built."""
     with pytest.raises(ValueError, match=match):
         LoopGuard(**kwargs)
+
+
+@pytest.mark.parametrize(("policy", "allowed"), [("local", 2), ("open", 5), ("closed", 0)])
+def test_store_failure_follows_on_store_error_and_logs_once(
+    policy: str, allowed: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis down: "local" still stops the third identical call, "open" lets all through,
+    "closed" stops all; one log line for the outage."""
+    from retrysafe.stores import RedisStore
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    guard = LoopGuard(
+        max_identical=2,
+        mode="message",
+        store=RedisStore(f"redis://127.0.0.1:{dead}/0"),
+        on_store_error=policy,  # type: ignore[arg-type]
+    )
+    with caplog.at_level(logging.WARNING, logger="retrysafe"):
+        results = [guard.check("charge", {"amount": 5}, session_id="s") for _ in range(5)]
+    assert allowed == sum(r is None for r in results)
+    outage = [r for r in caplog.records if "loop guard store failed" in r.getMessage()]
+    assert 1 == len(outage)

@@ -540,3 +540,72 @@ def test_fences_never_repeat_after_redis_loses_its_data() -> None:
         store.close()
         server.terminate()
         server.wait(10)
+
+
+def test_records_on_a_store_that_may_lose_them_warn_once_or_raise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """MemoryStore is not durable: one warning per store, or StoreError with
+    require_durable=True before anything runs."""
+    store = MemoryStore()
+    ran: list[int] = []
+
+    @idempotent(store=store, effect=Effect.WRITE)
+    def a(x: int) -> int:
+        ran.append(x)
+        return x
+
+    @idempotent(store=store, effect=Effect.WRITE)
+    def b(x: int) -> int:
+        return x
+
+    @idempotent(store=MemoryStore(), effect=Effect.WRITE, require_durable=True)
+    def strict(x: int) -> int:
+        ran.append(x)
+        return x
+
+    with caplog.at_level("WARNING", logger="retrysafe"):
+        a(1), a(2), b(1)
+    assert 1 == sum("across a restart" in r.getMessage() for r in caplog.records)
+    with pytest.raises(StoreError, match="require_durable"):
+        strict(1)
+    assert [1, 2] == ran
+
+
+def test_redis_durability_is_read_from_its_persistence_settings(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The test server has neither AOF nor snapshots; one with appendonly yes is durable."""
+    assert RedisStore(redis_url).durable is False
+    port = _free_port()
+    binary = os.environ.get("REDIS_SERVER") or "redis-server"
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--appendonly",
+            "yes",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        client.close()
+        store = RedisStore(f"redis://127.0.0.1:{port}/0")
+        assert store.durable is True
+        store.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
@@ -18,6 +19,8 @@ from ._session import current_session
 from .stores import Store, resolve_store
 
 __all__ = ["LoopGuard", "LoopStop", "current_guard"]
+
+logger = logging.getLogger("retrysafe")
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,10 @@ class LoopGuard:
       a :class:`LoopStop` carrying the hint is returned instead).
 
     Counters live in the store (``MemoryStore`` by default; Redis for a swarm, so every
-    process of a session shares one budget). The session is the current ``session(...)``,
+    process of a session shares one budget). If the store fails, ``on_store_error`` decides:
+    ``"local"`` (default) counts in this process until it recovers, so the limits still hold
+    per process; ``"open"`` lets calls through uncounted; ``"closed"`` stops them (reason
+    ``"store_unavailable"``). The outage and the recovery are logged once each. The session is the current ``session(...)``,
     else ``"default"``.
 
     Use it as a decorator (``@guard``) or bind it for a block (``with guard:``) so that
@@ -79,6 +85,7 @@ class LoopGuard:
         store: Any = None,
         ttl_seconds: float = 86400,
         namespace: str = "guard",
+        on_store_error: Literal["local", "open", "closed"] = "local",
     ) -> None:
         for name, value in (
             ("max_calls", max_calls),
@@ -91,6 +98,11 @@ class LoopGuard:
                 raise ValueError(f"LoopGuard: {name} must be an int >= 1 or None, got {value!r}")
         if mode not in ("raise", "message"):
             raise ValueError(f"LoopGuard: mode must be 'raise' or 'message', got {mode!r}")
+        if on_store_error not in ("local", "open", "closed"):
+            raise ValueError(
+                "LoopGuard: on_store_error must be 'local', 'open' or 'closed', "
+                f"got {on_store_error!r}"
+            )
         if window_seconds is not None and not (
             isinstance(window_seconds, (int, float)) and window_seconds > 0
         ):
@@ -105,6 +117,9 @@ class LoopGuard:
         self.store: Store = resolve_store(store)
         self.ttl_seconds = ttl_seconds
         self.namespace = namespace
+        self.on_store_error = on_store_error
+        self._fallback: Store | None = None
+        self._outage = False
         self._tokens: list[Token[LoopGuard | None]] = []
 
     def __repr__(self) -> str:
@@ -163,13 +178,14 @@ class LoopGuard:
         self, tool: str, args: Any = None, *, session_id: str | None = None
     ) -> LoopStop | None:
         """Count a call of ``tool`` with ``args``; raise or return a :class:`LoopStop` when a
-        limit is passed, else None. The store failing lets the call through (counted as
-        nothing): the guard limits cost, it is not a safety lock."""
+        limit is passed, else None. If the store fails, ``on_store_error`` decides (see
+        the class), logged once per outage."""
         keys, ttl = self._keys(tool, fingerprint(args), session_id)
         try:
             counts = [self.store.incr(k, 1, ttl) for k in keys]
-        except StoreError:
-            return None
+        except StoreError as exc:
+            return self._store_failed(exc, tool, keys, ttl)
+        self._recovered()
         return self._act(self._verdict(tool, counts))
 
     async def acheck(
@@ -179,9 +195,47 @@ class LoopGuard:
         keys, ttl = self._keys(tool, fingerprint(args), session_id)
         try:
             counts = [await self.store.aincr(k, 1, ttl) for k in keys]
-        except StoreError:
-            return None
+        except StoreError as exc:
+            return self._store_failed(exc, tool, keys, ttl)
+        self._recovered()
         return self._act(self._verdict(tool, counts))
+
+    def _store_failed(
+        self, exc: StoreError, tool: str, keys: list[str], ttl: float
+    ) -> LoopStop | None:
+        """The ``on_store_error`` policy, logged once per outage: ``"local"`` counts in this
+        process meanwhile (the limits still hold per process), ``"open"`` lets calls through
+        uncounted, ``"closed"`` stops them."""
+        if not self._outage:
+            self._outage = True
+            logger.warning(
+                "retrysafe: loop guard store failed (%s); on_store_error=%r until it recovers",
+                exc,
+                self.on_store_error,
+                extra={"retrysafe_policy": self.on_store_error},
+            )
+        if self.on_store_error == "open":
+            return None
+        if self.on_store_error == "closed":
+            return self._act(
+                LoopStop(
+                    tool,
+                    "store_unavailable",
+                    "The tool-call budget cannot be checked right now, so the call was not "
+                    "made. Try again later or answer with what you have.",
+                )
+            )
+        if self._fallback is None:
+            from .stores import MemoryStore
+
+            self._fallback = MemoryStore()
+        counts = [self._fallback.incr(k, 1, ttl) for k in keys]
+        return self._act(self._verdict(tool, counts))
+
+    def _recovered(self) -> None:
+        if self._outage:
+            self._outage = False
+            logger.warning("retrysafe: loop guard store recovered")
 
     # --- forms ------------------------------------------------------------------------------
 

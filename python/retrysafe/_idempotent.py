@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -55,6 +56,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+logger = logging.getLogger("retrysafe")
+#: Stores whose missing durability was already logged (one warning per store).
+_WARNED_STORES: set[int] = set()
 KEY_PARAM = "idempotency_key"
 _KEY_TAG = b"retrysafe/idempotency-key/v1\0"  # as in the native idempotency_digest
 _UNSET: Any = object()
@@ -122,8 +126,11 @@ class IdempotencyHandle:
         key: Callable[..., Any] | None,
         checkpoint: bool,
         require_session: bool | None = None,
+        require_durable: bool = False,
     ) -> None:
         self.fn = fn
+        self.require_durable = require_durable
+        self._durability_checked = False
         self.tool = _name_of(fn)
         self.effect = kind
         self.scope = scope
@@ -149,6 +156,31 @@ class IdempotencyHandle:
         # Outside a session a derived key would be scoped by the tool alone, for every caller.
         self._needs_session = scope is None if require_session is None else require_session
         self._sync_claim = None if store.shared else store.claim
+
+    # --- durability -------------------------------------------------------------------------
+
+    def _check_durable(self) -> None:
+        """Once per tool: records on a store that may lose them (MemoryStore, a Redis without
+        persistence) log one warning per store, or raise with ``require_durable=True``; a
+        lost record lets a completed write run again."""
+        if self._durability_checked:
+            return
+        durable = getattr(self.store, "durable", None)
+        self._durability_checked = True
+        if durable:
+            return
+        what = "does not keep" if durable is False else "may not keep"
+        message = (
+            f"{self.tool}: idempotency records on {self.store!r}, which {what} them across a "
+            "restart: a write completed before one would run again after it. Use Redis with "
+            "AOF (appendonly yes) or a durable store for exactly-once across crashes."
+        )
+        if self.require_durable:
+            self._durability_checked = False
+            raise StoreError(message + " (require_durable=True)")
+        if id(self.store) not in _WARNED_STORES:
+            _WARNED_STORES.add(id(self.store))
+            logger.warning("retrysafe: %s", message)
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -324,6 +356,8 @@ class IdempotencyHandle:
         """The in-process fast path: ``(True, payload)`` for a completed record, else the
         keys and claim for :meth:`acall`. Only for stores without I/O."""
         assert self._sync_claim is not None
+        if not self._durability_checked:
+            self._check_durable()
         record_key: Any = None
         sess = _CURRENT_SESSION.get()
         if (
@@ -353,6 +387,8 @@ class IdempotencyHandle:
         keys: tuple[IdempKey | None, str, str, str] | None = None,
         claim: Claim | None = None,
     ) -> Any:
+        if not self._durability_checked:
+            await anyio.to_thread.run_sync(self._check_durable)  # CONFIG GET, once
         key, digest_hex, record_key, digest = keys or self._keys(args, kwargs)
         if claim is None:
             claim = await self.store.aclaim(
@@ -465,6 +501,8 @@ class IdempotencyHandle:
     # --- sync -------------------------------------------------------------------------------
 
     def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not self._durability_checked:
+            self._check_durable()
         key, digest_hex, record_key, digest = self._keys(args, kwargs)
         claim = self.store.claim(
             record_key, digest, self._owner_id, self.lease, self.ttl, self.takeover
@@ -574,6 +612,7 @@ def idempotent(
     checkpoint: bool = False,
     unknown_ttl_seconds: float = 259200,
     require_session: bool | None = None,
+    require_durable: bool = False,
 ) -> Any:
     """Run a tool at most once per idempotency key; retries get the stored result.
 
@@ -598,6 +637,9 @@ def idempotent(
       ``require_session=True`` demands a session even with a scope.
     - The wrapper's ``inspect.signature`` leaves out ``idempotency_key``, so no framework
       offers it to a model; a call that does not bind raises TypeError before any claim.
+    - Durability: records on a store that may lose them across a restart (``store.durable``
+      not True: MemoryStore, a Redis without AOF or snapshots) log one warning per store;
+      ``require_durable=True`` raises :class:`StoreError` instead.
 
     The store is an in-process ``MemoryStore`` by default; use Redis for a swarm. If the store
     fails, the call fails closed with :class:`StoreError`.
@@ -628,6 +670,7 @@ def idempotent(
             key=key,
             checkpoint=checkpoint,
             require_session=require_session,
+            require_durable=require_durable,
         )
         if _is_async(func) and handle._sync_claim is not None:
             replay = handle.replay

@@ -54,6 +54,12 @@ class Store(Protocol):
     #: True when other processes see the same data (cross-process single-flight applies).
     shared: bool
 
+    @property
+    def durable(self) -> bool | None:
+        """Whether records survive the store's restart: True, False, or None when it cannot
+        tell (a managed Redis that refuses CONFIG). Exactly-once across a crash needs True."""
+        ...
+
     def get(self, key: Key) -> Any:
         """The value, or ``MISS``."""
         ...

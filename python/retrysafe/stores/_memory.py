@@ -60,6 +60,11 @@ class MemoryStore:
 
     shared = False
 
+    @property
+    def durable(self) -> bool:
+        """False: records die with the process."""
+        return False
+
     def __init__(self, max_size: int = 10_000) -> None:
         if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
             raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")

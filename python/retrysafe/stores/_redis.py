@@ -258,6 +258,26 @@ def _ms(seconds: float | None) -> int:
     return 0 if not seconds else max(1, int(seconds * 1000))
 
 
+def _persistent(appendonly: Any, save: Any) -> bool:
+    """From ``CONFIG GET appendonly`` and ``save`` replies (a cluster client answers per
+    node, {node: {...}}): True when every node persists its data."""
+
+    def per_node(reply: Any) -> list[dict[Any, Any]]:
+        if isinstance(reply, dict) and reply and all(isinstance(v, dict) for v in reply.values()):
+            return list(reply.values())
+        return [reply if isinstance(reply, dict) else {}]
+
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value or "")
+
+    nodes = zip(per_node(appendonly), per_node(save), strict=False)
+    return all(
+        text(a.get("appendonly", a.get(b"appendonly"))) == "yes"
+        or text(s.get("save", s.get(b"save"))).strip() != ""
+        for a, s in nodes
+    )
+
+
 def _failed(store: Any, exc: BaseException) -> StoreError:
     """The StoreError for any failure of the client library: Redis errors, and the library's
     own bugs (a cold asyncio cluster client has raised AttributeError), so that a cache fails
@@ -403,9 +423,33 @@ class RedisStore:
         self._async: dict[int, _LoopClient] = {}
         self._lock = threading.Lock()
         self._warned_foreign = False
+        self._durable: bool | None = None
+        self._durable_known = False
 
     def __repr__(self) -> str:
         return f"RedisStore({self._describe()}, prefix={self.prefix!r})"
+
+    @property
+    def durable(self) -> bool | None:
+        """Whether the server keeps data across a restart: AOF (``appendonly yes``) or RDB
+        snapshots (``save`` rules) on every primary. Read once (``CONFIG GET``); None when
+        the server refuses CONFIG (managed services) or cannot be reached: unknown.
+
+        AOF with ``appendfsync always`` loses nothing a client was told; ``everysec`` may
+        lose the last second, snapshots everything since the last one. A record lost that
+        way re-runs its write: use AOF, or a durable database store, for exactly-once."""
+        if self._durable_known:
+            return self._durable
+        try:
+            settings = self._sync.config_get("appendonly")
+            settings_save = self._sync.config_get("save")
+        except Exception as exc:
+            logger.info("retrysafe: cannot read Redis persistence settings (%s): unknown", exc)
+            self._durable, self._durable_known = None, True
+            return None
+        self._durable = _persistent(settings, settings_save)
+        self._durable_known = True
+        return self._durable
 
     def _describe(self) -> str:
         if self._url is not None:
