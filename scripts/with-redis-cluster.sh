@@ -60,12 +60,18 @@ for port in $ports; do nodes="$nodes 127.0.0.1:$port"; done
 redis-cli --cluster create $nodes --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 || {
     echo "with-redis-cluster: cluster create failed" >&2; cat "$dir/create.log" >&2; exit 1; }
 first=${ports%% *}
-for _ in $(seq 1 200); do
-    if redis-cli -p "$first" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then break; fi
-    sleep 0.05
+# Ready when every node says ok and sees three replicas (gossip takes a few seconds).
+ready() {
+    for port in $ports; do
+        redis-cli -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || return 1
+        [ "$(redis-cli -p "$port" cluster nodes 2>/dev/null | grep -c slave)" -eq 3 ] || return 1
+    done
+}
+for _ in $(seq 1 300); do
+    if ready; then break; fi
+    sleep 0.1
 done
-redis-cli -p "$first" cluster info | grep -q 'cluster_state:ok' || {
-    echo "with-redis-cluster: cluster did not become ok" >&2; exit 1; }
+ready || { echo "with-redis-cluster: cluster did not become ok" >&2; exit 1; }
 
 export REDIS_CLUSTER_URL="redis+cluster://127.0.0.1:$first"
 export REDIS_CLUSTER_PORTS="$ports"

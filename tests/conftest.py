@@ -50,6 +50,13 @@ def redis_cluster_url() -> str:
     return url
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """The cross-process tests run on a real Redis and on a real Redis Cluster."""
+    fixture = "redis_cluster_url" if request.param == "cluster" else "redis_url"
+    return str(request.getfixturevalue(fixture))
+
+
 @pytest.fixture(params=["memory", "redis", "cluster"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     """Every cache, record and guard test runs on the memory store, a real Redis and a real

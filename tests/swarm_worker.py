@@ -13,16 +13,17 @@ from __future__ import annotations
 import sys
 
 import anyio
-import redis
 
 from retrysafe import cache_tool
 from retrysafe.stores import RedisStore
+
+from .redis_clients import raw_client
 
 
 def main() -> None:
     url, prefix, mode = sys.argv[1:4]
     calls = int(sys.argv[4]) if len(sys.argv) > 4 else 1
-    counter = redis.Redis.from_url(url)
+    counter = raw_client(url)
     store = RedisStore(url, prefix=prefix)
 
     @cache_tool(store=store, namespace="swarm.slow", lease_seconds=1.0, ttl_seconds=60)

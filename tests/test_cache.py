@@ -22,6 +22,7 @@ from hypothesis import given
 from retrysafe import FingerprintTypeError, MemoryStore, cache_tool
 from retrysafe.stores import MISS, RedisStore, Store, resolve_store
 
+from .redis_clients import delete_prefix, raw_client
 from .strategies import extended
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -445,19 +446,19 @@ def _worker(redis_url: str, prefix: str, mode: str, calls: int = 1) -> subproces
     )
 
 
-def test_four_processes_fifty_calls_run_once(redis_url: str) -> None:
-    """4 processes x 50 concurrent identical calls through Redis: one execution in all."""
+def test_four_processes_fifty_calls_run_once(shared_url: str) -> None:
+    """4 processes x 50 concurrent identical calls through Redis (a server or a cluster):
+    one execution in all."""
     prefix = f"swarm-{uuid.uuid4().hex[:8]}"
-    raw = redis.Redis.from_url(redis_url)
+    raw = raw_client(shared_url)
     try:
-        workers = [_worker(redis_url, prefix, "concurrent", 50) for _ in range(4)]
+        workers = [_worker(shared_url, prefix, "concurrent", 50) for _ in range(4)]
         outputs = [w.communicate(timeout=60)[0] for w in workers]
         assert [0, 0, 0, 0] == [w.returncode for w in workers]
         assert ["50"] * 4 == [o.strip() for o in outputs]
         assert b"1" == raw.get(f"{prefix}:executions")
     finally:
-        for k in raw.scan_iter(match=f"{prefix}*"):
-            raw.delete(k)
+        delete_prefix(raw, prefix)
         raw.close()
 
 

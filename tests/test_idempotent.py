@@ -37,6 +37,7 @@ from retrysafe import (
 )
 from retrysafe.stores import RedisStore, Store
 
+from .redis_clients import delete_prefix, raw_client
 from .test_cache import _free_port, _start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -377,24 +378,42 @@ def _worker(url: str, prefix: str, mode: str, calls: int) -> subprocess.Popen[st
     )
 
 
-def _cleanup(raw: redis.Redis, prefix: str) -> None:
-    for k in raw.scan_iter(match=f"{prefix}*"):
-        raw.delete(k)
+def _cleanup(raw: Any, prefix: str) -> None:
+    delete_prefix(raw, prefix)
     raw.close()
 
 
-def test_eight_processes_fifty_calls_one_charge(redis_url: str) -> None:
-    """8 processes x 50 concurrent identical WRITE calls through Redis: exactly one charge,
-    and every caller in every process got that same result."""
+def test_eight_processes_fifty_calls_one_charge(shared_url: str) -> None:
+    """8 processes x 50 concurrent identical WRITE calls through Redis (a server or a
+    cluster): exactly one charge, and every caller in every process got that same result."""
     prefix = f"idem-{uuid.uuid4().hex[:8]}"
-    raw = redis.Redis.from_url(redis_url)
+    raw = raw_client(shared_url)
     try:
-        workers = [_worker(redis_url, prefix, "charge", 50) for _ in range(8)]
+        workers = [_worker(shared_url, prefix, "charge", 50) for _ in range(8)]
         outputs = [w.communicate(timeout=90)[0].strip() for w in workers]
         assert [0] * 8 == [w.returncode for w in workers]
         distinct = {r for out in outputs for r in orjson.loads(out)}
         assert 1 == len(distinct)
         assert b"1" == raw.get(f"{prefix}:effects")
+    finally:
+        _cleanup(raw, prefix)
+
+
+def test_forty_keys_over_the_cluster_one_charge_each(redis_cluster_url: str) -> None:
+    """4 processes x 5 calls for each of 40 customers, whose records hash to every primary
+    of the cluster: one charge per customer, one result seen per customer."""
+    prefix = f"idem-{uuid.uuid4().hex[:8]}"
+    raw = raw_client(redis_cluster_url)
+    try:
+        workers = [_worker(redis_cluster_url, prefix, "keys", 5) for _ in range(4)]
+        outputs = [orjson.loads(w.communicate(timeout=120)[0]) for w in workers]
+        assert [0] * 4 == [w.returncode for w in workers]
+        for i in range(40):
+            customer = f"cus_{i}"
+            assert 1 == len({r for out in outputs for r in out[customer]}), customer
+            assert b"1" == raw.get(f"{prefix}:effects:{customer}"), customer
+        slots = {raw.keyslot(f"retrysafe:{{idem:x-{i}}}") for i in range(40)}
+        assert len({raw.nodes_manager.get_node_from_slot(s).name for s in slots}) == 3
     finally:
         _cleanup(raw, prefix)
 

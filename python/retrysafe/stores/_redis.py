@@ -285,10 +285,16 @@ def _failed(store: Any, exc: BaseException) -> StoreError:
     return StoreError(f"Redis at {store._describe()} failed: {type(exc).__name__}: {exc}")
 
 
+# A watcher only shortens a waiter's sleep between two claims. If its pub/sub connection
+# fails (a failover, a node closing it), the waiter sleeps out the interval instead (polling)
+# and its next claim, a real store operation, reports the store's state: a StoreError if it
+# is down, so that caches fail open and records fail closed for waiters as for leaders.
+
+
 class _SyncWatcher:
-    def __init__(self, pubsub: Any, store: Any) -> None:
+    def __init__(self, pubsub: Any) -> None:
         self.pubsub = pubsub
-        self.store = store
+        self.broken = False
 
     def wait(self, seconds: float) -> bool:
         import time
@@ -298,30 +304,45 @@ class _SyncWatcher:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
+            if self.broken:
+                time.sleep(left)
+                return False
             try:
                 message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-            except Exception as exc:
-                raise _failed(self.store, exc) from exc
+            except Exception:
+                self.broken = True
+                continue
             if message is not None and message.get("type") == "message":
                 return True
 
 
 class _AsyncWatcher:
-    def __init__(self, pubsub: Any, store: Any) -> None:
+    def __init__(self, pubsub: Any) -> None:
         self.pubsub = pubsub
-        self.store = store
+        self.broken = False
 
     async def wait(self, seconds: float) -> bool:
         with anyio.move_on_after(seconds):
             while True:
+                if self.broken:
+                    await anyio.sleep(seconds)
                 try:
                     message = await self.pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=seconds
                     )
-                except Exception as exc:  # a waiter sees a failover as StoreError too
-                    raise _failed(self.store, exc) from exc
+                except Exception:
+                    self.broken = True
+                    continue
                 if message is not None and message.get("type") == "message":
                     return True
+        return False
+
+
+class _PollWatcher:
+    """No notification: the waiter sleeps out its interval and claims again."""
+
+    async def wait(self, seconds: float) -> bool:
+        await anyio.sleep(seconds)
         return False
 
 
@@ -846,7 +867,7 @@ class RedisStore:
         pubsub = self._sync.pubsub(ignore_subscribe_messages=True)
         try:
             self._sync_run(lambda: pubsub.subscribe(self._channel(key)))
-            yield _SyncWatcher(pubsub, self)
+            yield _SyncWatcher(pubsub)
         finally:
             try:
                 pubsub.close()
@@ -938,13 +959,19 @@ class RedisStore:
             with self.watch(key) as inner:
                 yield _ThreadWatcher(inner)
             return
+        if self._cluster is not None:
+            # redis-py's asyncio cluster pub/sub lost its connections under a swarm's load
+            # (8 processes x 50 waiters: "Connection closed by server"): waiters poll there,
+            # at the growing intervals their claim loop sets (10 ms up to 0.5 s).
+            yield _PollWatcher()
+            return
         pubsub = found.client.pubsub(ignore_subscribe_messages=True)
         try:
             try:
                 await pubsub.subscribe(self._channel(key))
             except Exception as exc:
                 raise _failed(self, exc) from exc
-            yield _AsyncWatcher(pubsub, self)
+            yield _AsyncWatcher(pubsub)
         finally:
             with anyio.CancelScope(shield=True):
                 try:
