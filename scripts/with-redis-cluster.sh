@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run a command with a real Redis Cluster (3 primaries, 3 replicas) on free loopback ports;
 # stop it afterwards. Installs Debian's redis-server when missing. Exports
-# REDIS_CLUSTER_URL (redis+cluster://127.0.0.1:PORT, one startup node) and
-# REDIS_CLUSTER_PORTS (the six ports, primaries first) for tests that kill a node.
+# REDIS_CLUSTER_URL (redis+cluster://127.0.0.1:PORT, one startup node), and for tests that
+# kill and restart a node REDIS_CLUSTER_PORTS (the six ports) and REDIS_CLUSTER_DIR.
 set -euo pipefail
 
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -34,6 +34,10 @@ PY
 dir=$(mktemp -d)
 pids=()
 cleanup() {
+    # Nodes a test restarted record their pids in extra.pids.
+    if [ -f "$dir/extra.pids" ]; then
+        while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$dir/extra.pids"
+    fi
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$dir"
@@ -75,6 +79,9 @@ ready || { echo "with-redis-cluster: cluster did not become ok" >&2; exit 1; }
 
 export REDIS_CLUSTER_URL="redis+cluster://127.0.0.1:$first"
 export REDIS_CLUSTER_PORTS="$ports"
+# Each node's directory is $REDIS_CLUSTER_DIR/PORT (nodes.conf, redis.log): a test that kills
+# a node can restart it with the same identity; it appends the new pid to extra.pids.
+export REDIS_CLUSTER_DIR="$dir"
 echo "with-redis-cluster: 6-node Redis Cluster on 127.0.0.1 ports $ports" >&2
 set +e
 "$@"
