@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import pytest
 import redis
 
 from .redis_clients import delete_prefix, raw_client
