@@ -446,6 +446,9 @@ class RedisStore:
         self._warned_foreign = False
         self._durable: bool | None = None
         self._durable_known = False
+        #: Per node ("host:port"): whether it has replicas to WAIT for (read once).
+        self._replicas: dict[str, bool] = {}
+        self._warned_unreplicated = False
 
     def __repr__(self) -> str:
         return f"RedisStore({self._describe()}, prefix={self.prefix!r})"
@@ -791,12 +794,53 @@ class RedisStore:
             return Claim(status, fence, takeover=raw[2] in (b"1", "1", 1))
         return Claim(status)
 
+    # --- replication of records ----------------------------------------------------------
+    # Redis replicates asynchronously: a primary that fails right after a claim or a
+    # completion may take it along, and the promoted replica lets the write run again. So a
+    # record's claim and completion wait (WAIT 1) for one replica to have them, on the very
+    # connection that wrote them, wherever the node has replicas.
+
+    _WAIT_MS = 200
+
+    def _node_client(self, full_key: str) -> Any:
+        if self._cluster is None:
+            return self._sync
+        return self._sync.get_redis_connection(self._sync.get_node_from_key(full_key))
+
+    def _has_replicas(self, client: Any) -> bool:
+        kwargs = client.connection_pool.connection_kwargs
+        node = f"{kwargs.get('host')}:{kwargs.get('port')}:{kwargs.get('path')}"
+        known = self._replicas.get(node)
+        if known is None:
+            info = client.info("replication")
+            known = self._replicas[node] = int(info.get("connected_slaves", 0)) > 0
+        return known
+
+    def _replicated(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run the record script ``name``; where the node has replicas, WAIT until one has
+        its effect (logged once if none answers in time)."""
+        script = self._sync_scripts[name]
+        client = self._node_client(keys[0])
+        if not self._has_replicas(client):
+            return script(keys=keys, args=args)
+        pipe = client.pipeline(transaction=False)
+        script(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", 1, self._WAIT_MS)
+        result, acked = pipe.execute()
+        if int(acked) < 1 and not self._warned_unreplicated:
+            self._warned_unreplicated = True
+            logger.warning(
+                "retrysafe: no Redis replica confirmed a record within %d ms; a failover now "
+                "could lose it",
+                self._WAIT_MS,
+            )
+        return result
+
     def claim(
         self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
     ) -> Claim:
         keys, args = self._claim_args(key, fingerprint, owner, lease, ttl, takeover)
-        script = self._sync_scripts["claim"]
-        return self._to_claim(key, self._sync_run(lambda: script(keys=keys, args=args)))
+        return self._to_claim(key, self._sync_run(lambda: self._replicated("claim", keys, args)))
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
         script = self._sync_scripts["heartbeat"]
@@ -806,9 +850,8 @@ class RedisStore:
 
     def complete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
         data = self._dump(payload)
-        script = self._sync_scripts["complete"]
-        args = [fence, data, _ms(ttl), self._channel(key)]
-        return bool(self._sync_run(lambda: script(keys=[self._record(key)], args=args)))
+        keys, args = [self._record(key)], [fence, data, _ms(ttl), self._channel(key)]
+        return bool(self._sync_run(lambda: self._replicated("complete", keys, args)))
 
     def release(self, key: Key, fence: int) -> bool:
         script = self._sync_scripts["release_record"]
@@ -845,14 +888,25 @@ class RedisStore:
         self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
     ) -> Claim:
         keys, args = self._claim_args(key, fingerprint, owner, lease, ttl, takeover)
-        return self._to_claim(key, await self._script("claim", keys, args))
+        return self._to_claim(key, await self._record_script("claim", keys, args))
 
     async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
         return bool(await self._script("heartbeat", [self._record(key)], [fence, _ms(lease)]))
 
     async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
         args = [fence, self._dump(payload), _ms(ttl), self._channel(key)]
-        return bool(await self._script("complete", [self._record(key)], args))
+        return bool(await self._record_script("complete", [self._record(key)], args))
+
+    async def _record_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """A claim or completion: on the event loop's client, or where the node has replicas
+        through :meth:`_replicated` in a worker thread (WAIT needs the writing connection,
+        which the asyncio cluster client does not expose); once per write, not per read."""
+        if not self._replicas or any(self._replicas.values()):
+            return await self._run(
+                lambda: self._replicated(name, keys, args),
+                lambda c, s: anyio.to_thread.run_sync(self._replicated, name, keys, args),
+            )
+        return await self._script(name, keys, args)
 
     async def arelease(self, key: Key, fence: int) -> bool:
         args = [fence, self._channel(key)]
