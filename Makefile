@@ -51,7 +51,7 @@ lint: install ## ruff, mypy strict, stubtest of _native, rustfmt, clippy
 .PHONY: bench
 bench: build-dev ## Benchmarks against the anchor libraries (pytest-benchmark)
 	mkdir -p .benchmarks
-	scripts/with-redis.sh $(PY) -m pytest benches -q -p no:randomly --benchmark-only \
+	scripts/with-redis.sh scripts/with-redis-cluster.sh $(PY) -m pytest benches -q -p no:randomly --benchmark-only \
 		--benchmark-columns=median,iqr,ops --benchmark-sort=name \
 		--benchmark-json=.benchmarks/last.json
 	$(PY) benches/ratios.py .benchmarks/last.json

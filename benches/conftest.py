@@ -22,6 +22,14 @@ def redis_url() -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> str:
+    url = os.environ.get("REDIS_CLUSTER_URL")
+    if not url:
+        pytest.skip("REDIS_CLUSTER_URL not set (run through `make bench`)")
+    return url
+
+
 def measure(benchmark: Any, fn: Callable[..., Any], *args: Any, rounds: int = 40) -> Any:
     """Benchmark ``fn(*args)`` in calibrated batches (~2 ms per round): single sub-microsecond
     calls are below the timer's resolution. Reported times are per call."""

@@ -203,3 +203,46 @@ def test_redis_hit(benchmark: Any, name: str, redis_setup: Any, redis_url: str) 
         loop.run_until_complete(client.aclose())
         loop.run_until_complete(store.aclose())
         loop.close()
+
+
+def test_cluster_hit_paired(benchmark: Any, redis_cluster_url: str) -> None:
+    """A cache hit on a Redis Cluster against a bare asyncio RedisCluster GET of the same
+    value, both at 200 concurrent tasks in one process, in alternating pairs (target
+    <= 1.2)."""
+    import redis.asyncio.cluster
+
+    from .conftest import paired_ratio
+
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    store = RedisStore(redis_cluster_url, prefix=prefix)
+    cached = cache_tool(store=store, ttl_seconds=300)(tool)
+    loop = asyncio.new_event_loop()
+    client = redis.asyncio.cluster.RedisCluster.from_url(
+        redis_cluster_url.replace("+cluster", "", 1), max_connections=256
+    )
+    raw_key = f"{prefix}:raw"
+
+    async def bare(args: dict[str, Any]) -> Any:
+        return orjson.loads(await client.get(raw_key))
+
+    def concurrently(fn: Any) -> Callable[[], Any]:
+        async def run() -> None:
+            results = await asyncio.gather(*(fn(ARGS) for _ in range(200)))
+            assert all(r == RESULT for r in results)
+
+        return lambda: loop.run_until_complete(run())
+
+    try:
+        loop.run_until_complete(client.set(raw_key, orjson.dumps(RESULT)))
+        loop.run_until_complete(cached(ARGS))
+        benchmark.group = "redis cluster hit, 200 concurrent tasks: paired with a bare GET"
+        ratio = paired_ratio(benchmark, concurrently(cached), concurrently(bare))
+        benchmark.extra_info["target"] = 1.2
+        print(f"\ncluster hit / bare RedisCluster GET = {ratio:.3f} (target <= 1.2)")
+    finally:
+        loop.run_until_complete(client.delete(raw_key))
+        loop.run_until_complete(client.aclose())
+        loop.run_until_complete(store.aclose())
+        store.clear("")
+        store.close()
+        loop.close()

@@ -39,7 +39,10 @@ cleanup() {
         while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$dir/extra.pids"
     fi
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # The nodes are disowned (no job notice when a test SIGKILLs one): poll for their exit.
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    done
     rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
@@ -51,6 +54,7 @@ for port in $ports; do
         --save '' --appendonly no --dir "$dir/$port" --daemonize no --loglevel warning \
         >"$dir/$port/redis.log" 2>&1 &
     pids+=($!)
+    disown $!
 done
 for port in $ports; do
     for _ in $(seq 1 100); do

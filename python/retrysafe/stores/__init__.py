@@ -38,7 +38,8 @@ def resolve_store(store: Any, *, max_size: int = 10_000) -> Store:
     """Turn what a user passes as ``store=`` into a Store.
 
     ``None`` gives a new ``MemoryStore(max_size)``; a Store is used as is; a ``redis.Redis``,
-    a ``redis.asyncio.Redis`` or a ``redis://`` / ``rediss://`` URL gives a ``RedisStore``.
+    a ``redis.asyncio.Redis``, a ``RedisCluster`` (sync or asyncio) or a ``redis://`` /
+    ``rediss://`` / ``redis+cluster://`` URL gives a ``RedisStore``.
     """
     if store is None:
         return MemoryStore(max_size=max_size)
@@ -49,5 +50,6 @@ def resolve_store(store: Any, *, max_size: int = 10_000) -> Store:
 
         return RedisStore(store)
     raise TypeError(
-        f"store must be a Store, a redis.Redis, a redis.asyncio.Redis or a redis:// URL, got {store!r}"
+        "store must be a Store, a redis.Redis, a redis.asyncio.Redis, a RedisCluster or a "
+        f"redis:// / redis+cluster:// URL, got {store!r}"
     )

@@ -46,6 +46,10 @@ class Watcher(Protocol):
 class Store(Protocol):
     """A key-value store with TTLs, leases and counters, in sync and async forms.
 
+    A store may also say whether its records survive its restart, as ``durable``: True,
+    False, or None when it cannot tell (a managed Redis that refuses CONFIG); a store without
+    it counts as None. Exactly-once across a crash needs True.
+
     Keys are logical names (``"ns:digest"``); a store maps them to its own layout. Values
     are Python objects: :class:`~retrysafe.stores.MemoryStore` keeps them as they are,
     :class:`~retrysafe.stores.RedisStore` serializes them (orjson by default).
@@ -53,12 +57,6 @@ class Store(Protocol):
 
     #: True when other processes see the same data (cross-process single-flight applies).
     shared: bool
-
-    @property
-    def durable(self) -> bool | None:
-        """Whether records survive the store's restart: True, False, or None when it cannot
-        tell (a managed Redis that refuses CONFIG). Exactly-once across a crash needs True."""
-        ...
 
     def get(self, key: Key) -> Any:
         """The value, or ``MISS``."""
