@@ -629,3 +629,16 @@ def test_option_validation() -> None:
         cache_tool(cache_errors=(int,))(lambda: None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_size"):
         cache_tool(max_size=0)(lambda: None)
+
+
+def test_a_plain_url_to_a_cluster_node_names_the_cluster_url(redis_cluster_url: str) -> None:
+    """redis:// to one node of a cluster: the StoreError says to use redis+cluster://."""
+    from retrysafe import StoreError
+
+    store = RedisStore(redis_cluster_url.replace("+cluster", "", 1), prefix="plain")
+    try:
+        with pytest.raises(StoreError, match=r"redis\+cluster://"):
+            for i in range(50):  # some of these keys live on other nodes
+                store.get(f"key-{i}")
+    finally:
+        store.close()

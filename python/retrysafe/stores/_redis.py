@@ -282,7 +282,12 @@ def _failed(store: Any, exc: BaseException) -> StoreError:
     """The StoreError for any failure of the client library: Redis errors, and the library's
     own bugs (a cold asyncio cluster client has raised AttributeError), so that a cache fails
     open and a record fails closed for every caller."""
-    return StoreError(f"Redis at {store._describe()} failed: {type(exc).__name__}: {exc}")
+    hint = ""
+    moved = type(exc).__name__ in ("MovedError", "AskError") or "MOVED" in str(exc)
+    if moved and getattr(store, "_cluster", None) is None:
+        # A plain URL to one node of a cluster: most keys live on other nodes.
+        hint = " (this server is a Redis Cluster node: use a redis+cluster:// URL)"
+    return StoreError(f"Redis at {store._describe()} failed: {type(exc).__name__}: {exc}{hint}")
 
 
 # A watcher only shortens a waiter's sleep between two claims. If its pub/sub connection
