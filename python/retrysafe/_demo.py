@@ -87,8 +87,13 @@ class RedisLedger(Ledger):
     def __init__(self, url: str, prefix: str) -> None:
         super().__init__()
         import redis.asyncio
+        import redis.asyncio.cluster
 
-        self.client = redis.asyncio.Redis.from_url(url)
+        if url.startswith(("redis+cluster://", "rediss+cluster://")):
+            plain = url.replace("+cluster", "", 1)
+            self.client = redis.asyncio.cluster.RedisCluster.from_url(plain)
+        else:
+            self.client = redis.asyncio.Redis.from_url(url)
         self.prefix = prefix
 
     async def call(self, kind: str) -> None:
@@ -443,7 +448,8 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=3, help="orders per agent (default 3)")
     parser.add_argument("--seed", type=int, default=7, help="makes a run repeatable")
     parser.add_argument(
-        "--redis", help="redis:// URL: share the stores (and the fake API's books) in Redis"
+        "--redis",
+        help="redis:// (or redis+cluster://) URL: share the stores and the fake API's books",
     )
     parser.add_argument(
         "--processes", type=int, default=1, help="with --redis: run the swarm as N processes"
