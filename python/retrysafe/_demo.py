@@ -89,6 +89,7 @@ class RedisLedger(Ledger):
         import redis.asyncio
         import redis.asyncio.cluster
 
+        self.client: Any
         if url.startswith(("redis+cluster://", "rediss+cluster://")):
             plain = url.replace("+cluster", "", 1)
             self.client = redis.asyncio.cluster.RedisCluster.from_url(plain)
