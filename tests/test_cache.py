@@ -642,3 +642,54 @@ def test_a_plain_url_to_a_cluster_node_names_the_cluster_url(redis_cluster_url: 
                 store.get(f"key-{i}")
     finally:
         store.close()
+
+
+@pytest.mark.anyio
+async def test_redis_dying_under_a_waiter_fails_open_for_it(anyio_backend: str) -> None:
+    """A waiter (another process's call, here a second store) waits on the leader's lease;
+    Redis dies meanwhile: the waiter gets a result (it calls through), never an error."""
+    port = _free_port()
+    server = _start_redis(port)
+    url = f"redis://127.0.0.1:{port}/0"
+    leader_store, waiter_store = RedisStore(url, prefix="dying"), RedisStore(url, prefix="dying")
+    started = anyio.Event()
+    executions: list[str] = []
+
+    def make(store: RedisStore, who: str) -> Any:
+        @cache_tool(store=store, namespace="dying.slow", lease_seconds=30)
+        async def slow(q: str) -> str:
+            executions.append(who)
+            started.set()
+            await anyio.sleep(3600 if who == "leader" else 0)
+            return q.upper()
+
+        return slow
+
+    leader, waiter = make(leader_store, "leader"), make(waiter_store, "waiter")
+    result: list[str] = []
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leader, "x")
+            await started.wait()
+
+            async def wait_then_record() -> None:
+                result.append(await waiter("x"))
+
+            tg.start_soon(wait_then_record)
+            await anyio.sleep(0.3)  # the waiter is waiting on the leader's lease
+            server.kill()
+            server.wait()
+            with anyio.fail_after(20):
+                while not result:
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+        assert ["X"] == result
+        assert ["leader", "waiter"] == executions
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        for store in (leader_store, waiter_store):
+            with anyio.CancelScope(shield=True):
+                await store.aclose()
+            store.close()
