@@ -672,16 +672,18 @@ async def test_redis_dying_under_a_waiter_fails_open_for_it(anyio_backend: str) 
             tg.start_soon(leader, "x")
             await started.wait()
 
+            answered = anyio.Event()
+
             async def wait_then_record() -> None:
                 result.append(await waiter("x"))
+                answered.set()
 
             tg.start_soon(wait_then_record)
             await anyio.sleep(0.3)  # the waiter is waiting on the leader's lease
             server.kill()
             server.wait()
             with anyio.fail_after(20):
-                while not result:
-                    await anyio.sleep(0.05)
+                await answered.wait()
             tg.cancel_scope.cancel()
         assert ["X"] == result
         assert ["leader", "waiter"] == executions
