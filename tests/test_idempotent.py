@@ -628,3 +628,47 @@ def test_redis_durability_is_read_from_its_persistence_settings(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_with_aof_a_restart_keeps_completed_records(tmp_path: Path) -> None:
+    """Redis with appendonly yes, appendfsync always, SIGKILLed and restarted: the completed
+    write replays its result and does not run again; the store reports itself durable."""
+    port = _free_port()
+    binary = os.environ.get("REDIS_SERVER") or "redis-server"
+    command = [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--appendonly", "yes",
+        "--appendfsync", "always", "--save", "", "--dir", str(tmp_path),
+    ]  # fmt: skip
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=port)
+        for _ in range(200):
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        client.close()
+        return proc
+
+    server = start()
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="aof")
+    remote = Remote()
+
+    @idempotent(store=store, effect=Effect.WRITE, require_durable=True)
+    def charge(customer: str, amount: int) -> dict[str, Any]:
+        return remote.charge(customer, amount)
+
+    try:
+        assert store.durable is True
+        first = charge("cus_1", 500)
+        server.kill()  # no clean shutdown: only what was fsynced survives
+        server.wait(10)
+        server = start()
+        assert first == charge("cus_1", 500)
+        assert 1 == len(remote.charges)
+    finally:
+        store.close()
+        server.kill()
+        server.wait(10)
