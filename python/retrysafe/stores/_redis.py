@@ -402,6 +402,9 @@ class RedisStore:
         self._given_async: Any = None
         #: Cluster: the startup nodes ((host, port)) clients of the other kind are built from.
         self._cluster: list[tuple[str, int]] | None = None
+        #: Sentinel: (sentinels' (host, port), service name, sentinel kwargs) of a
+        #: `Sentinel.master_for` client: its asyncio twin asks the same sentinels.
+        self._sentinel: tuple[list[tuple[str, int]], str, dict[str, Any]] | None = None
         cluster_types = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
         if isinstance(client_or_url, str):
             if client_or_url.startswith(("redis+cluster://", "rediss+cluster://")):
@@ -435,6 +438,7 @@ class RedisStore:
         elif isinstance(client_or_url, redis.Redis):
             self._sync = client_or_url
             self._take_kwargs(client_or_url.connection_pool)
+            self._take_sentinel(client_or_url.connection_pool)
         else:
             raise TypeError(
                 "RedisStore takes a redis.Redis, a redis.asyncio.Redis, a RedisCluster (sync or "
@@ -487,7 +491,20 @@ class RedisStore:
         if self._cluster:
             host, port = self._cluster[0]
             return f"cluster {host}:{port}"
+        if self._sentinel is not None:
+            return f"sentinel service {self._sentinel[1]!r}"
         return f"{self._kwargs.get('host', '?')}:{self._kwargs.get('port', '?')}"
+
+    def _take_sentinel(self, pool: Any) -> None:
+        manager = getattr(pool, "sentinel_manager", None)
+        service = getattr(pool, "service_name", None)
+        if manager is None or not service:
+            return
+        nodes = []
+        for sentinel in manager.sentinels:
+            kwargs = sentinel.connection_pool.connection_kwargs
+            nodes.append((kwargs.get("host", "localhost"), int(kwargs.get("port", 26379))))
+        self._sentinel = (nodes, service, dict(manager.sentinel_kwargs or {}))
 
     def _take_cluster_kwargs(self, client: Any) -> None:
         manager = getattr(client, "nodes_manager", None)
@@ -542,6 +559,14 @@ class RedisStore:
 
     def _build_async(self) -> Any:
         aredis = self._redis.asyncio
+        if self._sentinel is not None:
+            import redis.asyncio.sentinel
+
+            nodes, service, sentinel_kwargs = self._sentinel
+            kwargs = {k: v for k, v in self._kwargs.items() if k not in ("host", "port")}
+            make: Any = redis.asyncio.sentinel.Sentinel  # untyped in redis-py
+            sentinel = make(nodes, sentinel_kwargs=sentinel_kwargs, **kwargs)
+            return sentinel.master_for(service, max_connections=self._ASYNC_POOL)
         if self._cluster is not None:
             cluster = aredis.cluster
             if self._url is not None:

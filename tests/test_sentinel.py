@@ -1,0 +1,91 @@
+"""A Sentinel-managed client: RedisStore serves sync and asyncio callers through the same
+sentinels (a real redis-server and a real redis-sentinel on free loopback ports)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+import redis
+import redis.sentinel
+
+from retrysafe import Effect, idempotent, session
+from retrysafe.stores import RedisStore
+
+from .test_cache import _free_port
+
+
+def _wait_ping(port: int) -> None:
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            if client.ping():
+                break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    client.close()
+
+
+@pytest.fixture
+def sentinel_client(tmp_path: Path) -> Iterator[redis.Redis]:
+    """A master and a sentinel watching it; the client is ``master_for("retrysafe")``."""
+    binary = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: run the suite through `make test`")
+    master_port, sentinel_port = _free_port(), _free_port()
+    master = subprocess.Popen(
+        [binary, "--port", str(master_port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _wait_ping(master_port)
+    config = tmp_path / "sentinel.conf"
+    config.write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\n"
+        f"sentinel monitor retrysafe 127.0.0.1 {master_port} 1\n"
+    )
+    sentinel = subprocess.Popen(
+        [binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _wait_ping(sentinel_port)
+    manager = redis.sentinel.Sentinel([("127.0.0.1", sentinel_port)], socket_timeout=2)
+    client = manager.master_for("retrysafe", socket_timeout=2)
+    try:
+        yield client
+    finally:
+        client.close()
+        for proc in (sentinel, master):
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_a_sentinel_client_serves_sync_and_asyncio(sentinel_client: redis.Redis) -> None:
+    """Records and cache entries through a Sentinel client, from sync code and from asyncio
+    (whose client is built from the same sentinels, not from a fixed host)."""
+    store = RedisStore(sentinel_client, prefix="sentinel")
+    charges: list[int] = []
+
+    @idempotent(store=store, effect=Effect.WRITE)
+    async def charge(amount: int) -> int:
+        charges.append(amount)
+        return amount
+
+    store.set("k", {"v": 1}, 10)
+
+    async def main() -> None:
+        assert {"v": 1} == await store.aget("k")
+        async with session("conversation-1"):
+            assert 5 == await charge(5)
+            assert 5 == await charge(5)
+        await store.aclose()
+
+    anyio.run(main)
+    assert [5] == charges
+    assert "sentinel" in repr(store)
+    store.close()
