@@ -708,5 +708,31 @@ def test_budget_falls_back_when_the_store_fails(caplog: pytest.LogCaptureFixture
     budget = RetryBudget(max_tokens=4, token_ratio=1, store=dead)
     assert budget.record_failure()
     assert not budget.record_failure()
-    assert 1 == sum("falls back" in r.getMessage() for r in caplog.records)
+    assert 1 == sum("store failed" in r.getMessage() for r in caplog.records)
     dead.close()
+
+
+@pytest.mark.parametrize(("policy", "allowed"), [("local", 2), ("open", 6), ("closed", 0)])
+def test_budget_store_failure_follows_on_store_error(
+    policy: str, allowed: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shared budget whose Redis is down: "local" spends this process's bucket (retries
+    while more than half of 6 tokens remain), "open" allows every retry, "closed" none; one
+    log line for the outage."""
+    import logging
+    import socket
+
+    from retrysafe.stores import RedisStore
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    budget = RetryBudget(
+        max_tokens=6,
+        store=RedisStore(f"redis://127.0.0.1:{dead}/0"),
+        on_store_error=policy,  # type: ignore[arg-type]
+    )
+    with caplog.at_level(logging.WARNING, logger="retrysafe"):
+        verdicts = [budget.record_failure() for _ in range(6)]
+    assert allowed == sum(verdicts)
+    assert 1 == sum("store failed" in r.getMessage() for r in caplog.records)

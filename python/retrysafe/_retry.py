@@ -102,8 +102,10 @@ class RetryBudget:
 
     Per process by default (thread-safe). With ``store=`` (a Store, a ``redis.Redis``, a
     URL...) every process naming the same ``name`` shares one bucket, so a swarm backs off
-    together; an idle shared bucket resets after ``ttl_seconds``. If the store fails, the
-    process falls back to its own bucket.
+    together; an idle shared bucket resets after ``ttl_seconds``. If the store fails,
+    ``on_store_error`` decides until it works again: ``"local"`` (default) uses this process's
+    own bucket, ``"open"`` allows every retry, ``"closed"`` allows none. The outage and the
+    recovery are logged once each.
     """
 
     def __init__(
@@ -114,7 +116,13 @@ class RetryBudget:
         store: Any = None,
         name: str = "default",
         ttl_seconds: float = 600.0,
+        on_store_error: Literal["local", "open", "closed"] = "local",
     ) -> None:
+        if on_store_error not in ("local", "open", "closed"):
+            raise ValueError(
+                f"on_store_error must be 'local', 'open' or 'closed', got {on_store_error!r}"
+            )
+        self.on_store_error = on_store_error
         if not (
             isinstance(max_tokens, (int, float)) and max_tokens > 0 and math.isfinite(max_tokens)
         ):
@@ -154,11 +162,20 @@ class RetryBudget:
             return self._tokens
 
     def _store_failed(self, exc: StoreError) -> None:
-        if not self._warned:
+        if not self._warned:  # once per outage
             self._warned = True
             logger.warning(
-                "retrysafe: retry budget %r falls back to this process: %s", self.name, exc
+                "retrysafe: retry budget %r store failed (%s); on_store_error=%r until it recovers",
+                self.name,
+                exc,
+                self.on_store_error,
             )
+
+    def _store_worked(self, deficit: Any) -> float:
+        if self._warned:
+            self._warned = False
+            logger.warning("retrysafe: retry budget %r store recovered", self.name)
+        return self.max_tokens - float(deficit)
 
     def _shared(self, deficit_delta: float) -> float | None:
         try:
@@ -168,7 +185,7 @@ class RetryBudget:
         except StoreError as exc:
             self._store_failed(exc)
             return None
-        return self.max_tokens - float(deficit)
+        return self._store_worked(deficit)
 
     async def _ashared(self, deficit_delta: float) -> float | None:
         try:
@@ -178,7 +195,15 @@ class RetryBudget:
         except StoreError as exc:
             self._store_failed(exc)
             return None
-        return self.max_tokens - float(deficit)
+        return self._store_worked(deficit)
+
+    def _failure_while_down(self) -> bool:
+        """Whether a retry is allowed after a failure the shared store could not count."""
+        if self.on_store_error == "open":
+            return True
+        if self.on_store_error == "closed":
+            return False
+        return self._local(-1.0) > self.max_tokens / 2
 
     def record_success(self) -> None:
         """A call (or attempt) succeeded: refill by ``token_ratio``."""
@@ -187,9 +212,11 @@ class RetryBudget:
 
     def record_failure(self) -> bool:
         """An attempt failed: take a token; return whether a retry is still allowed."""
-        tokens = self._shared(1.0) if self._store is not None else None
+        if self._store is None:
+            return self._local(-1.0) > self.max_tokens / 2
+        tokens = self._shared(1.0)
         if tokens is None:
-            tokens = self._local(-1.0)
+            return self._failure_while_down()
         return tokens > self.max_tokens / 2
 
     async def arecord_success(self) -> None:
@@ -201,9 +228,11 @@ class RetryBudget:
 
     async def arecord_failure(self) -> bool:
         """``record_failure`` without blocking the event loop on a shared store."""
-        tokens = await self._ashared(1.0) if self._store is not None else None
+        if self._store is None:
+            return self._local(-1.0) > self.max_tokens / 2
+        tokens = await self._ashared(1.0)
         if tokens is None:
-            tokens = self._local(-1.0)
+            return self._failure_while_down()
         return tokens > self.max_tokens / 2
 
     def __repr__(self) -> str:
