@@ -3,6 +3,7 @@ sentinels (a real redis-server and a real redis-sentinel on free loopback ports)
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -89,3 +90,4 @@ def test_a_sentinel_client_serves_sync_and_asyncio(sentinel_client: redis.Redis)
     assert [5] == charges
     assert "sentinel" in repr(store)
     store.close()
+    gc.collect()  # a connection aclose() left open would warn (an error) here, not later

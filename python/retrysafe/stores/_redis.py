@@ -566,7 +566,9 @@ class RedisStore:
             kwargs = {k: v for k, v in self._kwargs.items() if k not in ("host", "port")}
             make: Any = redis.asyncio.sentinel.Sentinel  # untyped in redis-py
             sentinel = make(nodes, sentinel_kwargs=sentinel_kwargs, **kwargs)
-            return sentinel.master_for(service, max_connections=self._ASYNC_POOL)
+            client = sentinel.master_for(service, max_connections=self._ASYNC_POOL)
+            client._retrysafe_sentinels = sentinel.sentinels  # closed by aclose()
+            return client
         if self._cluster is not None:
             cluster = aredis.cluster
             if self._url is not None:
@@ -1075,3 +1077,6 @@ class RedisStore:
                 await found.client.aclose()  # a cluster client closes its nodes' pools
             else:
                 await found.client.aclose(close_connection_pool=True)
+            # The clients an asyncio Sentinel keeps to the sentinels themselves.
+            for sentinel in getattr(found.client, "_retrysafe_sentinels", ()):
+                await sentinel.aclose(close_connection_pool=True)
