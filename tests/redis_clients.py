@@ -20,3 +20,20 @@ def delete_prefix(client: Any, prefix: str) -> None:
     hash to many slots)."""
     for key in client.scan_iter(match=f"{prefix}*"):
         client.delete(key)
+
+
+def wait_for_server(port: int, seconds: float = 10.0) -> None:
+    """Return once a Redis server answers PING on ``port`` (or the time is up)."""
+    import time
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+    finally:
+        client.close()

@@ -22,7 +22,7 @@ from hypothesis import given
 from retrysafe import FingerprintTypeError, MemoryStore, cache_tool
 from retrysafe.stores import MISS, RedisStore, Store, resolve_store
 
-from .redis_clients import delete_prefix, raw_client
+from .redis_clients import delete_prefix, raw_client, wait_for_server
 from .strategies import extended
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -510,14 +510,7 @@ def _start_redis(port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            if client.ping():
-                break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    client.close()
+    wait_for_server(port)
     return proc
 
 

@@ -37,7 +37,7 @@ from retrysafe import (
 )
 from retrysafe.stores import RedisStore, Store
 
-from .redis_clients import delete_prefix, raw_client
+from .redis_clients import delete_prefix, raw_client, wait_for_server
 from .test_cache import _free_port, _start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -614,14 +614,7 @@ def test_redis_durability_is_read_from_its_persistence_settings(
         stderr=subprocess.DEVNULL,
     )
     try:
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        client.close()
+        wait_for_server(port)
         store = RedisStore(f"redis://127.0.0.1:{port}/0")
         assert store.durable is True
         store.close()
@@ -642,14 +635,7 @@ def test_with_aof_a_restart_keeps_completed_records(tmp_path: Path) -> None:
 
     def start() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=port)
-        for _ in range(200):
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        client.close()
+        wait_for_server(port)
         return proc
 
     server = start()

@@ -7,7 +7,6 @@ import gc
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,18 +18,8 @@ import redis.sentinel
 from retrysafe import Effect, idempotent, session
 from retrysafe.stores import RedisStore
 
+from .redis_clients import wait_for_server
 from .test_cache import _free_port
-
-
-def _wait_ping(port: int) -> None:
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            if client.ping():
-                break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    client.close()
 
 
 @pytest.fixture
@@ -45,7 +34,7 @@ def sentinel_client(tmp_path: Path) -> Iterator[redis.Redis]:
          "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    _wait_ping(master_port)
+    wait_for_server(master_port)
     config = tmp_path / "sentinel.conf"
     config.write_text(
         f"port {sentinel_port}\nbind 127.0.0.1\n"
@@ -54,7 +43,7 @@ def sentinel_client(tmp_path: Path) -> Iterator[redis.Redis]:
     sentinel = subprocess.Popen(
         [binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    _wait_ping(sentinel_port)
+    wait_for_server(sentinel_port)
     manager = redis.sentinel.Sentinel([("127.0.0.1", sentinel_port)], socket_timeout=2)
     client = manager.master_for("retrysafe", socket_timeout=2)
     try:
