@@ -23,22 +23,37 @@ _TRANSIENT_TYPES = frozenset(
         ("httpx", "TimeoutException"),
         ("httpx", "NetworkError"),
         ("httpx", "RemoteProtocolError"),
+        # httpx2: the transport under the current anthropic and openai SDKs.
+        ("httpx2", "TimeoutException"),
+        ("httpx2", "NetworkError"),
+        ("httpx2", "RemoteProtocolError"),
         ("httpcore", "TimeoutException"),
         ("httpcore", "NetworkError"),
         ("httpcore", "RemoteProtocolError"),
         ("requests", "ConnectionError"),
         ("requests", "Timeout"),
+        ("requests", "ChunkedEncodingError"),  # a body cut off mid-way
         ("urllib3", "TimeoutError"),
         ("urllib3", "ProtocolError"),
         ("urllib3", "NewConnectionError"),
         ("aiohttp", "ClientConnectionError"),
         ("aiohttp", "ServerTimeoutError"),
+        ("aiohttp", "ClientPayloadError"),  # a truncated body
         ("anthropic", "APIConnectionError"),  # APITimeoutError derives from it
         ("openai", "APIConnectionError"),
         ("botocore", "ConnectionError"),  # EndpointConnectionError, ConnectTimeoutError, ...
         ("botocore", "ReadTimeoutError"),
+        ("botocore", "ConnectionClosedError"),
     }
 )
+
+#: Error codes a provider sends that say: do not retry (a quota used up is not a rate).
+_PERMANENT_CODES = frozenset({"insufficient_quota"})
+#: Error types a provider sends that say: retry (an overload reported inside a stream,
+#: whose HTTP status was 200).
+_TRANSIENT_ERROR_TYPES = frozenset({"overloaded_error"})
+#: How far along ``__cause__``/``__context__`` a wrapped error is looked for.
+_CHAIN_DEPTH = 8
 
 # botocore ClientError codes: throttling, and transient server-side conditions.
 _BOTOCORE_CODES = frozenset(
@@ -72,9 +87,14 @@ def _int_status(value: Any) -> int | None:
 
 
 def status_of(exc: BaseException) -> int | None:
-    """The HTTP status an exception carries (``.status_code``, ``.status``, ``.response...``)."""
+    """The HTTP status an exception carries (``.status_code``, ``.status``, ``.response...``;
+    Google's api_core errors: ``.code``)."""
     for attr in ("status_code", "status"):
         status = _int_status(getattr(exc, attr, None))
+        if status is not None:
+            return status
+    if type(exc).__module__.startswith("google."):
+        status = _int_status(getattr(exc, "code", None))
         if status is not None:
             return status
     response = getattr(exc, "response", None)
@@ -101,16 +121,33 @@ def _botocore_code(exc: BaseException) -> str | None:
     return None
 
 
-def is_transient(exc: BaseException) -> bool:
-    """The default ``retry_on``: timeouts, connection errors, retryable HTTP statuses.
+def _error_field(exc: BaseException, name: str) -> str | None:
+    """``code`` or ``type`` of a provider's error: the SDK's attribute, else its body's
+    ``error`` object."""
+    value = getattr(exc, name, None)
+    if isinstance(value, str):
+        return value
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        value = (error if isinstance(error, Mapping) else body).get(name)
+        if isinstance(value, str):
+            return value
+    return None
 
-    Only ``Exception`` subclasses qualify: cancellation, ``KeyboardInterrupt`` and
-    ``SystemExit`` are never transient.
-    """
-    if not isinstance(exc, Exception):
+
+def _own_verdict(exc: BaseException) -> bool | None:
+    """Whether ``exc`` itself says transient (True) or not (False); None when it says
+    nothing (a wrapper: its cause decides)."""
+    if _error_field(exc, "code") in _PERMANENT_CODES:
         return False
+    if _error_field(exc, "type") in _TRANSIENT_ERROR_TYPES:
+        return True
     if isinstance(exc, (TimeoutError, ConnectionError)):
         return True
+    code = _botocore_code(exc)
+    if code is not None:
+        return code in _BOTOCORE_CODES  # the code wins over the status (throttling sent as 400)
     status = status_of(exc)
     if status is not None:
         return status in RETRY_STATUSES
@@ -118,7 +155,43 @@ def is_transient(exc: BaseException) -> bool:
         root = cls.__module__.partition(".")[0]
         if (root, cls.__name__) in _TRANSIENT_TYPES:
             return True
-    return _botocore_code(exc) in _BOTOCORE_CODES
+    return None
+
+
+def _members(exc: BaseException) -> tuple[BaseException, ...] | None:
+    """The members of an exception group (``ExceptionGroup``, anyio's on 3.10), else None."""
+    members = getattr(exc, "exceptions", None)
+    if isinstance(members, tuple) and type(exc).__name__.endswith("ExceptionGroup"):
+        return members
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The default ``retry_on``: timeouts, connection errors, retryable HTTP statuses and
+    provider error codes.
+
+    Only ``Exception`` subclasses qualify: cancellation, ``KeyboardInterrupt`` and
+    ``SystemExit`` are never transient. A wrapped error is classified through its
+    ``__cause__`` / ``__context__`` chain; an exception group is transient only when every
+    member is (a group holding a permanent error is never retried).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    for _ in range(_CHAIN_DEPTH):
+        if current is None or id(current) in seen or not isinstance(current, Exception):
+            return False
+        seen.add(id(current))
+        members = _members(current)
+        if members is not None:
+            return bool(members) and all(is_transient(m) for m in members)
+        verdict = _own_verdict(current)
+        if verdict is not None:
+            return verdict
+        cause = current.__cause__
+        if cause is None and not current.__suppress_context__:
+            cause = current.__context__
+        current = cause
+    return False
 
 
 class ServerHint:

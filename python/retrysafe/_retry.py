@@ -402,6 +402,8 @@ class RetryConfig:
 
     def backoff(self, retry_number: int, previous: float | None = None) -> float:
         """The wait before retry ``retry_number`` (1 for the first retry), jitter applied."""
+        if not isinstance(retry_number, int) or isinstance(retry_number, bool) or retry_number < 1:
+            raise ValueError(f"backoff: retry_number counts retries from 1, got {retry_number!r}")
         rnd = self.random or _random.random
         try:
             ceiling = min(self.max_delay, self.base_delay * self.multiplier ** (retry_number - 1))
