@@ -658,3 +658,36 @@ def test_with_aof_a_restart_keeps_completed_records(tmp_path: Path) -> None:
         store.close()
         server.kill()
         server.wait(10)
+
+
+@pytest.mark.anyio
+async def test_remote_idempotent_write_cancelled_in_flight_is_released_with_its_key() -> None:
+    """remote_idempotent=True: a write cancelled mid-call, or one whose attempts all timed
+    out, leaves no UNKNOWN record; the next call runs with the same key (the remote
+    deduplicates by it)."""
+    keys: list[str] = []
+    started = anyio.Event()
+    mode = {"hang": True, "timeout": False}
+
+    @idempotent(effect=Effect.WRITE, remote_idempotent=True)
+    async def charge(customer: str, idempotency_key: str | None = None) -> str:
+        assert idempotency_key is not None
+        keys.append(idempotency_key)
+        started.set()
+        if mode["hang"]:
+            await anyio.sleep(3600)
+        if mode["timeout"]:
+            raise TimeoutError("the response was lost")
+        return f"charged {customer}"
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(charge, "cus_1")
+        await started.wait()
+        tg.cancel_scope.cancel()
+    mode.update(hang=False, timeout=True)
+    with pytest.raises(TimeoutError):
+        await charge("cus_1")
+    mode.update(timeout=False)
+    assert "charged cus_1" == await charge("cus_1")
+    assert "charged cus_1" == await charge("cus_1")  # now completed: replayed
+    assert 3 == len(keys) and len(set(keys)) == 1

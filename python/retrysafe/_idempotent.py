@@ -127,8 +127,12 @@ class IdempotencyHandle:
         checkpoint: bool,
         require_session: bool | None = None,
         require_durable: bool = False,
+        remote_idempotent: bool = False,
     ) -> None:
         self.fn = fn
+        #: The remote deduplicates by the key: an uncertain outcome releases the record (the
+        #: next call resends the same key) instead of leaving it UNKNOWN.
+        self.remote_idempotent = remote_idempotent
         self.require_durable = require_durable
         self._durability_checked = False
         self.tool = _name_of(fn)
@@ -344,6 +348,11 @@ class IdempotencyHandle:
 
     def _after_error(self, exc: BaseException, state: _CallState) -> str:
         """'release' or 'unknown' for a failed run."""
+        if self.remote_idempotent:
+            # Whatever happened, the next call resends the same key and the remote answers
+            # it once: nothing is left to settle by hand. (A derived key is the same for the
+            # same arguments; an explicit one is the caller's.)
+            return "release"
         if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt
             return "unknown" if self.effect.repeats_side_effect and state.started else "release"
         if not self.effect.repeats_side_effect or not state.started or _not_applied(exc):
@@ -613,6 +622,7 @@ def idempotent(
     unknown_ttl_seconds: float = 259200,
     require_session: bool | None = None,
     require_durable: bool = False,
+    remote_idempotent: bool = False,
 ) -> Any:
     """Run a tool at most once per idempotency key; retries get the stored result.
 
@@ -637,6 +647,9 @@ def idempotent(
       ``require_session=True`` demands a session even with a scope.
     - The wrapper's ``inspect.signature`` leaves out ``idempotency_key``, so no framework
       offers it to a model; a call that does not bind raises TypeError before any claim.
+    - ``remote_idempotent=True``: the tool sends its key to a remote that deduplicates by
+      it, so a timeout, a lost connection or a cancellation releases the record instead of
+      leaving it UNKNOWN: the next call (a retry, or the model's repeat) sends the same key.
     - Durability: records on a store that may lose them across a restart (``store.durable``
       not True: MemoryStore, a Redis without AOF or snapshots) log one warning per store;
       ``require_durable=True`` raises :class:`StoreError` instead.
@@ -671,6 +684,7 @@ def idempotent(
             checkpoint=checkpoint,
             require_session=require_session,
             require_durable=require_durable,
+            remote_idempotent=remote_idempotent,
         )
         if _is_async(func) and handle._sync_claim is not None:
             replay = handle.replay

@@ -554,6 +554,7 @@ def _build(
             checkpoint=checkpoint,
             # A write's record is per conversation: never one shared by every caller.
             require_session=chosen in (Effect.WRITE, Effect.DESTRUCTIVE),
+            remote_idempotent=remote_idempotent,
         )
     tool_name = name or func.__name__
     signature = inspect.signature(func)
