@@ -1078,10 +1078,6 @@ impl<'py, S: Sink> Encoder<'py, S> {
         let mut epoch = python_ran_count();
         let (mut out, mut end) = self.sink.cursor(LEAF_ROOM);
         for slot in shape.slots.iter() {
-            if python_ran_count() != epoch {
-                // Writing the last value ran Python code or released the GIL.
-                epoch = reread_values(obj, shape, &mut values)?;
-            }
             let len = slot.len as usize;
             if len <= 16 {
                 (out, end) = self.sink.room(out, end, LEAF_ROOM);
@@ -1090,13 +1086,14 @@ impl<'py, S: Sink> Encoder<'py, S> {
             } else {
                 let start = slot.start as usize;
                 self.sink.set_out(out);
-                // A long prefix may be hashed with the GIL released: check again after it.
                 self.sink
                     .write(shape.long.get(start..start + len).unwrap_or_default());
                 (out, end) = self.sink.cursor(LEAF_ROOM);
-                if python_ran_count() != epoch {
-                    epoch = reread_values(obj, shape, &mut values)?;
-                }
+            }
+            if python_ran_count() != epoch {
+                // The last value's encoding, or a long prefix hashed with the GIL released,
+                // may have let Python code run: the values read before may be gone.
+                epoch = reread_values(obj, shape, &mut values)?;
             }
             let index = slot.index as usize;
             let value = values[index];
@@ -1332,10 +1329,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         base: &Bound<'py, PyAny>,
         time_start: Option<usize>,
     ) -> Result {
-        let iso = base
-            .getattr(intern!(self.py, "isoformat"))
-            .and_then(|method| method.call1((any,)))
-            .map_err(py_err)?;
+        let iso = call_base(any, base, intern!(self.py, "isoformat"))?;
         let Ok(iso) = iso.downcast_exact::<PyString>() else {
             return Err(EncodeError::new(ErrorKind::NotIso(type_repr(any))));
         };
@@ -1458,14 +1452,22 @@ unsafe fn exact_int<'py>(py: Python<'py>, obj: *mut ffi::PyObject) -> Result<Bou
     Ok(Bound::from_owned_ptr(py, exact))
 }
 
+/// `base.<method>(any)`: the standard type's own method called on `any`, never an override
+/// of its subclass (nor of a test double that only claims the type).
+fn call_base<'py>(
+    any: &Bound<'py, PyAny>,
+    base: &Bound<'py, PyAny>,
+    method: &Bound<'py, PyString>,
+) -> Result<Bound<'py, PyAny>> {
+    base.getattr(method)
+        .and_then(|m| m.call1((any,)))
+        .map_err(py_err)
+}
+
 /// `str()` of `any` through `base.__str__` (the standard type's own method), so that a
 /// subclass is written by its value.
 fn base_str(any: &Bound<'_, PyAny>, base: &Bound<'_, PyAny>) -> Result<String> {
-    let py = any.py();
-    let text = base
-        .getattr(intern!(py, "__str__"))
-        .and_then(|method| method.call1((any,)))
-        .map_err(py_err)?;
+    let text = call_base(any, base, intern!(any.py(), "__str__"))?;
     let text = text
         .downcast_into::<PyString>()
         .map_err(|e| py_err(e.into()))?;

@@ -191,3 +191,19 @@ def test_redefining_a_tool_replaces_it_and_a_clash_is_refused() -> None:
 
     with pytest.raises(ValueError, match="already registered"):
         tool.read(registry=registry)(lookup)
+
+
+def test_decorating_a_tool_does_not_import_pydantic() -> None:
+    """The argument validator is built on the first registry call, not at decoration time."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom retrysafe import tool\n"
+        "@tool.read\ndef get_weather(city: str) -> str:\n    'Weather.'\n    return city\n"
+        "print('pydantic' in sys.modules)\n"
+        "get_weather.spec.validate({'city': 'Oslo'})\n"
+        "print('pydantic' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert ["False", "True"] == done.stdout.split(), done.stderr

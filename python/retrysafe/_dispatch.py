@@ -100,9 +100,14 @@ def make_validator(
     ]
     names = {p.name for p in params}
     required = {p.name for p in params if p.default is inspect.Parameter.empty}
-    model = _pydantic_model(fn, name, params)
+    # Built on the first call, not when the tool is decorated: pydantic takes ~0.1 s to
+    # import, and most programs never run a tool through the registry.
+    built: list[Any] = []
 
     def validate(arguments: Mapping[str, Any]) -> dict[str, Any]:
+        if not built:
+            built.append(_pydantic_model(fn, name, params))
+        model = built[0]
         if not isinstance(arguments, Mapping):
             raise _argument_error(name, [f"the arguments must be a JSON object, got {arguments!r}"])
         problems = [

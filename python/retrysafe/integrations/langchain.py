@@ -25,6 +25,7 @@ The tool's argument schema never has ``idempotency_key``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -53,6 +54,12 @@ def conversation_of(config: Mapping[str, Any] | None) -> tuple[str, str | None] 
     return None
 
 
+def _in_conversation() -> Any:
+    """The session of the run config the tool is invoked with (sync and async), or nothing."""
+    found = conversation_of(ensure_config())
+    return contextlib.nullcontext() if found is None else session(found[0], tenant=found[1])
+
+
 def as_tool(
     fn: Callable[..., Any] | None = None,
     /,
@@ -67,37 +74,25 @@ def as_tool(
         if _is_async(func):
 
             async def acall(*args: Any, **kwargs: Any) -> Any:
-                found = conversation_of(ensure_config())
                 try:
-                    if found is None:
-                        return await func(*args, **kwargs)
-                    async with session(found[0], tenant=found[1]):
+                    async with _in_conversation():
                         return await func(*args, **kwargs)
                 except RetrysafeError as error:
                     raise ToolException(error.llm_hint) from error
 
-            return StructuredTool.from_function(
-                coroutine=functools.wraps(func)(acall),
-                name=name,
-                description=description,
-                handle_tool_error=True,
-            )
+            wrapped: dict[str, Any] = {"coroutine": functools.wraps(func)(acall)}
+        else:
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            found = conversation_of(ensure_config())
-            try:
-                if found is None:
-                    return func(*args, **kwargs)
-                with session(found[0], tenant=found[1]):
-                    return func(*args, **kwargs)
-            except RetrysafeError as error:
-                raise ToolException(error.llm_hint) from error
+            def call(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    with _in_conversation():
+                        return func(*args, **kwargs)
+                except RetrysafeError as error:
+                    raise ToolException(error.llm_hint) from error
 
+            wrapped = {"func": functools.wraps(func)(call)}
         return StructuredTool.from_function(
-            func=functools.wraps(func)(call),
-            name=name,
-            description=description,
-            handle_tool_error=True,
+            name=name, description=description, handle_tool_error=True, **wrapped
         )
 
     return make(fn) if fn is not None else make
