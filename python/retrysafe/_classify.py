@@ -11,7 +11,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["RETRY_STATUSES", "ServerHint", "is_transient", "server_hint", "status_of"]
+__all__ = [
+    "RETRY_STATUSES",
+    "ServerHint",
+    "is_transient",
+    "server_hint",
+    "server_said",
+    "status_of",
+]
 
 #: HTTP statuses retried by default: timeouts, lock conflicts, too early, throttling, and
 #: server errors (529 is Anthropic's "overloaded").
@@ -252,13 +259,49 @@ def _parse_retry_after(value: str, now: float) -> float | None:
     return seconds if seconds >= 0 else None
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the errors it wraps (``__cause__``, else ``__context__``), nearest first."""
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(found) < _CHAIN_DEPTH and current not in found:
+        found.append(current)
+        cause = current.__cause__
+        if cause is None and not current.__suppress_context__:
+            cause = current.__context__
+        current = cause
+    return found
+
+
 def server_hint(exc: BaseException) -> ServerHint | None:
-    """The server's retry hint carried by ``exc``, in precedence order.
+    """The server's retry hint carried by ``exc`` or the error it wraps (``ToolError(...)
+    from HTTPStatusError(429)``), in precedence order.
 
     ``x-should-retry`` (``true``/``false``) first, then ``retry-after-ms`` (milliseconds),
     then ``retry-after`` (seconds or an HTTP date). An exception may also carry a
     ``retry_after`` attribute in seconds. ``None`` when there is no hint.
     """
+    for error in _chain(exc):
+        hint = _own_hint(error)
+        if hint is not None:
+            return hint
+    return None
+
+
+def server_said(exc: BaseException) -> str | None:
+    """What the server answered, for a person and a model: ``"HTTP 429 and asked to wait
+    1 s (Retry-After)"``; None when the failure carries no status and no hint."""
+    status = next((s for s in map(status_of, _chain(exc)) if s is not None), None)
+    hint = server_hint(exc)
+    delay = None if hint is None else hint.delay
+    if status is None and delay is None:
+        return None
+    parts = [] if status is None else [f"answered HTTP {status}"]
+    if delay is not None:
+        parts.append(f"asked to wait {delay:g} s (Retry-After)")
+    return " and ".join(parts)
+
+
+def _own_hint(exc: BaseException) -> ServerHint | None:
     should_retry: bool | None = None
     delay: float | None = None
     attr = getattr(exc, "retry_after", None)

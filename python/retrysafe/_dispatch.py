@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,11 +18,19 @@ from typing import Any
 
 import anyio
 
+from ._classify import is_transient, server_hint, server_said
 from ._exceptions import RetrysafeError
 from ._guard import LoopStop
 from ._retry import _is_async
 
-__all__ = ["ArgumentError", "ToolOutcome", "invoke", "make_validator", "tool_text"]
+__all__ = [
+    "ArgumentError",
+    "ToolOutcome",
+    "failure_hint",
+    "invoke",
+    "make_validator",
+    "tool_text",
+]
 
 
 class ArgumentError(RetrysafeError):
@@ -67,6 +76,32 @@ class ToolOutcome:
         if api != "chat":
             raise ValueError(f'api must be "chat" or "responses", got {api!r}')
         return {"role": "tool", "tool_call_id": call_id, "content": self.text}
+
+
+def failure_hint(error: BaseException) -> str | None:
+    """The text a model should read for a tool's failure, or None when the failure is not
+    the model's to handle (a bug: it propagates).
+
+    A retrysafe error gives its ``llm_hint``; a transient failure of a remote (a timeout, a
+    lost connection, HTTP 429/5xx, also wrapped in the tool's own error) says so, with what
+    the server answered and when to call again."""
+    if isinstance(error, RetrysafeError):
+        return error.llm_hint
+    if not isinstance(error, Exception) or not is_transient(error):
+        return None
+    said = server_said(error)
+    hint = server_hint(error)
+    wait = None if hint is None or hint.delay is None else max(1, math.ceil(hint.delay))
+    return (
+        "The tool's service failed temporarily"
+        + ("" if said is None else f" (it {said})")
+        + ". "
+        + (
+            "Try again later."
+            if wait is None
+            else f"Call it again in {wait} s or later, not sooner."
+        )
+    )
 
 
 def tool_text(value: Any) -> str:

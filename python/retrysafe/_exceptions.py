@@ -6,6 +6,7 @@ to hand back to the model as the tool's result, so an agent can recover instead 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "LeaseLostError",
     "OutcomeUnknownError",
     "RetryExhausted",
+    "RetryLaterError",
     "RetryRefusedError",
     "RetrysafeError",
     "SessionRequiredError",
@@ -133,6 +135,27 @@ class RetryExhausted(RetrysafeError):
         super().__init__(message)
         self.last_error = last_error
         self.attempts = attempts
+
+
+class RetryLaterError(RetrysafeError):
+    """A write's remote asked to wait (429 or 503 with Retry-After), and the repeat came
+    before that time: nothing was sent. ``retry_after`` is how many seconds are left;
+    ``llm_hint`` tells the model when to call again."""
+
+    def __init__(
+        self, message: str, *, retry_after: float, key: Any = None, tool: str | None = None
+    ) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(
+            message,
+            llm_hint=(
+                f"The service asked to wait before this operation is tried again; it was not "
+                f"sent. Call it again in {seconds} s or later, not sooner."
+            ),
+        )
+        self.retry_after = retry_after
+        self.key = key
+        self.tool = tool
 
 
 class SessionRequiredError(RetrysafeError):

@@ -7,6 +7,7 @@ unreachable the call fails closed with StoreError: a write never runs unprotecte
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -20,13 +21,14 @@ import anyio
 
 from ._cache import _make_keyer
 from ._callables import check_decoratable, hide_parameters
-from ._classify import status_of
+from ._classify import server_hint, server_said, status_of
 from ._effects import Effect, get_effect
 from ._exceptions import (
     IdempotencyInProgressError,
     IdempotencyKeyMismatchError,
     LeaseLostError,
     OutcomeUnknownError,
+    RetryLaterError,
     RetrysafeError,
     SessionRequiredError,
     StoreError,
@@ -62,6 +64,8 @@ _WARNED_STORES: set[int] = set()
 KEY_PARAM = "idempotency_key"
 _KEY_TAG = b"retrysafe/idempotency-key/v1\0"  # as in the native idempotency_digest
 _UNSET: Any = object()
+#: Suffix of the key that holds a released write's "not before" time (the server's Retry-After).
+_NOT_BEFORE = ":not-before"
 
 
 class NotApplied(RetrysafeError):
@@ -299,9 +303,11 @@ class IdempotencyHandle:
     def _unknown(
         self, key: IdempKey, record_key: str, cause: BaseException | None
     ) -> OutcomeUnknownError:
+        said = None if cause is None else server_said(cause)
         err = OutcomeUnknownError(
             f"{self.tool}: the outcome of the call with key {key} is unknown (it may have been "
-            "applied); resolve it before trying again",
+            "applied); resolve it before trying again"
+            + ("" if said is None else f" (the server {said})"),
             key=key,
             tool=self.tool,
         )
@@ -358,6 +364,37 @@ class IdempotencyHandle:
         if not self.effect.repeats_side_effect or not state.started or _not_applied(exc):
             return "release"
         return "unknown"
+
+    # --- not before: a released write the server asked to wait for ---------------------------
+
+    def _not_before_after(self, exc: BaseException) -> tuple[float, float] | None:
+        """(value, ttl) to store after a released failure whose server asked to wait
+        (429 or 503 with Retry-After): the wall-clock time before which no repeat is sent."""
+        if not isinstance(exc, Exception):
+            return None
+        hint = server_hint(exc)
+        if hint is None or not hint.delay or hint.delay <= 0:
+            return None
+        return time.time() + hint.delay, hint.delay
+
+    def _wait_before_sending(self, stored: Any, key: IdempKey) -> float:
+        """Seconds to wait before the claimed call may go out (0: now); raises
+        :class:`RetryLaterError` when the server's time is further off than a caller waits
+        (``wait_seconds``, and half the lease, so the claim outlives the wait)."""
+        if not isinstance(stored, (int, float)) or isinstance(stored, bool):
+            return 0.0  # MISS, or nothing this module wrote
+        left = stored - time.time()
+        if left <= 0:
+            return 0.0
+        if left <= min(self.wait, self.lease / 2):
+            return left
+        raise RetryLaterError(
+            f"{self.tool}: the server asked to wait before key {key} is sent again; "
+            f"{left:.1f} s are left, more than this call waits",
+            retry_after=left,
+            key=key,
+            tool=self.tool,
+        )
 
     # --- async ------------------------------------------------------------------------------
 
@@ -468,6 +505,14 @@ class IdempotencyHandle:
         kwargs: dict[str, Any],
     ) -> Any:
         store = self.store
+        try:
+            pause = self._wait_before_sending(await store.aget(record_key + _NOT_BEFORE), key)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._arelease_quietly(record_key, fence)
+            raise
+        if pause:
+            await anyio.sleep(pause)
         state = _CallState(key, started=not self.checkpoint)
         token = _STATE.set(state)
         try:
@@ -494,6 +539,10 @@ class IdempotencyHandle:
             )
         return value
 
+    async def _arelease_quietly(self, record_key: str, fence: int) -> None:
+        with contextlib.suppress(StoreError):  # else the lease runs out
+            await self.store.arelease(record_key, fence)
+
     async def _asettle_failure(
         self, exc: BaseException, state: _CallState, record_key: str, fence: int
     ) -> str:
@@ -501,6 +550,9 @@ class IdempotencyHandle:
         try:
             if outcome == "release":
                 await self.store.arelease(record_key, fence)
+                not_before = self._not_before_after(exc)
+                if not_before is not None:
+                    await self.store.aset(record_key + _NOT_BEFORE, *not_before)
             else:
                 await self.store.amark_unknown(record_key, fence, self.unknown_ttl)
         except StoreError:
@@ -575,6 +627,14 @@ class IdempotencyHandle:
         kwargs: dict[str, Any],
     ) -> Any:
         store = self.store
+        try:
+            pause = self._wait_before_sending(store.get(record_key + _NOT_BEFORE), key)
+        except BaseException:
+            with contextlib.suppress(StoreError):  # else the lease runs out
+                store.release(record_key, fence)
+            raise
+        if pause:
+            time.sleep(pause)
         state = _CallState(key, started=not self.checkpoint)
         token = _STATE.set(state)
         stop = start_heartbeat(
@@ -589,6 +649,9 @@ class IdempotencyHandle:
             try:
                 if outcome == "release":
                     store.release(record_key, fence)
+                    not_before = self._not_before_after(exc)
+                    if not_before is not None:
+                        store.set(record_key + _NOT_BEFORE, *not_before)
                 else:
                     store.mark_unknown(record_key, fence, self.unknown_ttl)
             except StoreError:
@@ -650,6 +713,10 @@ def idempotent(
     - ``remote_idempotent=True``: the tool sends its key to a remote that deduplicates by
       it, so a timeout, a lost connection or a cancellation releases the record instead of
       leaving it UNKNOWN: the next call (a retry, or the model's repeat) sends the same key.
+    - A released write whose server asked to wait (429 or 503 with ``Retry-After``) keeps
+      that time: a repeat waits for it (up to ``wait_seconds`` and half the lease) or raises
+      :class:`RetryLaterError`, whose ``llm_hint`` says when to call again. An UNKNOWN
+      outcome's error says what the server answered.
     - Durability: records on a store that may lose them across a restart (``store.durable``
       not True: MemoryStore, a Redis without AOF or snapshots) log one warning per store;
       ``require_durable=True`` raises :class:`StoreError` instead.

@@ -16,9 +16,8 @@ from typing import Any, Union
 
 from ._cache import cache_tool
 from ._callables import check_decoratable, hide_parameters
-from ._dispatch import ArgumentError, ToolOutcome, invoke, make_validator
+from ._dispatch import ArgumentError, ToolOutcome, failure_hint, invoke, make_validator
 from ._effects import Effect, effect, get_effect, mcp_annotations
-from ._exceptions import RetrysafeError
 from ._guard import LoopGuard, LoopStop, current_guard
 from ._idempotent import KEY_PARAM, idempotent
 from ._retry import RetryConfig, _is_async, with_retry
@@ -265,16 +264,21 @@ class ToolRegistry:
 
         Bind the conversation first (``with session(conversation_id):``): writes are recorded
         per conversation. A bad argument, an unknown tool, a loop stop or any retrysafe error
-        (an unknown outcome, a refusal) comes back as an error outcome whose ``text`` is a
-        hint the model can act on; other exceptions propagate.
+        (an unknown outcome, a refusal, a wait the server asked for) and a transient failure
+        of the tool's remote (HTTP 429/5xx, a timeout: with what the server answered and when
+        to call again) come back as an error outcome whose ``text`` is a hint the model can
+        act on; other exceptions (bugs) propagate.
         """
         spec, kwargs, failed = self._prepare(name, arguments)
         if failed is not None:
             return failed
         try:
             value = await invoke(spec.fn, kwargs)
-        except RetrysafeError as error:
-            return ToolOutcome(name, error=error.llm_hint)
+        except Exception as error:
+            hint = failure_hint(error)
+            if hint is None:
+                raise
+            return ToolOutcome(name, error=hint)
         return _outcome(name, value)
 
     def call_sync(self, name: str, arguments: Mapping[str, Any] | str | None) -> ToolOutcome:
@@ -286,8 +290,11 @@ class ToolRegistry:
             raise TypeError(f"tool {name!r} is async: use `await registry.call(...)`")
         try:
             value = spec.fn(**kwargs)
-        except RetrysafeError as error:
-            return ToolOutcome(name, error=error.llm_hint)
+        except Exception as error:
+            hint = failure_hint(error)
+            if hint is None:
+                raise
+            return ToolOutcome(name, error=hint)
         return _outcome(name, value)
 
     async def anthropic_result(self, tool_use: Any) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from typing import Any
 from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import StructuredTool, ToolException
 
-from .._exceptions import RetrysafeError
+from .._dispatch import failure_hint
 from .._retry import _is_async
 from .._session import session
 
@@ -77,8 +77,8 @@ def as_tool(
                 try:
                     async with _in_conversation():
                         return await func(*args, **kwargs)
-                except RetrysafeError as error:
-                    raise ToolException(error.llm_hint) from error
+                except Exception as error:
+                    raise _as_tool_exception(error) from error
 
             wrapped: dict[str, Any] = {"coroutine": functools.wraps(func)(acall)}
         else:
@@ -87,8 +87,8 @@ def as_tool(
                 try:
                     with _in_conversation():
                         return func(*args, **kwargs)
-                except RetrysafeError as error:
-                    raise ToolException(error.llm_hint) from error
+                except Exception as error:
+                    raise _as_tool_exception(error) from error
 
             wrapped = {"func": functools.wraps(func)(call)}
         return StructuredTool.from_function(
@@ -96,3 +96,9 @@ def as_tool(
         )
 
     return make(fn) if fn is not None else make
+
+
+def _as_tool_exception(error: Exception) -> Exception:
+    """A ToolException (shown to the model) carrying the failure's hint; a bug unchanged."""
+    hint = failure_hint(error)
+    return error if hint is None else ToolException(hint)

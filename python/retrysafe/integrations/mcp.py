@@ -37,8 +37,8 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from .._dispatch import failure_hint
 from .._effects import get_effect, mcp_annotations
-from .._exceptions import RetrysafeError
 from .._retry import _is_async
 from .._session import session
 
@@ -95,6 +95,7 @@ def _merged_annotations(fn: Any, current: Any) -> dict[str, Any] | None:
 
 @functools.cache
 def _fastmcp_middleware_class() -> type:
+    from fastmcp.exceptions import ToolError
     from fastmcp.server.middleware import Middleware
     from mcp.types import ToolAnnotations
 
@@ -108,7 +109,13 @@ def _fastmcp_middleware_class() -> type:
         async def on_call_tool(self, context: Any, call_next: Any) -> Any:
             request = getattr(context.fastmcp_context, "request_context", None)
             meta = getattr(request, "meta", None) or getattr(context.message, "meta", None)
-            return await _in_conversation(meta, self.keys, lambda: call_next(context))
+            try:
+                return await _in_conversation(meta, self.keys, lambda: call_next(context))
+            except ToolError:
+                raise
+            except Exception as error:
+                # The model reads the hint (FastMCP would show the error's message).
+                raise _as_tool_error(error, ToolError) from error
 
         async def on_list_tools(self, context: Any, call_next: Any) -> Any:
             tools = await call_next(context)
@@ -196,8 +203,14 @@ def add_tools(server: Any, *tools: Callable[..., Any]) -> None:
             middleware.effects[getattr(fn, "__name__", "")] = fn
 
 
+def _as_tool_error(error: Exception, tool_error: type[Exception]) -> Exception:
+    hint = failure_hint(error)
+    return error if hint is None else tool_error(hint)
+
+
 def _hints_as_tool_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` raising the MCP SDK's ToolError (shown to the model) for a RetrysafeError."""
+    """``fn`` raising the MCP SDK's ToolError (shown to the model) for a failure the model should read (a
+    retrysafe error, a transient failure of the remote)."""
     from mcp.server.mcpserver.exceptions import ToolError
 
     if _is_async(fn):
@@ -205,15 +218,15 @@ def _hints_as_tool_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         async def async_reported(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await fn(*args, **kwargs)
-            except RetrysafeError as error:
-                raise ToolError(error.llm_hint) from error
+            except Exception as error:
+                raise _as_tool_error(error, ToolError) from error
 
         return functools.wraps(fn)(async_reported)
 
     def reported(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except RetrysafeError as error:
-            raise ToolError(error.llm_hint) from error
+        except Exception as error:
+            raise _as_tool_error(error, ToolError) from error
 
     return functools.wraps(fn)(reported)

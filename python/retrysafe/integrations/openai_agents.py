@@ -33,7 +33,7 @@ from typing import Any
 import agents
 from agents import Runner
 
-from .._exceptions import RetrysafeError
+from .._dispatch import failure_hint
 from .._session import session as _session
 
 __all__ = ["conversation", "conversation_of", "function_tool", "run", "run_sync"]
@@ -119,9 +119,8 @@ def run_sync(
 def tool_error_text(ctx: Any, error: Exception) -> str:
     """The text the model reads when a tool fails: a retrysafe error's ``llm_hint`` (an
     unknown outcome says not to repeat; the SDK's default says "Please try again")."""
-    if isinstance(error, RetrysafeError):
-        return error.llm_hint
-    return agents.default_tool_error_function(ctx, error)
+    hint = failure_hint(error)
+    return agents.default_tool_error_function(ctx, error) if hint is None else hint
 
 
 def function_tool(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:

@@ -37,7 +37,7 @@ from typing import Any
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.tools import RunContext
 
-from .._exceptions import RetrysafeError
+from .._dispatch import failure_hint
 from .._session import session
 
 __all__ = ["Retrysafe"]
@@ -73,6 +73,9 @@ class Retrysafe(AbstractCapability[Any]):
             tenant = self.tenant(ctx) if self.tenant is not None else None
             async with session(str(conversation), tenant=tenant):
                 return await handler(args)
-        except RetrysafeError as error:
+        except Exception as error:
+            hint = failure_hint(error)
+            if hint is None:
+                raise
             # The model reads the hint as the tool's result; the run goes on.
-            return {"error": type(error).__name__, "message": error.llm_hint}
+            return {"error": type(error).__name__, "message": hint}
