@@ -241,7 +241,8 @@ def test_invalidate_clear_bypass_stats(store: Store) -> None:
     assert 5 == f.cache.bypass(5)  # type: ignore[attr-defined]
     assert 5 == seen.calls
     stats = f.cache.stats()  # type: ignore[attr-defined]
-    assert {"hits": 1, "misses": 4, "executions": 4} == {
+    # clear() started the counts over: only f(2) since (bypass is not counted).
+    assert {"hits": 0, "misses": 1, "executions": 1} == {
         k: stats[k] for k in ("hits", "misses", "executions")
     }
 
@@ -688,3 +689,85 @@ async def test_redis_dying_under_a_waiter_fails_open_for_it(anyio_backend: str) 
             with anyio.CancelScope(shield=True):
                 await store.aclose()
             store.close()
+
+
+# --- entries by call, expirations, stats reset ----------------------------------------------
+
+
+def test_entries_are_read_and_written_by_the_calls_arguments(store: Store) -> None:
+    """get/set/contains/get_or_set and `in` bind arguments as a call does: defaults applied,
+    positional or keyword alike."""
+    runs: list[str] = []
+
+    @cache_tool(ttl_seconds=60, store=store, namespace=f"entries-{id(store)}")
+    def weather(city: str, units: str = "metric") -> dict[str, Any]:
+        runs.append(city)
+        return {"city": city, "units": units}
+
+    from retrysafe.stores import MISS
+
+    assert MISS is weather.cache.get("Paris")
+    assert not weather.cache.contains("Paris")
+    weather.cache.set({"city": "Paris", "temp": 21}, "Paris")
+    assert {"city": "Paris", "temp": 21} == weather("Paris", units="metric")
+    assert {"city": "Paris", "temp": 21} == weather.cache.get(city="Paris")
+    assert weather.cache.contains("Paris", "metric")
+    assert ("Paris",) in weather.cache
+    assert {"city": "Paris"} in weather.cache
+    assert "Paris" in weather.cache
+    assert ("Paris", "imperial") not in weather.cache
+    assert {"city": "Rome", "warm": True} == weather.cache.get_or_set(
+        lambda: {"city": "Rome", "warm": True}, "Rome"
+    )
+    assert {"city": "Rome", "warm": True} == weather.cache.get_or_set(lambda: {"no": 1}, "Rome")
+    assert {"city": "Rome", "warm": True} == weather("Rome")
+    assert [] == runs
+    with pytest.raises(TypeError):
+        weather.cache.get("Paris", "metric", "extra")  # the TypeError a call would raise
+
+
+@pytest.mark.anyio
+async def test_async_entries(astore: Store) -> None:
+    @cache_tool(ttl_seconds=60, store=astore, namespace=f"aentries-{id(astore)}")
+    async def lookup(sku: str) -> int:
+        raise AssertionError("served from the warmed cache")
+
+    await lookup.cache.aset(7, "sku-1")
+    assert await lookup.cache.acontains(sku="sku-1")
+    assert 7 == await lookup.cache.aget("sku-1")
+    assert 7 == await lookup("sku-1")
+
+    async def fetch() -> int:
+        return 9
+
+    assert 9 == await lookup.cache.aget_or_set(fetch, "sku-2")
+    assert 9 == await lookup("sku-2")
+
+
+def test_expirations_are_counted_and_clear_resets_the_stats() -> None:
+    """An expired entry is a miss counted as an expiration; clear() (like lru_cache's
+    cache_clear) and reset_stats() start the counts over."""
+
+    @cache_tool(ttl_seconds=0.05)
+    def square(x: int) -> int:
+        return x * x
+
+    square(3)
+    square(3)
+    time.sleep(0.08)
+    square(3)
+    stats = square.cache.stats()
+    assert (1, 2, 1, 2) == (
+        stats["hits"],
+        stats["misses"],
+        stats["expirations"],
+        stats["executions"],
+    )
+    square.cache.reset_stats()
+    assert {0} == set(square.cache.stats().values())
+    square(3)
+    assert 1 == square.cache.stats()["hits"]
+    assert 1 == square.cache.clear()
+    assert {0} == set(square.cache.stats().values())
+    square(3)
+    assert (0, 1, 0) == tuple(square.cache.stats()[k] for k in ("hits", "misses", "expirations"))

@@ -104,3 +104,36 @@ async def test_sessions_are_context_local() -> None:
         assert "outer" == current_session().id  # type: ignore[union-attr]
     with pytest.raises(ValueError):
         session("")
+
+
+def test_the_four_policy_helpers_with_untagged_as_destructive() -> None:
+    from retrysafe import has_side_effect, is_destructive, is_read_only, is_retry_safe
+
+    @effect(Effect.READ)
+    def read() -> None: ...
+
+    @effect(Effect.IDEMPOTENT)
+    def put() -> None: ...
+
+    @effect(Effect.WRITE)
+    def charge() -> None: ...
+
+    @effect(Effect.DESTRUCTIVE)
+    def delete() -> None: ...
+
+    def untagged() -> None: ...
+
+    table = {
+        fn.__name__: (is_retry_safe(fn), is_read_only(fn), is_destructive(fn), has_side_effect(fn))
+        for fn in (read, put, charge, delete, untagged)
+    }
+    assert {
+        "read": (True, True, False, False),
+        "put": (True, False, False, True),
+        "charge": (False, False, False, True),
+        "delete": (False, False, True, True),
+        "untagged": (False, False, True, True),
+    } == table
+    assert is_retry_safe("idempotent") and is_read_only(Effect.READ)
+    wrapped = functools.wraps(read)(lambda: None)
+    assert is_read_only(wrapped)  # through functools.wraps

@@ -522,6 +522,29 @@ def test_read_and_untagged_tools_are_retried() -> None:
         assert "ok" == with_retry(fn, config=FAST)()
 
 
+def test_an_untagged_function_is_retried_with_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """DESIGN treats untagged as DESTRUCTIVE where a policy is chosen: the explicit wrap is
+    obeyed, and the first retry of each untagged function says so once."""
+
+    def untagged_lookup() -> str:
+        raise ConnectionError
+
+    @effect(Effect.READ)
+    def tagged_lookup() -> str:
+        raise ConnectionError
+
+    with caplog.at_level(logging.WARNING, logger="retrysafe"):
+        for fn in (untagged_lookup, untagged_lookup, tagged_lookup):
+            with pytest.raises(RetryExhausted):
+                with_retry(fn, config=FAST)()
+    noted = [r for r in caplog.records if "is untagged and retried" in r.getMessage()]
+    assert 1 == len(noted)
+    assert "untagged_lookup" in noted[0].getMessage()
+    assert noted[0].retrysafe_tool.endswith("untagged_lookup")  # type: ignore[attr-defined]
+
+
 def test_decorator_forms() -> None:
     """@retry, @retry(), @retry(config) and @retry(**overrides) all work."""
 

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from ._cache import CacheInfo, CacheStats, cache_tool
 from ._classify import RETRY_STATUSES, is_transient
-from ._effects import Effect, effect, effect_from_mcp, get_effect, mcp_annotations
+from ._effects import (
+    Effect,
+    effect,
+    effect_from_mcp,
+    get_effect,
+    has_side_effect,
+    is_destructive,
+    is_read_only,
+    is_retry_safe,
+    mcp_annotations,
+)
 from ._exceptions import (
     FingerprintError,
     FingerprintTypeError,
@@ -106,6 +116,10 @@ __all__ = [
     "effect_from_mcp",
     "fingerprint",
     "get_effect",
+    "has_side_effect",
+    "is_destructive",
+    "is_read_only",
+    "is_retry_safe",
     "is_transient",
     "mcp_annotations",
     "on_result",

@@ -13,7 +13,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
@@ -48,10 +48,12 @@ class CacheStats:
     ``hits``: served from the store. ``misses``: calls that found nothing. ``coalesced``:
     misses that waited for another caller's execution instead of running the function.
     ``executions``: times the function actually ran. ``errors``: store failures (the call
-    went through uncached). ``evictions``: entries the memory store dropped for room.
+    went through uncached). ``expirations``: misses that found the entry expired (in-process
+    stores; Redis drops expired keys itself, so there they count as plain misses).
+    ``evictions``: entries the memory store dropped for room (the store's count).
     """
 
-    __slots__ = ("coalesced", "errors", "executions", "hits", "misses")
+    __slots__ = ("coalesced", "errors", "executions", "expirations", "hits", "misses")
 
     def __init__(self) -> None:
         self.hits = 0
@@ -59,6 +61,7 @@ class CacheStats:
         self.coalesced = 0
         self.executions = 0
         self.errors = 0
+        self.expirations = 0
 
 
 def _make_keyer(
@@ -130,6 +133,7 @@ class CacheInfo(Generic[T]):
         self._threads = ThreadFlights()
         self._warned = False
         self._down_until = 0.0
+        self._evictions_before = 0
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -163,7 +167,9 @@ class CacheInfo(Generic[T]):
     # --- the public face --------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """``{"hits", "misses", "coalesced", "executions", "errors", "evictions"}``."""
+        """``{"hits", "misses", "coalesced", "executions", "errors", "expirations",
+        "evictions"}`` (see :class:`CacheStats`), counted since the last :meth:`clear` or
+        :meth:`reset_stats`."""
         c = self.counters
         return {
             "hits": c.hits,
@@ -171,8 +177,75 @@ class CacheInfo(Generic[T]):
             "coalesced": c.coalesced,
             "executions": c.executions,
             "errors": c.errors,
-            "evictions": int(getattr(self.store, "evictions", 0)),
+            "expirations": c.expirations,
+            "evictions": int(getattr(self.store, "evictions", 0)) - self._evictions_before,
         }
+
+    def reset_stats(self) -> None:
+        """Start every count of :meth:`stats` over at zero (the entries stay)."""
+        for name in CacheStats.__slots__:
+            setattr(self.counters, name, 0)
+        self._evictions_before = int(getattr(self.store, "evictions", 0))
+
+    # --- entries, by the call's arguments (bound as a call binds them) ---------------------
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        """The cached result of this call, or ``retrysafe.stores.MISS`` (a cached ``None``
+        is ``None``). Counts nothing; a cached error (``cache_errors=``) is raised."""
+        return _unwrap(self.store.get(self._key(args, kwargs)))
+
+    async def aget(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`get` for async code."""
+        return _unwrap(await self.store.aget(self._key(args, kwargs)))
+
+    def set(self, value: T, /, *args: Any, **kwargs: Any) -> None:
+        """Store ``value`` as the result of this call (warm the cache): ``fn.cache.set(
+        {"temp": 21}, "Paris")`` is what ``fn("Paris")`` then returns, for ``ttl_seconds``."""
+        self.store.set(self._key(args, kwargs), value, self.ttl)
+
+    async def aset(self, value: T, /, *args: Any, **kwargs: Any) -> None:
+        """:meth:`set` for async code."""
+        await self.store.aset(self._key(args, kwargs), value, self.ttl)
+
+    def contains(self, *args: Any, **kwargs: Any) -> bool:
+        """True when this call's result is cached (and not expired)."""
+        return self.store.get(self._key(args, kwargs)) is not MISS
+
+    async def acontains(self, *args: Any, **kwargs: Any) -> bool:
+        """:meth:`contains` for async code."""
+        return await self.store.aget(self._key(args, kwargs)) is not MISS
+
+    def __contains__(self, call: Any) -> bool:
+        """``("Paris",) in fn.cache`` (positional arguments), ``{"city": "Paris"} in
+        fn.cache`` (keyword arguments), or ``"Paris" in fn.cache`` (the one argument)."""
+        if isinstance(call, tuple):
+            return self.contains(*call)
+        if isinstance(call, Mapping):
+            return self.contains(**call)
+        return self.contains(call)
+
+    def get_or_set(self, factory: Callable[[], T], /, *args: Any, **kwargs: Any) -> T:
+        """The cached result of this call; else ``factory()`` (not the function), stored as
+        its result and returned."""
+        key = self._key(args, kwargs)
+        found = _unwrap(self.store.get(key))
+        if found is not MISS:
+            return found  # type: ignore[no-any-return]
+        value = factory()
+        self.store.set(key, value, self.ttl)
+        return value
+
+    async def aget_or_set(
+        self, factory: Callable[[], Awaitable[T]], /, *args: Any, **kwargs: Any
+    ) -> T:
+        """:meth:`get_or_set` for async code: ``factory`` is awaited."""
+        key = self._key(args, kwargs)
+        found = _unwrap(await self.store.aget(key))
+        if found is not MISS:
+            return found  # type: ignore[no-any-return]
+        value = await factory()
+        await self.store.aset(key, value, self.ttl)
+        return value
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Drop the cached result of this call; True if there was one."""
@@ -183,8 +256,11 @@ class CacheInfo(Generic[T]):
         return await self.store.adelete(self._key(args, kwargs))
 
     def clear(self) -> int:
-        """Drop every cached result of this function; returns how many."""
-        return self.store.clear(self.prefix)
+        """Drop every cached result of this function and reset its :meth:`stats` (as
+        ``functools.lru_cache``'s ``cache_clear``); returns how many entries."""
+        dropped = self.store.clear(self.prefix)
+        self.reset_stats()
+        return dropped
 
     def bypass(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function itself, neither reading nor writing the cache."""
@@ -219,7 +295,14 @@ class CacheInfo(Generic[T]):
     def _joined(self) -> None:
         self.counters.coalesced += 1
 
+    def _count_expired(self, key: Key) -> None:
+        store: Any = self.store
+        if getattr(store, "last_expired", None) == key:
+            store.last_expired = None
+            self.counters.expirations += 1
+
     async def _amiss(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self._count_expired(key)
         # Concurrent identical misses in this loop run once (a cancelled waiter cancels only
         # itself; if the executing caller is cancelled, a waiter runs the READ again).
         return await join_or_lead(
@@ -314,6 +397,7 @@ class CacheInfo(Generic[T]):
     # --- sync miss path ---------------------------------------------------------------------
 
     def _miss(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self._count_expired(key)
         return self._threads.join_or_lead(
             key, lambda: self._compute(key, args, kwargs), on_join=self._joined
         )

@@ -12,6 +12,10 @@ __all__ = [
     "effect",
     "effect_from_mcp",
     "get_effect",
+    "has_side_effect",
+    "is_destructive",
+    "is_read_only",
+    "is_retry_safe",
     "mcp_annotations",
 ]
 
@@ -109,14 +113,41 @@ def get_effect(fn: Any) -> Effect | None:
     return None
 
 
+def _policy_effect(fn_or_effect: Any) -> Effect:
+    """The effect a policy goes by: the tag, with an untagged function as DESTRUCTIVE."""
+    if isinstance(fn_or_effect, (Effect, str)):
+        return Effect.parse(fn_or_effect)
+    return get_effect(fn_or_effect) or Effect.DESTRUCTIVE
+
+
+def is_retry_safe(fn_or_effect: Any) -> bool:
+    """True when running the tool again cannot repeat a side effect: READ or IDEMPOTENT.
+    Untagged counts as DESTRUCTIVE (False)."""
+    return _policy_effect(fn_or_effect) in (Effect.READ, Effect.IDEMPOTENT)
+
+
+def is_read_only(fn_or_effect: Any) -> bool:
+    """True for a READ tool (no side effect). Untagged counts as DESTRUCTIVE (False)."""
+    return _policy_effect(fn_or_effect) is Effect.READ
+
+
+def is_destructive(fn_or_effect: Any) -> bool:
+    """True for a DESTRUCTIVE tool, and for an untagged one (treated as DESTRUCTIVE)."""
+    return _policy_effect(fn_or_effect) is Effect.DESTRUCTIVE
+
+
+def has_side_effect(fn_or_effect: Any) -> bool:
+    """True for everything but READ, an untagged tool included."""
+    return _policy_effect(fn_or_effect) is not Effect.READ
+
+
 def mcp_annotations(fn_or_effect: Any) -> dict[str, bool]:
     """The Model Context Protocol tool annotations for a function or an effect.
 
     An untagged function is described as DESTRUCTIVE (MCP's own default for a tool that is not
     read-only). ``openWorldHint`` is True: tools reach outside the agent.
     """
-    kind = fn_or_effect if isinstance(fn_or_effect, (Effect, str)) else get_effect(fn_or_effect)
-    kind = Effect.DESTRUCTIVE if kind is None else Effect.parse(kind)
+    kind = _policy_effect(fn_or_effect)
     return {
         "readOnlyHint": kind is Effect.READ,
         "destructiveHint": kind is Effect.DESTRUCTIVE,

@@ -177,10 +177,34 @@ class SessionRequiredError(RetrysafeError):
 
 
 class ToolLoopError(RetrysafeError):
-    """The loop guard stopped a call: too many calls, or the same call again and again."""
+    """The loop guard stopped a call: too many calls, or the same call again and again.
+
+    ``tool`` and ``arguments`` are the call stopped; ``reason`` the limit passed
+    (``"identical"``, ``"per_tool"``, ``"total"``); ``count`` the calls counted, this one
+    included; ``limit`` (also ``threshold``) the limit; ``window`` what was counted over
+    (``"session"``, ``"last 10 calls"``, ``"60s"``)."""
 
     def __init__(
-        self, message: str, *, tool: str | None = None, llm_hint: str | None = None
+        self,
+        message: str,
+        *,
+        tool: str | None = None,
+        llm_hint: str | None = None,
+        arguments: Any = None,
+        count: int = 0,
+        limit: int = 0,
+        window: str = "session",
+        reason: str | None = None,
     ) -> None:
         super().__init__(message, llm_hint=llm_hint)
         self.tool = tool
+        self.arguments = arguments
+        self.count = count
+        self.limit = limit
+        self.window = window
+        self.reason = reason
+
+    @property
+    def threshold(self) -> int:
+        """``limit``, by tool-loop-guard's name."""
+        return self.limit

@@ -492,11 +492,12 @@ class _AttemptTimeout(TimeoutError):
 class _Run:
     """The state of one call across its attempts; decides after each failure."""
 
-    __slots__ = ("config", "deadline_at", "max_attempts", "name", "previous_wait", "stats")
+    __slots__ = ("config", "deadline_at", "fn", "max_attempts", "name", "previous_wait", "stats")
 
-    def __init__(self, config: RetryConfig, name: str) -> None:
+    def __init__(self, config: RetryConfig, name: str, fn: Any = None) -> None:
         self.config = config
         self.name = name
+        self.fn = fn
         self.stats = RetryStats(name)
         self.deadline_at = None if config.deadline is None else self.stats.started + config.deadline
         cap = TESTING.attempts if TESTING.active else None
@@ -589,6 +590,8 @@ class _Run:
                 wait,
             )
         stats.waited += wait
+        if self.fn is not None and self.name not in _UNTAGGED_NOTED:
+            _note_untagged(self.fn, self.name)
         return wait, event
 
     def _give_up(self, error: Exception, why: str | None) -> None:
@@ -598,6 +601,24 @@ class _Run:
         if why is not None and logger.isEnabledFor(logging.WARNING):
             logger.warning("retrysafe: %s not retried: %s (%r)", self.name, why, error)
         raise error
+
+
+#: Functions whose first retry logged that they are untagged.
+_UNTAGGED_NOTED: set[str] = set()
+
+
+def _note_untagged(fn: Any, name: str) -> None:
+    """Log once per function that an untagged function is being retried: DESIGN treats it
+    as DESTRUCTIVE wherever a policy is chosen; the explicit wrap is obeyed."""
+    _UNTAGGED_NOTED.add(name)
+    if get_effect(fn) is None:
+        logger.warning(
+            "retrysafe: %s is untagged and retried because with_retry was asked to; if it has "
+            "a side effect a retry may repeat it. Tag it (@effect(Effect.READ) or "
+            "Effect.IDEMPOTENT) to say it is safe, or @tool.write(remote_idempotent=True).",
+            name,
+            extra={"retrysafe_tool": name, "retrysafe_effect": None},
+        )
 
 
 def _failed(run: _Run, error: Exception | None, result: Any = None) -> tuple[float, RetryEvent]:
@@ -638,7 +659,7 @@ async def _run_async(
     name: str,
     first_error: Exception | None,
 ) -> T:
-    run = _Run(config, name)
+    run = _Run(config, name, fn)
     result_pred = config._result_pred
     if first_error is not None:
         run.stats.attempts = 1
@@ -682,7 +703,7 @@ def _run_sync(
     name: str,
     first_error: Exception | None,
 ) -> T:
-    run = _Run(config, name)
+    run = _Run(config, name, fn)
     result_pred = config._result_pred
     if first_error is not None:
         run.stats.attempts = 1

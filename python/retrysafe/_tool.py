@@ -18,7 +18,7 @@ from ._cache import cache_tool
 from ._callables import check_decoratable, hide_parameters
 from ._dispatch import ArgumentError, ToolOutcome, failure_hint, invoke, make_validator
 from ._effects import Effect, effect, get_effect, mcp_annotations
-from ._guard import LoopGuard, LoopStop, current_guard
+from ._guard import LoopGuard, LoopStop, bound_arguments, current_guard
 from ._idempotent import KEY_PARAM, idempotent
 from ._retry import RetryConfig, _is_async, with_retry
 
@@ -564,24 +564,14 @@ def _build(
             remote_idempotent=remote_idempotent,
         )
     tool_name = name or func.__name__
-    signature = inspect.signature(func)
-
-    def guarded_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        values = dict(bound.arguments)
-        values.pop(KEY_PARAM, None)
-        first = next(iter(signature.parameters), None)
-        if first in ("self", "cls"):
-            values.pop(first, None)
-        return values
+    guarded_args = bound_arguments(func, (KEY_PARAM,))
 
     if _is_async(func):
 
         async def async_tool(*args: Any, **kwargs: Any) -> Any:
             active = guard or current_guard()
             if active is not None:
-                stop: LoopStop | None = await active.acheck(tool_name, guarded_args(args, kwargs))
+                stop: LoopStop | None = await active.arecord(tool_name, guarded_args(args, kwargs))
                 if stop is not None:
                     return stop
             return await layered(*args, **kwargs)
@@ -592,7 +582,7 @@ def _build(
         def sync_tool(*args: Any, **kwargs: Any) -> Any:
             active = guard or current_guard()
             if active is not None:
-                stop = active.check(tool_name, guarded_args(args, kwargs))
+                stop = active.record(tool_name, guarded_args(args, kwargs))
                 if stop is not None:
                     return stop
             return layered(*args, **kwargs)

@@ -74,6 +74,11 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._watchers: dict[Key, set[_MemoryWatcher]] = {}
         self.evictions = 0
+        #: Entries found expired when read (they count as missing).
+        self.expirations = 0
+        #: The key of the last entry found expired: a cache's miss path reads it to count
+        #: expirations per function.
+        self.last_expired: Any = None
         # Idempotency records: key -> fields; fences outlive their records.
         self._records: OrderedDict[Any, dict[str, Any]] = OrderedDict()
         self._fences: dict[Any, int] = {}
@@ -96,6 +101,8 @@ class MemoryStore:
             with self._lock:
                 if self._data.get(key) is entry:
                     del self._data[key]
+                    self.expirations += 1
+                    self.last_expired = key
             return MISS
         try:
             self._data.move_to_end(key)
@@ -144,6 +151,22 @@ class MemoryStore:
                 self._data.popitem(last=False)
                 self.evictions += 1
         return value
+
+    def recent(self, key: Key, item: str | None, keep: int, ttl: float | None) -> list[str]:
+        with self._lock:
+            entry = self._data.get(key)
+            now = time.monotonic()
+            live = entry is not None and (not entry[0] or entry[0] > now)
+            items: list[str] = list(entry[1]) if live and entry is not None else []
+            if item is None:
+                return items[-keep:]
+            items = [*items[-(keep - 1) :], item] if keep > 1 else [item]
+            self._data[key] = (now + ttl if ttl else 0.0, tuple(items))
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_size:
+                self._data.popitem(last=False)
+                self.evictions += 1
+        return items
 
     def add_clamped(
         self, key: Key, delta: float, low: float, high: float, ttl: float | None
@@ -387,6 +410,9 @@ class MemoryStore:
         self, key: Key, delta: float, low: float, high: float, ttl: float | None
     ) -> float:
         return self.add_clamped(key, delta, low, high, ttl)
+
+    async def arecent(self, key: Key, item: str | None, keep: int, ttl: float | None) -> list[str]:
+        return self.recent(key, item, keep, ttl)
 
     async def aacquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
         return self.acquire_lease(key, owner, ttl)

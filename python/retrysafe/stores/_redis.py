@@ -89,6 +89,18 @@ if tonumber(ARGV[2]) > 0 then
 end
 return v
 """
+# The newest item first in Redis; LTRIM keeps the last ARGV[2]. ARGV[1] empty: only read.
+_RECENT = """
+local keep = tonumber(ARGV[2])
+if ARGV[1] ~= '' then
+  redis.call('LPUSH', KEYS[1], ARGV[1])
+  redis.call('LTRIM', KEYS[1], 0, keep - 1)
+  if tonumber(ARGV[3]) > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  end
+end
+return redis.call('LRANGE', KEYS[1], 0, keep - 1)
+"""
 _ADD_CLAMPED = """
 local v = tonumber(redis.call('GET', KEYS[1])) or tonumber(ARGV[2])
 v = math.min(tonumber(ARGV[3]), math.max(tonumber(ARGV[2]), v + tonumber(ARGV[1])))
@@ -210,6 +222,7 @@ _SCRIPTS = {
     "set_release": _SET_RELEASE,
     "incr": _INCR,
     "add_clamped": _ADD_CLAMPED,
+    "recent": _RECENT,
     "claim": _CLAIM,
     "heartbeat": _HEARTBEAT,
     "complete": _COMPLETE,
@@ -256,6 +269,11 @@ def _import_redis() -> Any:
 
 def _ms(seconds: float | None) -> int:
     return 0 if not seconds else max(1, int(seconds * 1000))
+
+
+def _oldest_first(raw: Any) -> list[str]:
+    """A LRANGE reply of the ``recent`` script (newest first) as str, oldest first."""
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in reversed(raw or [])]
 
 
 def _persistent(appendonly: Any, save: Any) -> bool:
@@ -754,6 +772,14 @@ class RedisStore:
         keys, args = [self._key(key)], [amount, _ms(ttl)]
         return float(self._sync_run(lambda: script(keys=keys, args=args), resend=False))
 
+    def recent(self, key: Key, item: str | None, keep: int, ttl: float | None) -> list[str]:
+        script = self._sync_scripts["recent"]
+        keys, args = [self._key(key)], [item or "", keep, _ms(ttl)]
+        # Not resent: a push that reached Redis before the connection broke would repeat.
+        return _oldest_first(
+            self._sync_run(lambda: script(keys=keys, args=args), resend=item is None)
+        )
+
     def add_clamped(
         self, key: Key, delta: float, low: float, high: float, ttl: float | None
     ) -> float:
@@ -1014,6 +1040,11 @@ class RedisStore:
     async def aincr(self, key: Key, amount: float, ttl: float | None) -> float:
         args = [amount, _ms(ttl)]
         return float(await self._script("incr", [self._key(key)], args, resend=False))
+
+    async def arecent(self, key: Key, item: str | None, keep: int, ttl: float | None) -> list[str]:
+        args = [item or "", keep, _ms(ttl)]
+        raw = await self._script("recent", [self._key(key)], args, resend=item is None)
+        return _oldest_first(raw)
 
     async def aadd_clamped(
         self, key: Key, delta: float, low: float, high: float, ttl: float | None
