@@ -63,6 +63,7 @@ class Exchange(http.server.BaseHTTPRequestHandler):
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog: many agents connect at once
     handler: Callable[[Exchange], None]
 
     def handle_error(self, request: Any, client_address: Any) -> None:

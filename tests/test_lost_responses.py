@@ -241,3 +241,40 @@ async def test_the_model_reads_a_throttled_call_with_its_wait(astore: Store) -> 
     assert "HTTP 429" in first.text and "again in 1 s" in first.text
     assert second.ok and 0 == server.early
     assert 1 == server.charges["order-2"]
+
+
+async def test_a_refused_connection_releases_the_write(astore: Store) -> None:
+    """Nothing listening: the request never left, so the write is released, not UNKNOWN, and
+    the repeat runs (through the SDK's wrapper too: anthropic's APIConnectionError)."""
+    import anthropic
+
+    from .http_server import closed_port
+
+    url = f"http://127.0.0.1:{closed_port()}"
+    runs: list[str] = []
+
+    async def charge(order: str) -> dict[str, Any]:
+        """Charge an order."""
+        runs.append(order)
+        async with httpx2.AsyncClient(timeout=2) as client:
+            response = await client.post(url + "/charges", json={"order": order})
+            return dict(response.json())
+
+    async def ask(question: str) -> str:
+        """Ask a model (through the SDK)."""
+        runs.append(question)
+        client = anthropic.AsyncAnthropic(base_url=url, api_key="test", max_retries=0)
+        async with client:
+            await client.messages.create(
+                model="m", max_tokens=1, messages=[{"role": "user", "content": question}]
+            )
+        return "never"
+
+    for fn, arg in ((charge, "order-1"), (ask, "hello")):
+        wrapped = tool.write(fn, store=astore, registry=ToolRegistry())
+        with session("refused"):
+            for _ in range(2):
+                with pytest.raises(Exception) as raised:
+                    await wrapped(arg)
+                assert not isinstance(raised.value, OutcomeUnknownError), raised.value
+    assert ["order-1", "order-1", "hello", "hello"] == runs

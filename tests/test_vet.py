@@ -76,3 +76,52 @@ def test_syntax_errors_are_reported_not_raised(tmp_path: Path) -> None:
     f = tmp_path / "bad.py"
     f.write_text("def f(:\n")
     assert ["RS000"] == [x.code for x in check_path(f)]
+
+
+def test_the_new_cases_are_found_where_they_are() -> None:
+    """A key built on the line before, a clock key in headers, a plain function handed to a
+    framework, MCP annotations read as the effect."""
+    findings = check_path(FIXTURES / "unsafe_tools.py")
+    messages = {(f.code, f.message) for f in findings}
+    assert ("RS001", "tool 'send_invoice' has no effect tag (treated as DESTRUCTIVE)") in messages
+    assert ("RS002", "DESTRUCTIVE tool 'wipe_cart' has no idempotency key source") in messages
+    source = (FIXTURES / "unsafe_tools.py").read_text().splitlines()
+    rs006 = [source[f.line - 1] for f in findings if f.code == "RS006"]
+    assert any("idempotency_key=key" in line for line in rs006)
+    assert any('"Idempotency-Key"' in line for line in rs006)
+
+
+def test_a_name_assigned_more_than_once_is_not_guessed() -> None:
+    source = (
+        "import uuid\n"
+        "def f(order):\n"
+        "    key = str(uuid.uuid4())\n"
+        "    key = order['id']\n"
+        "    pay(1, idempotency_key=key)\n"
+    )
+    assert [] == check_source(source)
+    assert ["RS006"] == [
+        f.code for f in check_source(source.replace("    key = order['id']\n", ""))
+    ]
+
+
+def test_a_closed_pipe_and_the_help(tmp_path: Path) -> None:
+    """`vet ... | head -1` ends quietly; --help explains each option and lists the rules."""
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "retrysafe", "vet"]
+    piped = subprocess.run(
+        " ".join([*cli, str(FIXTURES), "|", "head", "-1"]),
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr, piped.stderr
+    assert "RS00" in piped.stdout
+    helped = subprocess.run([*cli, "--help"], capture_output=True, text=True, timeout=60)
+    assert 0 == helped.returncode
+    assert "``" not in helped.stdout and ":func:" not in helped.stdout
+    assert "sarif for code-scanning" in helped.stdout and "exit 1 when a finding" in helped.stdout
+    assert "RS010" in helped.stdout

@@ -15,6 +15,7 @@ __all__ = [
     "RETRY_STATUSES",
     "ServerHint",
     "is_transient",
+    "never_sent",
     "server_hint",
     "server_said",
     "status_of",
@@ -51,6 +52,25 @@ _TRANSIENT_TYPES = frozenset(
         ("botocore", "ConnectionError"),  # EndpointConnectionError, ConnectTimeoutError, ...
         ("botocore", "ReadTimeoutError"),
         ("botocore", "ConnectionClosedError"),
+    }
+)
+
+# (root module, class name): the connection was never made, so the request was never sent
+# (a write did not act). Read through the chain: the SDKs wrap these (APIConnectionError).
+_NEVER_SENT_TYPES = frozenset(
+    {
+        ("httpx", "ConnectError"),
+        ("httpx", "ConnectTimeout"),
+        ("httpx2", "ConnectError"),
+        ("httpx2", "ConnectTimeout"),
+        ("httpcore", "ConnectError"),
+        ("httpcore", "ConnectTimeout"),
+        ("requests", "ConnectTimeout"),
+        ("urllib3", "NewConnectionError"),
+        ("urllib3", "ConnectTimeoutError"),
+        ("aiohttp", "ClientConnectorError"),
+        ("botocore", "EndpointConnectionError"),
+        ("botocore", "ConnectTimeoutError"),
     }
 )
 
@@ -270,6 +290,19 @@ def _chain(exc: BaseException) -> list[BaseException]:
             cause = current.__context__
         current = cause
     return found
+
+
+def never_sent(exc: BaseException) -> bool:
+    """True when the failure happened before a connection existed (refused, unreachable, a
+    connect timeout), in ``exc`` or the error it wraps: the request never left, so a write
+    did not act."""
+    for error in _chain(exc):
+        if isinstance(error, ConnectionRefusedError):
+            return True
+        for cls in type(error).__mro__:
+            if (cls.__module__.partition(".")[0], cls.__name__) in _NEVER_SENT_TYPES:
+                return True
+    return False
 
 
 def server_hint(exc: BaseException) -> ServerHint | None:

@@ -21,7 +21,7 @@ import anyio
 
 from ._cache import _make_keyer
 from ._callables import check_decoratable, hide_parameters
-from ._classify import server_hint, server_said, status_of
+from ._classify import never_sent, server_hint, server_said, status_of
 from ._effects import Effect, get_effect
 from ._exceptions import (
     IdempotencyInProgressError,
@@ -106,8 +106,9 @@ def side_effect_started() -> None:
 
 
 def _not_applied(exc: BaseException) -> bool:
-    """A definite "no" from the remote: it did not act."""
-    if isinstance(exc, NotApplied):
+    """A definite "no": the remote refused (a 4xx other than 408/409), or the request never
+    left (the connection was refused or never made)."""
+    if isinstance(exc, NotApplied) or never_sent(exc):
         return True
     status = status_of(exc)
     return status is not None and 400 <= status < 500 and status not in (408, 409)

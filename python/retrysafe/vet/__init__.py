@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,12 +113,48 @@ def _sarif(findings: list[Finding]) -> str:
     )
 
 
+_DESCRIPTION = """\
+Static checks of an agent's tools before deploy. The code is read with Python's ast;
+nothing is imported or run. Reports untagged tools (also plain functions handed to a
+framework in tools=[...]), writes without idempotency keys, retries and caches around side
+effects, random or clock keys, reads that write, and blocking calls in async tools.
+
+Silence one finding with "# retrysafe: ignore[RS003]" (or "# retrysafe: ignore") on its
+line."""
+
+
+def _epilog() -> str:
+    rules = "\n".join(
+        f"  {code}  {rule.level:<7}  {rule.title}" for code, rule in sorted(RULES.items())
+    )
+    return (
+        f"rules:\n{rules}\n\nexit status: 0 clean, 1 findings at or above --fail-on, 2 usage error"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 clean, 1 findings at or above ``--fail-on``, 2 usage error."""
-    parser = argparse.ArgumentParser(prog="retrysafe vet", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="retrysafe vet",
+        description=_DESCRIPTION,
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("paths", nargs="+", help="files or directories to check")
-    parser.add_argument("--format", choices=["text", "json", "sarif"], default="text")
-    parser.add_argument("--fail-on", choices=["error", "warning", "never"], default="warning")
+    parser.add_argument(
+        "--format",
+        choices=["text", "json", "sarif"],
+        default="text",
+        help="report format: text for people, json for scripts, sarif for code-scanning UIs "
+        "(default: text)",
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=["error", "warning", "never"],
+        default="warning",
+        help="exit 1 when a finding at or above this level is found; never: always exit 0 "
+        "(default: warning)",
+    )
     parser.add_argument("--output", help="write the report to this file instead of stdout")
     try:
         args = parser.parse_args(argv)
@@ -132,8 +169,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output:
         Path(args.output).write_text(report + "\n", encoding="utf-8")
     else:
-        print(report)
+        _print_to_pipe(report)
     if args.fail_on == "never":
         return 0
     threshold = LEVELS[args.fail_on]
     return 1 if any(LEVELS[f.level] >= threshold for f in findings) else 0
+
+
+def _print_to_pipe(report: str) -> None:
+    """Print the report; a reader that stops early (``vet . | head``) is not an error."""
+    try:
+        print(report)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at devnull so that flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

@@ -52,7 +52,21 @@ TOOL_SHORTCUTS = {
     "destructive": "DESTRUCTIVE",
 }
 # Decorators that make a function an agent tool, ours and the frameworks'.
-TOOL_DECORATORS = {"tool", "function_tool", "ai_function", "kernel_function"}
+TOOL_DECORATORS = {"tool", "tool_plain", "function_tool", "ai_function", "kernel_function"}
+# Calls that hand plain functions to a framework as tools: the keyword ``tools=`` anywhere
+# (pydantic-ai's and openai-agents' ``Agent``, LangGraph's ``create_react_agent``), and these
+# calls' first argument (a list, or one function).
+TOOL_LIST_CALLS = {"bind_tools", "ToolNode", "create_react_agent"}
+TOOL_WRAPPING_CALLS = {
+    "function_tool",
+    "from_function",
+    "add_tool",
+    "Tool",
+    "FunctionTool",
+    "StructuredTool",
+}
+# LangChain's `tool(fn)`: a call of the bare name (a method named `tool` is something else).
+BARE_TOOL_CALL = "tool"
 RETRY_DECORATORS = {"retry", "on_exception", "with_retry", "retry_on_exception"}
 CACHE_DECORATORS = {"cache_tool", "cached", "alru_cache", "cache", "lru_cache"}
 MUTATING_HTTP = {"post", "put", "patch", "delete"}
@@ -150,7 +164,11 @@ def _inspect_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ToolInfo:
             info.is_tool = True
             if last in TOOL_SHORTCUTS and parts[-2] == "tool":
                 info.effect = TOOL_SHORTCUTS[last]
-            info.effect = _effect_value(_kwarg(dec, "effect")) or info.effect
+            info.effect = (
+                _effect_value(_kwarg(dec, "effect"))
+                or _mcp_effect(_kwarg(dec, "annotations"))
+                or info.effect
+            )
             if _truthy(_kwarg(dec, "remote_idempotent")):
                 info.retry_safe = True
             name = _kwarg(dec, "name")
@@ -159,8 +177,9 @@ def _inspect_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ToolInfo:
             if _kwarg(dec, "description") is not None:
                 info.description = True
             # retrysafe's @tool (an effect= or a tool.<effect> shortcut) supplies keys and
-            # records itself; a framework's @tool (LangChain, MCP) does not.
-            if info.effect is not None:
+            # records itself; a framework's @tool (LangChain, MCP) does not, whatever its
+            # annotations say.
+            if info.effect is not None and not _is_framework_tool(dec):
                 info.idempotent = True
         elif last == "effect" and isinstance(dec, ast.Call) and dec.args:
             info.effect = _effect_value(dec.args[0])
@@ -173,6 +192,30 @@ def _inspect_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ToolInfo:
         elif last in CACHE_DECORATORS:
             info.cached = dec
     return info
+
+
+def _mcp_effect(node: ast.AST | None) -> str | None:
+    """The effect MCP annotations describe (``ToolAnnotations(readOnlyHint=True, ...)`` or a
+    dict literal), with MCP's defaults for hints left out; None when not readable."""
+    hints: dict[str, bool] = {}
+    if isinstance(node, ast.Call) and _last(node) == "ToolAnnotations":
+        pairs = [(kw.arg, kw.value) for kw in node.keywords if kw.arg]
+    elif isinstance(node, ast.Dict):
+        pairs = [
+            (k.value, v)
+            for k, v in zip(node.keys, node.values, strict=True)
+            if isinstance(k, ast.Constant) and isinstance(k.value, str)
+        ]
+    else:
+        return None
+    for name, value in pairs:
+        if isinstance(value, ast.Constant) and isinstance(value.value, bool):
+            hints[str(name)] = value.value
+    if hints.get("readOnlyHint", False):
+        return "READ"
+    if hints.get("destructiveHint", True):
+        return "DESTRUCTIVE"
+    return "IDEMPOTENT" if hints.get("idempotentHint", False) else "WRITE"
 
 
 # A framework's tool decorator: `function_tool`, or `<receiver>.tool` / `.tool_plain` where
@@ -231,15 +274,56 @@ class _Checker:
         )
 
     def run(self, tree: ast.Module) -> list[Finding]:
+        self.scopes = _Scopes(tree)
         functions = [
             n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
         ]
         infos = {fn.name: _inspect_function(fn) for fn in functions}
+        self._handed_to_frameworks(tree, infos)
         writes = {name for name, i in infos.items() if i.effect in ("WRITE", "DESTRUCTIVE")}
         for info in infos.values():
             self._function(info)
         self._calls(tree, infos, writes)
         return self.findings
+
+    def _handed_to_frameworks(self, tree: ast.Module, infos: dict[str, ToolInfo]) -> None:
+        """Plain functions given to a framework as tools (``Agent(tools=[fn])``,
+        ``function_tool(fn)``, ``llm.bind_tools([fn])``) are tools too."""
+        plain = _plain_functions(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or _kwarg(node, "effect") is not None:
+                continue  # retrysafe's tool(fn, effect=...) tags what it wraps
+            given: list[ast.expr] = []
+            listed = _kwarg(node, "tools")
+            if listed is not None:
+                given.append(listed)
+            last = _last(node)
+            bare_tool = isinstance(node.func, ast.Name) and node.func.id == BARE_TOOL_CALL
+            if node.args and (last in TOOL_LIST_CALLS | TOOL_WRAPPING_CALLS or bare_tool):
+                given.append(node.args[-1] if last == "create_react_agent" else node.args[0])
+            func = _kwarg(node, "func")
+            if func is not None and last in TOOL_WRAPPING_CALLS:
+                given.append(func)
+            for expr in given:
+                for name in self._function_names(expr, node):
+                    if name in plain:
+                        infos[name].is_tool = True
+
+    def _function_names(self, expr: ast.expr, at: ast.AST, depth: int = 3) -> list[str]:
+        """The names of functions an expression hands over: ``fn``, ``[fn, g]``,
+        ``function_tool(fn)``, ``Tool(fn)``, or a name assigned once to such a list."""
+        if depth == 0:
+            return []
+        if isinstance(expr, (ast.List, ast.Tuple, ast.Set)):
+            return [n for e in expr.elts for n in self._function_names(e, at, depth)]
+        if isinstance(expr, ast.Call) and _last(expr) in TOOL_WRAPPING_CALLS and expr.args:
+            return self._function_names(expr.args[0], at, depth - 1)
+        if isinstance(expr, ast.Name):
+            value = self.scopes.single_value(expr.id, at)
+            if isinstance(value, (ast.List, ast.Tuple, ast.Set)):
+                return self._function_names(value, at, depth - 1)
+            return [expr.id]
+        return []
 
     def _function(self, info: ToolInfo) -> None:
         fn = info.node
@@ -332,12 +416,22 @@ class _Checker:
                 scope = _kwarg(node, "scope")
                 if isinstance(scope, ast.Constant) and not _mentions_session(tree):
                     self.add(node, "RS005")
-            # random or clock keys
+            # random or clock keys, written in place or assigned once before
             key = _kwarg(node, "idempotency_key")
             if last == "explicit" and node.args:
                 key = node.args[0]
-            if key is not None and _random_or_clock(key):
+            if key is not None and self._random_or_clock(key, node):
                 self.add(key, "RS006")
+        for node in ast.walk(tree):  # headers={"Idempotency-Key": ...}
+            if isinstance(node, ast.Dict):
+                for k, v in zip(node.keys, node.values, strict=True):
+                    if (
+                        isinstance(k, ast.Constant)
+                        and isinstance(k.value, str)
+                        and k.value.lower() == "idempotency-key"
+                        and self._random_or_clock(v, node)
+                    ):
+                        self.add(v, "RS006")
         # hand-written retry loops calling a write tool
         for loop in ast.walk(tree):
             if isinstance(loop, (ast.For, ast.While, ast.AsyncFor)):
@@ -352,6 +446,74 @@ class _Checker:
                             f"hand-written retry loop around {infos[_last(call)].effect} tool {_last(call)!r}",
                         )
                         break
+
+    def _random_or_clock(self, node: ast.AST, at: ast.AST, depth: int = 3) -> bool:
+        """A random or clock value: in the expression, or in the one value assigned to a
+        name it uses (``key = str(uuid.uuid4())`` on the line before)."""
+        if _random_or_clock(node):
+            return True
+        if depth == 0:
+            return False
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.Name):
+                value = self.scopes.single_value(inner.id, at)
+                if value is not None and self._random_or_clock(value, at, depth - 1):
+                    return True
+        return False
+
+
+def _plain_functions(tree: ast.Module) -> set[str]:
+    """Names of functions defined at module level or inside functions (not methods)."""
+    names: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names.add(child.name)
+                visit(child)
+            elif not isinstance(child, ast.ClassDef):
+                visit(child)
+
+    visit(tree)
+    return names
+
+
+class _Scopes:
+    """Where each node is (its innermost function, or the module) and what each name is
+    assigned in that scope: enough for "a name assigned once in the function"."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.module = tree
+        self.scope_of: dict[int, ast.AST] = {}
+        # None stands for an assignment whose value is not one expression (+=, a loop).
+        self.assigned: dict[tuple[int, str], list[ast.expr | None]] = {}
+        self._visit(tree, tree)
+
+    def _visit(self, node: ast.AST, scope: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = child if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else scope
+            self.scope_of[id(child)] = inner
+            targets: list[ast.expr] = []
+            value: ast.expr | None = None
+            if isinstance(child, ast.Assign):
+                targets, value = child.targets, child.value
+            elif isinstance(child, (ast.AnnAssign, ast.NamedExpr)) and child.value is not None:
+                targets, value = [child.target], child.value
+            elif isinstance(child, (ast.AugAssign, ast.For, ast.AsyncFor)):
+                targets = [child.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    self.assigned.setdefault((id(scope), target.id), []).append(value)
+            self._visit(child, inner)
+
+    def single_value(self, name: str, at: ast.AST) -> ast.expr | None:
+        """The value of ``name`` where it is assigned exactly once in the scope of ``at``
+        (else in the module), or None."""
+        for scope in (self.scope_of.get(id(at), self.module), self.module):
+            values = self.assigned.get((id(scope), name))
+            if values is not None:
+                return values[0] if len(values) == 1 else None
+        return None
 
 
 def _mentions_session(tree: ast.Module) -> bool:
