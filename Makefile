@@ -27,13 +27,13 @@ build-dev: install ## Rebuild the Rust extension into .venv (release mode)
 	$(VENV)/bin/maturin develop --release -q
 
 .PHONY: test
-test: build-dev ## Run cargo test and pytest (asyncio + trio; memory, a real redis-server and a real 6-node Redis Cluster)
+test: build-dev ## Run cargo test and pytest (asyncio + trio; memory, SQLite, a real redis-server, a real 6-node Redis Cluster and a real PostgreSQL)
 	cargo test --release -q
-	scripts/with-redis.sh scripts/with-redis-cluster.sh $(PY) -m pytest -q
+	scripts/with-redis.sh scripts/with-redis-cluster.sh scripts/with-postgres.sh $(PY) -m pytest -q
 
 .PHONY: test-slow
 test-slow: build-dev ## The long property profile and the 1,000,000-number ES6 check
-	RETRYSAFE_SLOW=1 HYPOTHESIS_PROFILE=slow scripts/with-redis.sh scripts/with-redis-cluster.sh $(PY) -m pytest -q
+	RETRYSAFE_SLOW=1 HYPOTHESIS_PROFILE=slow scripts/with-redis.sh scripts/with-redis-cluster.sh scripts/with-postgres.sh $(PY) -m pytest -q
 
 .PHONY: crash-hunt
 crash-hunt: build-dev ## Adversarial cases against the native encoder, each in its own process, on every Python 3.10-3.13 here
@@ -51,7 +51,7 @@ lint: install ## ruff, mypy strict, stubtest of _native, rustfmt, clippy
 .PHONY: bench
 bench: build-dev ## Benchmarks against the anchor libraries (pytest-benchmark)
 	mkdir -p .benchmarks
-	scripts/with-redis.sh scripts/with-redis-cluster.sh $(PY) -m pytest benches -q -p no:randomly --benchmark-only \
+	scripts/with-redis.sh scripts/with-redis-cluster.sh scripts/with-postgres.sh $(PY) -m pytest benches -q -p no:randomly --benchmark-only \
 		--benchmark-columns=median,iqr,ops --benchmark-sort=name \
 		--benchmark-json=.benchmarks/last.json
 	$(PY) benches/ratios.py .benchmarks/last.json

@@ -57,16 +57,33 @@ def shared_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(fixture))
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
+@pytest.fixture(params=["memory", "redis", "cluster", "sqlite", "postgres"])
 def store_kind(request: pytest.FixtureRequest) -> str:
-    """Every cache, record and guard test runs on the memory store, a real Redis and a real
-    Redis Cluster."""
+    """Every cache, record and guard test runs on the memory store, a real Redis, a real
+    Redis Cluster, a SQLite file and a real PostgreSQL."""
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("POSTGRES_URL")
+    if not url:
+        pytest.skip("POSTGRES_URL not set (run through `make test`)")
+    return url
 
 
 def _make_store(kind: str, request: pytest.FixtureRequest) -> Store:
     if kind == "memory":
         return MemoryStore(max_size=10_000)
+    if kind == "sqlite":
+        from retrysafe.stores import SQLiteStore
+
+        return SQLiteStore(request.getfixturevalue("tmp_path") / "store.db")
+    if kind == "postgres":
+        from retrysafe.stores import PostgresStore
+
+        url = request.getfixturevalue("postgres_url")
+        return PostgresStore(url, prefix=f"test-{uuid.uuid4().hex[:12]}")
     from retrysafe.stores import RedisStore
 
     fixture = "redis_cluster_url" if kind == "cluster" else "redis_url"

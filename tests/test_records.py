@@ -1,8 +1,9 @@
-"""The record state machine of both stores against a simple model (hypothesis)."""
+"""The record state machine of every store against a simple model (hypothesis)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 import uuid
 from typing import Any
@@ -11,7 +12,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from retrysafe.stores import MemoryStore, RedisStore, Store
+from retrysafe.stores import MemoryStore, PostgresStore, RedisStore, SQLiteStore, Store
 
 KEYS = ["k1", "k2"]
 FPS = ["fp-a", "fp-b"]
@@ -32,6 +33,11 @@ class RecordMachine(RuleBasedStateMachine):
             url = os.environ.get(variable)
             if url:
                 self.stores.append(RedisStore(url, prefix=f"sm-{uuid.uuid4().hex[:8]}"))
+        self._directory = tempfile.TemporaryDirectory()
+        self.stores.append(SQLiteStore(os.path.join(self._directory.name, "records.db")))
+        postgres = os.environ.get("POSTGRES_URL")
+        if postgres:
+            self.stores.append(PostgresStore(postgres, prefix=f"sm-{uuid.uuid4().hex[:8]}"))
         self.model: dict[str, dict[str, Any] | None] = {k: None for k in KEYS}
         self.fences: dict[str, int] = {k: 0 for k in KEYS}
         self.expired: set[str] = set()
@@ -39,8 +45,10 @@ class RecordMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         for store in self.stores:
             store.clear("")
-            if isinstance(store, RedisStore):
-                store.close()
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+        self._directory.cleanup()
 
     def _all(self, op: str, *args: Any) -> list[Any]:
         results = [getattr(store, op)(*args) for store in self.stores]
@@ -82,7 +90,7 @@ class RecordMachine(RuleBasedStateMachine):
         if claim.status == "claimed":
             self.fences[key] += 1
             assert self.fences[key] == claim.fence  # MemoryStore: the counter itself
-            for other in outcomes[1:]:  # RedisStore: the counter, then 12 random digits
+            for other in outcomes[1:]:  # the shared stores: the counter, then 12 random digits
                 assert self.fences[key] == other.fence // 10**12
             self.model[key] = {
                 "state": "in_progress",

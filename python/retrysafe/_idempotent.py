@@ -76,11 +76,23 @@ class NotApplied(RetrysafeError):
 
 
 class _CallState:
-    __slots__ = ("key", "started")
+    """The ``@idempotent`` call running in this context: its key, whether its side effect
+    may have started, and its record (record key, fence, ttl) in ``store``, which a store's
+    own transaction can complete (``PostgresStore.transaction``)."""
 
-    def __init__(self, key: IdempKey, started: bool) -> None:
+    __slots__ = ("key", "record", "started", "store")
+
+    def __init__(
+        self,
+        key: IdempKey,
+        started: bool,
+        record: tuple[str, int, float] | None = None,
+        store: Any = None,
+    ) -> None:
         self.key = key
         self.started = started
+        self.record = record
+        self.store = store
 
 
 _STATE: ContextVar[_CallState | None] = ContextVar("retrysafe_idempotent_call", default=None)
@@ -514,7 +526,7 @@ class IdempotencyHandle:
             raise
         if pause:
             await anyio.sleep(pause)
-        state = _CallState(key, started=not self.checkpoint)
+        state = _CallState(key, not self.checkpoint, (record_key, fence, self.ttl), store)
         token = _STATE.set(state)
         try:
             call_args, call_kwargs = self._with_key(args, kwargs, key)
@@ -636,7 +648,7 @@ class IdempotencyHandle:
             raise
         if pause:
             time.sleep(pause)
-        state = _CallState(key, started=not self.checkpoint)
+        state = _CallState(key, not self.checkpoint, (record_key, fence, self.ttl), store)
         token = _STATE.set(state)
         stop = start_heartbeat(
             lambda: store.heartbeat(record_key, fence, self.lease), self.lease / 3

@@ -1,0 +1,936 @@
+"""PostgresStore: durable, replicated records and cache entries in PostgreSQL (psycopg 3).
+
+Every operation is one statement, one round trip: the multi-step ones (a claim, a
+completion) are PL/pgSQL functions created with the tables. Every time comes from the
+server's clock (``clock_timestamp()``), never a client's. Waiters are woken by
+``LISTEN``/``NOTIFY`` (sent when the change commits), and look again after a short, growing
+interval if a notification is missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from types import TracebackType
+from typing import Any
+
+import anyio
+
+from .._exceptions import StoreError
+from ._base import MISS, Key
+from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
+from ._sql import Codec, key_text, like_prefix
+
+__all__ = ["SCHEMA_SQL", "PostgresStore"]
+
+#: Bumped when the tables or functions change; the store creates what is missing.
+SCHEMA_VERSION = 1
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS retrysafe_kv (
+    key text PRIMARY KEY,
+    value bytea,
+    num double precision,
+    owner text,
+    items text[],
+    expires double precision NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS retrysafe_records (
+    key text PRIMARY KEY,
+    state text NOT NULL,
+    fp text NOT NULL,
+    owner text,
+    fence text NOT NULL,
+    nonce text,
+    lease double precision NOT NULL,
+    payload bytea,
+    expires double precision NOT NULL
+);
+CREATE TABLE IF NOT EXISTS retrysafe_fences (key text PRIMARY KEY, counter bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS retrysafe_schema (version integer NOT NULL);
+
+CREATE OR REPLACE FUNCTION retrysafe_now() RETURNS double precision
+LANGUAGE sql VOLATILE AS $$ SELECT extract(epoch FROM clock_timestamp())::double precision $$;
+
+CREATE OR REPLACE FUNCTION retrysafe_claim(
+    p_key text, p_fp text, p_owner text, p_lease double precision, p_ttl double precision,
+    p_takeover boolean, p_nonce text, p_channel text
+) RETURNS TABLE (status text, fence text, payload bytea, lease_left double precision,
+                 took boolean, expired_now boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    now_ double precision := retrysafe_now();
+    rec retrysafe_records%ROWTYPE;
+    counter_ bigint;
+BEGIN
+    -- The replay path: a completed record is read without a lock.
+    SELECT * INTO rec FROM retrysafe_records r
+     WHERE r.key = p_key AND r.state = 'completed' AND r.fp = p_fp AND r.expires > now_;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'completed'::text, rec.fence, rec.payload, 0::float8, false, false;
+        RETURN;
+    END IF;
+    -- Claims of one key queue on its fence row (it outlives the record).
+    INSERT INTO retrysafe_fences AS f (key, counter) VALUES (p_key, 0)
+        ON CONFLICT (key) DO NOTHING;
+    SELECT f.counter INTO counter_ FROM retrysafe_fences f WHERE f.key = p_key FOR UPDATE;
+    SELECT * INTO rec FROM retrysafe_records r WHERE r.key = p_key;
+    IF FOUND AND rec.expires <= now_ THEN
+        DELETE FROM retrysafe_records r WHERE r.key = p_key;
+        rec := NULL;
+    END IF;
+    IF rec.key IS NOT NULL THEN
+        IF rec.state = 'in_progress' AND rec.nonce = p_nonce THEN  -- this claim, resent
+            RETURN QUERY SELECT 'claimed'::text, rec.fence, NULL::bytea, 0::float8, false, false;
+            RETURN;
+        END IF;
+        IF rec.fp <> p_fp THEN
+            RETURN QUERY SELECT 'mismatch'::text, rec.fence, NULL::bytea, 0::float8, false, false;
+            RETURN;
+        END IF;
+        IF rec.state = 'completed' THEN
+            RETURN QUERY SELECT 'completed'::text, rec.fence, rec.payload, 0::float8, false, false;
+            RETURN;
+        END IF;
+        IF rec.state = 'unknown' THEN
+            RETURN QUERY SELECT 'unknown'::text, rec.fence, NULL::bytea, 0::float8, false, false;
+            RETURN;
+        END IF;
+        IF rec.lease > now_ THEN
+            RETURN QUERY SELECT 'in_progress'::text, rec.fence, NULL::bytea, rec.lease - now_,
+                                false, false;
+            RETURN;
+        END IF;
+        IF NOT p_takeover THEN  -- a write's owner vanished mid-call: it may have acted
+            UPDATE retrysafe_records r SET state = 'unknown', expires = now_ + p_ttl
+             WHERE r.key = p_key;
+            PERFORM pg_notify(p_channel, p_key);
+            RETURN QUERY SELECT 'unknown'::text, rec.fence, NULL::bytea, 0::float8, false, true;
+            RETURN;
+        END IF;
+    END IF;
+    UPDATE retrysafe_fences f SET counter = f.counter + 1 WHERE f.key = p_key
+        RETURNING f.counter INTO counter_;
+    INSERT INTO retrysafe_records AS r
+        (key, state, fp, owner, fence, nonce, lease, payload, expires)
+        VALUES (p_key, 'in_progress', p_fp, p_owner, counter_::text || p_nonce, p_nonce,
+                now_ + p_lease, NULL, now_ + p_ttl)
+        ON CONFLICT (key) DO UPDATE SET state = excluded.state, fp = excluded.fp,
+            owner = excluded.owner, fence = excluded.fence, nonce = excluded.nonce,
+            lease = excluded.lease, payload = NULL, expires = excluded.expires;
+    RETURN QUERY SELECT 'claimed'::text, counter_::text || p_nonce, NULL::bytea, 0::float8,
+                        rec.key IS NOT NULL, false;
+END $$;
+
+CREATE OR REPLACE FUNCTION retrysafe_complete(
+    p_key text, p_fence text, p_payload bytea, p_ttl double precision, p_channel text
+) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    now_ double precision := retrysafe_now();
+BEGIN
+    UPDATE retrysafe_records r
+       SET state = 'completed', payload = p_payload, owner = NULL, expires = now_ + p_ttl
+     WHERE r.key = p_key AND r.fence = p_fence AND r.state IN ('in_progress', 'unknown')
+       AND r.expires > now_;
+    IF FOUND THEN
+        PERFORM pg_notify(p_channel, p_key);
+        RETURN true;
+    END IF;
+    -- This fence's completion made before (a resent operation, or one recorded in the
+    -- application's own transaction) is done, not lost.
+    RETURN EXISTS (SELECT 1 FROM retrysafe_records r
+                    WHERE r.key = p_key AND r.fence = p_fence AND r.state = 'completed');
+END $$;
+
+CREATE OR REPLACE FUNCTION retrysafe_resolve(
+    p_key text, p_payload bytea, p_applied boolean, p_ttl double precision, p_channel text
+) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    now_ double precision := retrysafe_now();
+    before_ text;
+BEGIN
+    SELECT r.state INTO before_ FROM retrysafe_records r
+     WHERE r.key = p_key AND r.expires > now_ FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF p_applied THEN
+        UPDATE retrysafe_records r SET state = 'completed', payload = p_payload, owner = NULL,
+               expires = now_ + p_ttl WHERE r.key = p_key;
+    ELSE
+        DELETE FROM retrysafe_records r WHERE r.key = p_key;
+    END IF;
+    PERFORM pg_notify(p_channel, p_key);
+    RETURN before_;
+END $$;
+
+CREATE OR REPLACE FUNCTION retrysafe_tail(arr text[], keep integer) RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT arr[greatest(1, coalesce(array_length(arr, 1), 0) - keep + 1):]
+$$;
+"""
+
+# Live rows: a value's or a record's expiry is in the future (0: none).
+_LIVE = "(expires = 0 OR expires > retrysafe_now())"
+_EXPIRES = "CASE WHEN %(ttl)s > 0 THEN retrysafe_now() + %(ttl)s ELSE 0 END"
+_LEASE_SUFFIX = "\x1flease"
+_RECENT_SUFFIX = "\x1frecent"
+
+
+class PostgresStore:
+    """Records, cache entries, counters and leases in PostgreSQL: durable (what the server
+    committed survives its crash), replicated when the server is, and shared by every
+    machine that reaches it.
+
+    ``dsn_or_pool``: a ``postgresql://`` URL (the store builds a psycopg connection pool,
+    and under asyncio an async pool per event loop), or a ``psycopg_pool.ConnectionPool``
+    you own (async callers then use it from a worker thread; so do trio callers). Keys are
+    namespaced by ``prefix``. The tables and functions are created on first use (under an
+    advisory lock) or ahead of time by ``retrysafe store init URL``; ``SCHEMA_SQL`` is the
+    same SQL, for teams that run their own migrations.
+
+    Each operation is one statement: a claim, a completion and a replay are one round trip
+    each. Times come from the server's clock. A completion can also be written in the
+    application's own transaction, with :meth:`transaction`, so that a charge and its record
+    commit together. Every failure reaches callers as :class:`StoreError`.
+    """
+
+    shared = True
+    durable = True
+
+    def __init__(
+        self,
+        dsn_or_pool: Any,
+        prefix: str = "retrysafe",
+        *,
+        serializer: Any = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        create_schema: bool = True,
+    ) -> None:
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool
+        except ImportError as exc:
+            raise ImportError(
+                "PostgresStore needs psycopg 3 and psycopg-pool: pip install 'retrysafe[postgres]'"
+            ) from exc
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(f"prefix must be a non-empty str, got {prefix!r}")
+        self.prefix = prefix
+        self._codec = Codec(serializer, "PostgreSQL")
+        digest = hashlib.sha256(prefix.encode()).hexdigest()[:16]
+        self._channel = f"retrysafe_{digest}"
+        self._sizes = (min_size, max_size)
+        #: The asyncio pools, by event loop: (loop, pool).
+        self._async_pools: dict[int, tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+        if isinstance(dsn_or_pool, str):
+            self._dsn: str | None = dsn_or_pool
+            self._pool = self._new_pool(psycopg_pool.ConnectionPool)
+            self._own_pool = True
+        elif isinstance(dsn_or_pool, psycopg_pool.ConnectionPool):
+            self._dsn = None
+            self._pool = dsn_or_pool
+            self._own_pool = False
+        else:
+            raise TypeError(
+                "PostgresStore takes a postgresql:// URL or a psycopg_pool.ConnectionPool, "
+                f"got {dsn_or_pool!r}"
+            )
+        self._schema_ready = False
+        if create_schema:
+            self.create_schema()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore(prefix={self.prefix!r})"
+
+    # --- connections ------------------------------------------------------------------------
+
+    def _new_pool(self, cls: Any) -> Any:
+        return cls(
+            self._dsn,
+            min_size=self._sizes[0],
+            max_size=self._sizes[1],
+            kwargs={"autocommit": True, "prepare_threshold": 0},
+            open=True,
+            timeout=10.0,
+        )
+
+    def _failed(self, exc: BaseException) -> StoreError:
+        return StoreError(f"PostgreSQL failed: {type(exc).__name__}: {exc}".strip())
+
+    def _execute(self, sql: str, params: Any, fetch: str) -> Any:
+        import psycopg
+        import psycopg_pool
+
+        try:
+            with self._pool.connection() as conn:
+                cursor = conn.execute(sql, params)
+                if fetch == "one":
+                    return cursor.fetchone()
+                if fetch == "all":
+                    return cursor.fetchall()
+                return cursor.rowcount
+        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    def _async_pool(self) -> Any | None:
+        """The asyncio pool of the running loop, or None (trio, or a pool you passed)."""
+        if self._dsn is None:
+            return None
+        try:
+            import sniffio
+
+            if sniffio.current_async_library() != "asyncio":
+                return None
+        except Exception:
+            return None
+        import asyncio
+
+        import psycopg_pool
+
+        loop = asyncio.get_running_loop()
+        found = self._async_pools.get(id(loop))
+        if found is not None and found[0] is loop:
+            return found[1]
+        pool = psycopg_pool.AsyncConnectionPool(
+            self._dsn,
+            min_size=self._sizes[0],
+            max_size=self._sizes[1],
+            kwargs={"autocommit": True, "prepare_threshold": 0},
+            open=False,
+            timeout=10.0,
+        )
+        self._async_pools[id(loop)] = (loop, pool)
+        return pool
+
+    async def _aexecute(self, sql: str, params: Any, fetch: str) -> Any:
+        import psycopg
+        import psycopg_pool
+
+        pool = self._async_pool()
+        if pool is None:
+            return await anyio.to_thread.run_sync(self._execute, sql, params, fetch)
+        try:
+            if pool.closed:
+                await pool.open()
+            async with pool.connection() as conn:
+                cursor = await conn.execute(sql, params)
+                if fetch == "one":
+                    return await cursor.fetchone()
+                if fetch == "all":
+                    return await cursor.fetchall()
+                return cursor.rowcount
+        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    def create_schema(self) -> None:
+        """Create the tables and functions if missing (idempotent; safe from many processes
+        at once: an advisory lock serialises them)."""
+        import psycopg
+
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(7402711)")
+                current = None
+                exists = conn.execute("SELECT to_regclass('retrysafe_schema')").fetchone()
+                if exists is not None and exists[0] is not None:
+                    row = conn.execute("SELECT max(version) FROM retrysafe_schema").fetchone()
+                    current = row[0] if row else None
+                if current != SCHEMA_VERSION:
+                    conn.execute(SCHEMA_SQL, prepare=False)
+                    conn.execute("DELETE FROM retrysafe_schema")
+                    conn.execute(
+                        "INSERT INTO retrysafe_schema (version) VALUES (%s)", (SCHEMA_VERSION,)
+                    )
+        except psycopg.Error as exc:
+            raise self._failed(exc) from exc
+        self._schema_ready = True
+
+    def close(self) -> None:
+        """Close the pool this store built (a pool you passed in stays yours)."""
+        if self._own_pool:
+            self._pool.close()
+
+    async def aclose(self) -> None:
+        """Close the current event loop's async pool, then the sync one."""
+        found = self._async_pools.pop(_loop_id(), None)
+        if found is not None and not found[1].closed:
+            await found[1].close()
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def _k(self, key: Key) -> str:
+        return f"{self.prefix}:{key_text(key)}"
+
+    # --- each operation: its statement, and what its result means ---------------------------
+
+    def _op_get(self, key: Key) -> tuple[str, Any, str]:
+        return (
+            f"SELECT value FROM retrysafe_kv WHERE key = %s AND {_LIVE}",
+            (self._k(key),),
+            "one",
+        )
+
+    def _got(self, row: Any) -> Any:
+        return MISS if row is None else self._codec.load(row[0])
+
+    def _op_set(self, key: Key, value: Any, ttl: float | None) -> tuple[str, Any, str]:
+        sql = (
+            "WITH w AS (INSERT INTO retrysafe_kv (key, value, num, owner, items, expires) "
+            f"VALUES (%(key)s, %(value)s, NULL, NULL, NULL, {_EXPIRES}) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, num = NULL, items = NULL, "
+            "expires = excluded.expires RETURNING key) "
+            "SELECT pg_notify(%(channel)s, %(key)s) FROM w"
+        )
+        params = {
+            "key": self._k(key),
+            "value": self._codec.dump(value),
+            "ttl": ttl or 0.0,
+            "channel": self._channel,
+        }
+        return sql, params, "none"
+
+    def _op_delete(self, key: Key) -> tuple[str, Any, str]:
+        return (f"DELETE FROM retrysafe_kv WHERE key = %s AND {_LIVE}", (self._k(key),), "count")
+
+    def _op_clear(self, prefix: str) -> tuple[str, Any, str]:
+        pattern = like_prefix(self._k(prefix))
+        sql = (
+            "WITH a AS (DELETE FROM retrysafe_kv WHERE key LIKE %(p)s RETURNING 1), "
+            "b AS (DELETE FROM retrysafe_records WHERE key LIKE %(p)s RETURNING 1), "
+            "c AS (DELETE FROM retrysafe_fences WHERE key LIKE %(p)s RETURNING 1) "
+            "SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)"
+        )
+        return sql, {"p": pattern}, "one"
+
+    def _op_incr(self, key: Key, amount: float, ttl: float | None) -> tuple[str, Any, str]:
+        sql = (
+            "INSERT INTO retrysafe_kv AS t (key, num, expires) "
+            f"VALUES (%(key)s, %(amount)s, {_EXPIRES}) ON CONFLICT (key) DO UPDATE SET "
+            "num = CASE WHEN t.expires = 0 OR t.expires > retrysafe_now() "
+            "THEN coalesce(t.num, 0) + %(amount)s ELSE %(amount)s END, "
+            "value = NULL, expires = excluded.expires RETURNING num"
+        )
+        return sql, {"key": self._k(key), "amount": amount, "ttl": ttl or 0.0}, "one"
+
+    def _op_add_clamped(
+        self, key: Key, delta: float, low: float, high: float, ttl: float | None
+    ) -> tuple[str, Any, str]:
+        sql = (
+            "INSERT INTO retrysafe_kv AS t (key, num, expires) "
+            f"VALUES (%(key)s, least(%(high)s, greatest(%(low)s, %(low)s + %(delta)s)), {_EXPIRES}) "
+            "ON CONFLICT (key) DO UPDATE SET num = least(%(high)s, greatest(%(low)s, "
+            "CASE WHEN t.expires = 0 OR t.expires > retrysafe_now() "
+            "THEN coalesce(t.num, %(low)s) ELSE %(low)s END + %(delta)s)), "
+            "value = NULL, expires = excluded.expires RETURNING num"
+        )
+        params = {"key": self._k(key), "delta": delta, "low": low, "high": high, "ttl": ttl or 0.0}
+        return sql, params, "one"
+
+    def _op_recent(
+        self, key: Key, item: str | None, keep: int, ttl: float | None
+    ) -> tuple[str, Any, str]:
+        params = {
+            "key": self._k(key) + _RECENT_SUFFIX,
+            "item": item,
+            "keep": keep,
+            "ttl": ttl or 0.0,
+        }
+        if item is None:
+            sql = (
+                f"SELECT retrysafe_tail(items, %(keep)s) FROM retrysafe_kv "
+                f"WHERE key = %(key)s AND {_LIVE}"
+            )
+            return sql, params, "one"
+        sql = (
+            "INSERT INTO retrysafe_kv AS t (key, items, expires) "
+            f"VALUES (%(key)s, ARRAY[%(item)s::text], {_EXPIRES}) ON CONFLICT (key) DO UPDATE "
+            "SET items = retrysafe_tail(CASE WHEN t.expires = 0 OR t.expires > retrysafe_now() "
+            "THEN coalesce(t.items, '{}') ELSE '{}' END || %(item)s::text, %(keep)s), "
+            "expires = excluded.expires RETURNING items"
+        )
+        return sql, params, "one"
+
+    @staticmethod
+    def _items(row: Any) -> list[str]:
+        return [] if row is None or row[0] is None else list(row[0])
+
+    def _op_acquire(self, key: Key, owner: str, ttl: float) -> tuple[str, Any, str]:
+        sql = (
+            "INSERT INTO retrysafe_kv AS t (key, owner, expires) "
+            "VALUES (%(key)s, %(owner)s, retrysafe_now() + %(ttl)s) ON CONFLICT (key) DO UPDATE "
+            "SET owner = excluded.owner, expires = excluded.expires "
+            "WHERE t.expires <= retrysafe_now() OR t.owner = excluded.owner RETURNING 1"
+        )
+        return sql, {"key": self._k(key) + _LEASE_SUFFIX, "owner": owner, "ttl": ttl}, "one"
+
+    def _op_extend(self, key: Key, owner: str, ttl: float) -> tuple[str, Any, str]:
+        sql = (
+            "UPDATE retrysafe_kv SET expires = retrysafe_now() + %(ttl)s "
+            "WHERE key = %(key)s AND owner = %(owner)s AND expires > retrysafe_now() RETURNING 1"
+        )
+        return sql, {"key": self._k(key) + _LEASE_SUFFIX, "owner": owner, "ttl": ttl}, "one"
+
+    def _op_release_lease(self, key: Key, owner: str) -> tuple[str, Any, str]:
+        sql = (
+            "WITH d AS (DELETE FROM retrysafe_kv WHERE key = %(lease)s AND owner = %(owner)s "
+            "RETURNING 1) SELECT (SELECT count(*) FROM d), pg_notify(%(channel)s, %(key)s)"
+        )
+        params = {
+            "lease": self._k(key) + _LEASE_SUFFIX,
+            "owner": owner,
+            "key": self._k(key),
+            "channel": self._channel,
+        }
+        return sql, params, "one"
+
+    def _op_set_and_release(
+        self, key: Key, value: Any, ttl: float | None, owner: str
+    ) -> tuple[str, Any, str]:
+        sql = (
+            "WITH w AS (INSERT INTO retrysafe_kv (key, value, num, owner, items, expires) "
+            f"VALUES (%(key)s, %(value)s, NULL, NULL, NULL, {_EXPIRES}) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, num = NULL, items = NULL, "
+            "expires = excluded.expires RETURNING key), "
+            "d AS (DELETE FROM retrysafe_kv WHERE key = %(lease)s AND owner = %(owner)s) "
+            "SELECT pg_notify(%(channel)s, %(key)s) FROM w"
+        )
+        params = {
+            "key": self._k(key),
+            "value": self._codec.dump(value),
+            "ttl": ttl or 0.0,
+            "lease": self._k(key) + _LEASE_SUFFIX,
+            "owner": owner,
+            "channel": self._channel,
+        }
+        return sql, params, "none"
+
+    def _op_claim(
+        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+    ) -> tuple[str, Any, str]:
+        import secrets
+
+        nonce = f"{secrets.randbelow(10**12):012d}"
+        sql = "SELECT * FROM retrysafe_claim(%s, %s, %s, %s, %s, %s, %s, %s)"
+        params = (self._k(key), fingerprint, owner, lease, ttl, takeover, nonce, self._channel)
+        return sql, params, "one"
+
+    def _claimed(self, row: Any) -> Claim:
+        status, fence, payload, lease_left, took, expired_now = row
+        if status == COMPLETED:
+            return Claim(COMPLETED, int(fence), self._codec.load(payload))
+        if status == "mismatch":
+            return Claim("mismatch")
+        if status == IN_PROGRESS:
+            return Claim(IN_PROGRESS, int(fence), lease_left=float(lease_left))
+        if status == UNKNOWN:
+            return Claim(UNKNOWN, int(fence), expired_now=bool(expired_now))
+        return Claim("claimed", int(fence), takeover=bool(took))
+
+    def _op_fenced(
+        self, key: Key, fence: int, states: tuple[str, ...], change: str, params: dict[str, Any]
+    ) -> tuple[str, Any, str]:
+        sql = (
+            f"WITH u AS (UPDATE retrysafe_records SET {change} WHERE key = %(key)s "
+            "AND fence = %(fence)s AND state = ANY(%(states)s) AND expires > retrysafe_now() "
+            "RETURNING 1) SELECT (SELECT count(*) FROM u), "
+            "CASE WHEN (SELECT count(*) FROM u) > 0 THEN pg_notify(%(channel)s, %(key)s) END"
+        )
+        values = {
+            **params,
+            "key": self._k(key),
+            "fence": str(fence),
+            "states": list(states),
+            "channel": self._channel,
+        }
+        return sql, values, "one"
+
+    def _op_heartbeat(self, key: Key, fence: int, lease: float) -> tuple[str, Any, str]:
+        return self._op_fenced(
+            key, fence, (IN_PROGRESS,), "lease = retrysafe_now() + %(lease)s", {"lease": lease}
+        )
+
+    def _op_complete(self, key: Key, fence: int, payload: Any, ttl: float) -> tuple[str, Any, str]:
+        sql = "SELECT retrysafe_complete(%s, %s, %s, %s, %s)"
+        data = self._codec.dump(payload)
+        return sql, (self._k(key), str(fence), data, ttl, self._channel), "one"
+
+    def _op_release(self, key: Key, fence: int) -> tuple[str, Any, str]:
+        sql = (
+            "WITH d AS (DELETE FROM retrysafe_records WHERE key = %(key)s AND fence = %(fence)s "
+            "AND state = 'in_progress' RETURNING 1) "
+            "SELECT (SELECT count(*) FROM d), pg_notify(%(channel)s, %(key)s)"
+        )
+        return sql, {"key": self._k(key), "fence": str(fence), "channel": self._channel}, "one"
+
+    def _op_mark_unknown(self, key: Key, fence: int, ttl: float) -> tuple[str, Any, str]:
+        return self._op_fenced(
+            key,
+            fence,
+            (IN_PROGRESS,),
+            "state = 'unknown', expires = retrysafe_now() + %(ttl)s",
+            {"ttl": ttl},
+        )
+
+    @staticmethod
+    def _counted(row: Any) -> bool:
+        return row is not None and int(row[0]) > 0
+
+    @staticmethod
+    def _first(row: Any) -> Any:
+        return None if row is None else row[0]
+
+    # --- sync operations --------------------------------------------------------------------
+
+    def _do(self, op: tuple[str, Any, str]) -> Any:
+        return self._execute(*op)
+
+    def get(self, key: Key) -> Any:
+        return self._got(self._do(self._op_get(key)))
+
+    def set(self, key: Key, value: Any, ttl: float | None) -> None:
+        self._do(self._op_set(key, value, ttl))
+
+    def delete(self, key: Key) -> bool:
+        return int(self._do(self._op_delete(key))) > 0
+
+    def clear(self, prefix: str = "") -> int:
+        return int(self._first(self._do(self._op_clear(prefix))) or 0)
+
+    def incr(self, key: Key, amount: float, ttl: float | None) -> float:
+        return float(self._first(self._do(self._op_incr(key, amount, ttl))))
+
+    def add_clamped(
+        self, key: Key, delta: float, low: float, high: float, ttl: float | None
+    ) -> float:
+        return float(self._first(self._do(self._op_add_clamped(key, delta, low, high, ttl))))
+
+    def recent(self, key: Key, item: str | None, keep: int, ttl: float | None) -> list[str]:
+        return self._items(self._do(self._op_recent(key, item, keep, ttl)))
+
+    def acquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
+        return self._do(self._op_acquire(key, owner, ttl)) is not None
+
+    def extend_lease(self, key: Key, owner: str, ttl: float) -> bool:
+        return self._do(self._op_extend(key, owner, ttl)) is not None
+
+    def release_lease(self, key: Key, owner: str) -> bool:
+        return self._counted(self._do(self._op_release_lease(key, owner)))
+
+    def set_and_release(self, key: Key, value: Any, ttl: float | None, owner: str) -> None:
+        self._do(self._op_set_and_release(key, value, ttl, owner))
+
+    def claim(
+        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+    ) -> Claim:
+        return self._claimed(
+            self._do(self._op_claim(key, fingerprint, owner, lease, ttl, takeover))
+        )
+
+    def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
+        return self._counted(self._do(self._op_heartbeat(key, fence, lease)))
+
+    def complete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
+        return bool(self._first(self._do(self._op_complete(key, fence, payload, ttl))))
+
+    def release(self, key: Key, fence: int) -> bool:
+        return self._counted(self._do(self._op_release(key, fence)))
+
+    def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
+        return self._counted(self._do(self._op_mark_unknown(key, fence, ttl)))
+
+    def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
+        data = self._codec.dump(payload) if applied else None
+        row = self._execute(
+            "SELECT retrysafe_resolve(%s, %s, %s, %s, %s)",
+            (self._k(key), data, applied, ttl, self._channel),
+            "one",
+        )
+        before = self._first(row)
+        return None if before is None else str(before)
+
+    def record(self, key: Key) -> RecordView | None:
+        row = self._execute(
+            "SELECT state, fp, fence, owner, payload FROM retrysafe_records "
+            "WHERE key = %s AND expires > retrysafe_now()",
+            (self._k(key),),
+            "one",
+        )
+        if row is None:
+            return None
+        payload = self._codec.load(row[4]) if row[4] is not None else None
+        return RecordView(row[0], row[1], int(row[2]), row[3], None if payload is MISS else payload)
+
+    # --- async operations: the same statements ----------------------------------------------
+
+    async def _ado(self, op: tuple[str, Any, str]) -> Any:
+        return await self._aexecute(*op)
+
+    async def aget(self, key: Key) -> Any:
+        return self._got(await self._ado(self._op_get(key)))
+
+    async def aset(self, key: Key, value: Any, ttl: float | None) -> None:
+        await self._ado(self._op_set(key, value, ttl))
+
+    async def adelete(self, key: Key) -> bool:
+        return int(await self._ado(self._op_delete(key))) > 0
+
+    async def aclear(self, prefix: str = "") -> int:
+        return int(self._first(await self._ado(self._op_clear(prefix))) or 0)
+
+    async def aincr(self, key: Key, amount: float, ttl: float | None) -> float:
+        return float(self._first(await self._ado(self._op_incr(key, amount, ttl))))
+
+    async def aadd_clamped(
+        self, key: Key, delta: float, low: float, high: float, ttl: float | None
+    ) -> float:
+        row = await self._ado(self._op_add_clamped(key, delta, low, high, ttl))
+        return float(self._first(row))
+
+    async def arecent(self, key: Key, item: str | None, keep: int, ttl: float | None) -> list[str]:
+        return self._items(await self._ado(self._op_recent(key, item, keep, ttl)))
+
+    async def aacquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
+        return await self._ado(self._op_acquire(key, owner, ttl)) is not None
+
+    async def aextend_lease(self, key: Key, owner: str, ttl: float) -> bool:
+        return await self._ado(self._op_extend(key, owner, ttl)) is not None
+
+    async def arelease_lease(self, key: Key, owner: str) -> bool:
+        return self._counted(await self._ado(self._op_release_lease(key, owner)))
+
+    async def aset_and_release(self, key: Key, value: Any, ttl: float | None, owner: str) -> None:
+        await self._ado(self._op_set_and_release(key, value, ttl, owner))
+
+    async def aclaim(
+        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+    ) -> Claim:
+        op = self._op_claim(key, fingerprint, owner, lease, ttl, takeover)
+        return self._claimed(await self._ado(op))
+
+    async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
+        return self._counted(await self._ado(self._op_heartbeat(key, fence, lease)))
+
+    async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
+        return bool(self._first(await self._ado(self._op_complete(key, fence, payload, ttl))))
+
+    async def arelease(self, key: Key, fence: int) -> bool:
+        return self._counted(await self._ado(self._op_release(key, fence)))
+
+    async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
+        return self._counted(await self._ado(self._op_mark_unknown(key, fence, ttl)))
+
+    # --- waiting: LISTEN/NOTIFY, with polling when a notification is missed ----------------
+
+    @contextmanager
+    def watch(self, key: Key) -> Iterator[Any]:
+        conn = None
+        try:
+            conn = self._pool.getconn()
+            conn.execute(f"LISTEN {self._channel}")
+        except Exception:  # no listener: the waiter polls
+            if conn is not None:
+                self._pool.putconn(conn)
+            yield _SyncPoll()
+            return
+        try:
+            yield _SyncListener(conn, self._k(key))
+        finally:
+            with contextlib.suppress(Exception):
+                conn.execute(f"UNLISTEN {self._channel}")
+            self._pool.putconn(conn)
+
+    @asynccontextmanager
+    async def awatch(self, key: Key) -> AsyncIterator[Any]:
+        pool = self._async_pool()
+        if pool is None:  # trio, or a pool you passed: the sync listener in a thread
+            with self.watch(key) as watcher:
+                yield _ThreadListener(watcher)
+            return
+        conn = None
+        try:
+            if pool.closed:
+                await pool.open()
+            conn = await pool.getconn()
+            await conn.execute(f"LISTEN {self._channel}")
+        except Exception:  # no listener: the waiter polls
+            if conn is not None:
+                await pool.putconn(conn)
+            yield _AsyncPoll()
+            return
+        try:
+            yield _AsyncListener(conn, self._k(key))
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.execute(f"UNLISTEN {self._channel}")
+            await pool.putconn(conn)
+
+    # --- the application's own transaction ---------------------------------------------------
+
+    def transaction(self, conn: Any) -> OutcomeTransaction:
+        """A transaction on the application's connection that also records the outcome of
+        the ``@idempotent``/``@tool.write`` call running now, so that the side effect's
+        rows and its record commit together (or neither does)::
+
+            @tool.write(store=store)
+            async def charge(order_id: str, amount: int) -> dict:
+                async with await psycopg.AsyncConnection.connect(DSN) as conn:
+                    async with store.transaction(conn) as tx:
+                        await conn.execute("INSERT INTO charges ...", (...))
+                        tx.result = {"order": order_id, "charged": amount}
+                return tx.result
+
+        ``with`` for a sync connection, ``async with`` for an async one. Set ``tx.result``
+        to what the tool returns; it is stored as the call's result when the transaction
+        commits. Outside a recorded call it is a plain transaction."""
+        return OutcomeTransaction(self, conn)
+
+
+class OutcomeTransaction:
+    """See :meth:`PostgresStore.transaction`."""
+
+    def __init__(self, store: PostgresStore, conn: Any) -> None:
+        self.store = store
+        self.conn = conn
+        self.result: Any = None
+        self._tx: Any = None
+
+    def _completion(self) -> tuple[str, Any] | None:
+        from .._idempotent import _STATE
+
+        state = _STATE.get()
+        if state is None or state.record is None or state.store is not self.store:
+            return None
+        record_key, fence, ttl = state.record
+        sql, params, _ = self.store._op_complete(record_key, fence, self.result, ttl)
+        return sql, params
+
+    def __enter__(self) -> OutcomeTransaction:
+        self._tx = self.conn.transaction()
+        self._tx.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if exc_type is None:
+            completion = self._completion()
+            if completion is not None:
+                try:
+                    self.conn.execute(*completion)
+                except BaseException:
+                    self._tx.__exit__(*_exc_info())
+                    raise
+        return bool(self._tx.__exit__(exc_type, exc, tb))
+
+    async def __aenter__(self) -> OutcomeTransaction:
+        self._tx = self.conn.transaction()
+        await self._tx.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if exc_type is None:
+            completion = self._completion()
+            if completion is not None:
+                try:
+                    await self.conn.execute(*completion)
+                except BaseException:
+                    await self._tx.__aexit__(*_exc_info())
+                    raise
+        return bool(await self._tx.__aexit__(exc_type, exc, tb))
+
+
+def _exc_info() -> tuple[Any, Any, Any]:
+    import sys
+
+    return sys.exc_info()
+
+
+def _loop_id() -> int:
+    try:
+        import asyncio
+
+        return id(asyncio.get_running_loop())
+    except RuntimeError:
+        return 0
+
+
+class _SyncPoll:
+    """No listener: the waiter sleeps out its interval and looks again."""
+
+    def wait(self, seconds: float) -> bool:
+        time.sleep(seconds)
+        return False
+
+
+class _AsyncPoll:
+    async def wait(self, seconds: float) -> bool:
+        await anyio.sleep(seconds)
+        return False
+
+
+class _SyncListener:
+    def __init__(self, conn: Any, key: str) -> None:
+        self.conn = conn
+        self.key = key
+
+    def wait(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                for notice in self.conn.notifies(timeout=left, stop_after=1):
+                    if notice.payload == self.key:
+                        return True
+        except Exception:  # the connection broke: sleep out the interval (polling)
+            left = deadline - time.monotonic()
+            if left > 0:
+                time.sleep(left)
+            return False
+
+
+class _AsyncListener:
+    def __init__(self, conn: Any, key: str) -> None:
+        self.conn = conn
+        self.key = key
+
+    async def wait(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                async for notice in self.conn.notifies(timeout=left, stop_after=1):
+                    if notice.payload == self.key:
+                        return True
+        except Exception:
+            left = deadline - time.monotonic()
+            if left > 0:
+                await anyio.sleep(left)
+            return False
+
+
+class _ThreadListener:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def wait(self, seconds: float) -> bool:
+        result = await anyio.to_thread.run_sync(self.inner.wait, seconds, abandon_on_cancel=True)
+        return bool(result)

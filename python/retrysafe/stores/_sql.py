@@ -1,0 +1,159 @@
+"""What the database stores share: how values become bytes, fence tokens, key text, and
+in-process wake-ups for waiters (a database has no pub/sub of its own across SQLite
+processes, and PostgreSQL's LISTEN needs a connection held per waiter)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import anyio
+
+from ._base import MISS, Key
+
+logger = logging.getLogger("retrysafe")
+
+# Stored values start with this header (as in Redis): anything else reads as a miss.
+HEADER = b"rs1:"
+
+
+def key_text(key: Key) -> str:
+    """A store key as text (the in-process cache's bytes keys never reach a shared store,
+    but a caller's may)."""
+    return key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching keys that start with ``prefix`` (``\\`` escapes)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def fence_token(counter: int) -> int:
+    """The claim counter's digits followed by 12 random digits: if the database loses its
+    data and the counter starts over, a token still never repeats (as in RedisStore)."""
+    return int(f"{counter}{secrets.randbelow(10**12):012d}")
+
+
+class Codec:
+    """Values as ``HEADER + serializer.dumps(value)``; orjson unless told otherwise."""
+
+    def __init__(self, serializer: Any, where: str) -> None:
+        if serializer is None:
+            from ._redis import OrjsonSerializer
+
+            serializer = OrjsonSerializer()
+        self.serializer = serializer
+        self.where = where
+        self._warned = False
+
+    def dump(self, value: Any) -> bytes:
+        from .._exceptions import StoreError
+
+        try:
+            return HEADER + bytes(self.serializer.dumps(value))
+        except Exception as exc:
+            raise StoreError(
+                f"cannot serialize a {type(value).__name__} for {self.where}: {exc}"
+            ) from exc
+
+    def load(self, data: Any) -> Any:
+        if data is None:
+            return MISS
+        if isinstance(data, memoryview):
+            data = bytes(data)
+        if not isinstance(data, bytes) or not data.startswith(HEADER):
+            self._foreign("it lacks retrysafe's header")
+            return MISS
+        try:
+            return self.serializer.loads(data[len(HEADER) :])
+        except Exception as exc:
+            self._foreign(f"it does not deserialize ({exc})")
+            return MISS
+
+    def _foreign(self, why: str) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning("retrysafe: ignoring a value in %s: %s", self.where, why)
+
+
+class _Wake:
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+
+class LocalWatchers:
+    """Wakes this process's waiters when this process changes a key; waiters in other
+    processes sleep out their (short, growing) interval and look again: the polling
+    fallback every store's waiters have."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, set[_Wake]] = {}
+
+    def notify(self, key: str) -> None:
+        group = self._waiting.get(key)
+        if group:
+            for wake in list(group):
+                wake.event.set()
+
+    def _add(self, key: str) -> _Wake:
+        wake = _Wake()
+        with self._lock:
+            self._waiting.setdefault(key, set()).add(wake)
+        return wake
+
+    def _remove(self, key: str, wake: _Wake) -> None:
+        with self._lock:
+            group = self._waiting.get(key)
+            if group is not None:
+                group.discard(wake)
+                if not group:
+                    del self._waiting[key]
+
+    @contextmanager
+    def watch(self, key: str) -> Iterator[_SyncWake]:
+        wake = self._add(key)
+        try:
+            yield _SyncWake(wake)
+        finally:
+            self._remove(key, wake)
+
+    @asynccontextmanager
+    async def awatch(self, key: str) -> AsyncIterator[_AsyncWake]:
+        wake = self._add(key)
+        try:
+            yield _AsyncWake(wake)
+        finally:
+            self._remove(key, wake)
+
+
+class _SyncWake:
+    def __init__(self, wake: _Wake) -> None:
+        self.wake = wake
+
+    def wait(self, seconds: float) -> bool:
+        return self.wake.event.wait(seconds)
+
+
+class _AsyncWake:
+    def __init__(self, wake: _Wake) -> None:
+        self.wake = wake
+
+    async def wait(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        delay = 0.002
+        while not self.wake.event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await anyio.sleep(min(delay, left))
+            delay = min(delay * 2, 0.05)
+        return True

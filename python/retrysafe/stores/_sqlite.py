@@ -1,0 +1,579 @@
+"""SQLiteStore: durable records, cache entries, counters and leases for the processes of
+one machine, in one SQLite file."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
+
+import anyio
+import orjson
+
+from .._exceptions import StoreError
+from ._base import MISS, Key
+from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
+from ._sql import Codec, LocalWatchers, fence_token, key_text, like_prefix
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS retrysafe_kv (
+    key TEXT PRIMARY KEY, value, expires REAL NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS retrysafe_kv_expires ON retrysafe_kv (expires) WHERE expires > 0;
+CREATE TABLE IF NOT EXISTS retrysafe_records (
+    key TEXT PRIMARY KEY, state TEXT NOT NULL, fp TEXT NOT NULL, owner TEXT,
+    fence TEXT NOT NULL, lease REAL NOT NULL, payload BLOB, expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS retrysafe_records_expires ON retrysafe_records (expires);
+CREATE TABLE IF NOT EXISTS retrysafe_fences (
+    key TEXT PRIMARY KEY, counter INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+#: A sweep of expired rows runs on about one write in this many (no background thread).
+SWEEP_EVERY = 256
+_LEASE = "\x1flease"
+_RECENT = "\x1frecent"
+
+
+class SQLiteStore:
+    """Records, cache entries, counters and leases in one SQLite file, shared by every
+    process of a machine and kept across crashes and restarts.
+
+    - WAL mode; each operation is one short transaction (``BEGIN IMMEDIATE`` for writes, so
+      two processes never deadlock upgrading a read lock); a busy database is waited for up
+      to ``busy_timeout`` seconds, then the operation fails with :class:`StoreError` (caches
+      fail open, records fail closed). No lock is held across a tool call.
+    - ``synchronous="FULL"`` (default) makes every completed record survive a power loss as
+      well as a crash; ``"NORMAL"`` survives a crash of the process, faster.
+    - Each thread has its own connection; the async forms run the same operation in a
+      worker thread, so the event loop never blocks on the file.
+    - Times are the machine's wall clock, the same for every process on it.
+    - Expired rows are swept by the writes themselves (about one in 256), and read as
+      missing before that.
+    - Waiters in this process are woken by this process's changes; waiters in other
+      processes look again after a short, growing interval.
+
+    ``store="sqlite:///path/to/file.db"`` works wherever ``store=`` is taken (four slashes
+    for an absolute path: ``sqlite:////var/lib/agent/retrysafe.db``).
+    """
+
+    shared = True
+    durable = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 10.0,
+        synchronous: str = "FULL",
+        serializer: Any = None,
+    ) -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
+        if not isinstance(busy_timeout, (int, float)) or busy_timeout <= 0:
+            raise ValueError(f"busy_timeout must be a positive number, got {busy_timeout!r}")
+        self.path = os.fspath(path)
+        if self.path == ":memory:":
+            raise ValueError("SQLiteStore needs a file (use MemoryStore for one process)")
+        self.busy_timeout = float(busy_timeout)
+        self.synchronous = synchronous.upper()
+        self._codec = Codec(serializer, f"SQLite at {self.path}")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._watchers = LocalWatchers()
+        self._writes = 0
+        self._closed = False
+        self._with_connection(lambda c: c.executescript(SCHEMA))
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """``sqlite:///relative/file.db`` or ``sqlite:////absolute/file.db``."""
+        if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
+            raise ValueError(
+                f"not a SQLite URL: {url!r} (expected sqlite:///relative.db or "
+                "sqlite:////absolute/path.db)"
+            )
+        return cls(url[len("sqlite:///") :])
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # --- connections and transactions -------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def _with_connection(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return run(self._conn())
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite at {self.path} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _read(self, sql: str, args: tuple[Any, ...]) -> Any:
+        """One row of a single statement (autocommit: its own read transaction)."""
+        return self._with_connection(lambda c: c.execute(sql, args).fetchone())
+
+    def _write(self, run: Callable[[sqlite3.Connection, float], T]) -> T:
+        """``run(conn, now)`` in one ``BEGIN IMMEDIATE`` transaction."""
+
+        def transaction(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                now = time.time()
+                result = run(conn, now)
+                self._writes += 1
+                if self._writes % SWEEP_EVERY == 0:
+                    self._sweep(conn, now)
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        return self._with_connection(transaction)
+
+    @staticmethod
+    def _sweep(conn: sqlite3.Connection, now: float) -> None:
+        conn.execute("DELETE FROM retrysafe_kv WHERE expires > 0 AND expires <= ?", (now,))
+        conn.execute("DELETE FROM retrysafe_records WHERE expires <= ?", (now,))
+
+    def close(self) -> None:
+        """Close every connection this store opened (in any thread)."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+
+    # --- values -----------------------------------------------------------------------------
+
+    def get(self, key: Key) -> Any:
+        row = self._read(
+            "SELECT value FROM retrysafe_kv WHERE key = ? AND (expires = 0 OR expires > ?)",
+            (key_text(key), time.time()),
+        )
+        return MISS if row is None else self._codec.load(row[0])
+
+    def set(self, key: Key, value: Any, ttl: float | None) -> None:
+        text, data = key_text(key), self._codec.dump(value)
+        self._write(
+            lambda c, now: c.execute(
+                "INSERT OR REPLACE INTO retrysafe_kv (key, value, expires) VALUES (?, ?, ?)",
+                (text, data, now + ttl if ttl else 0.0),
+            )
+        )
+        self._watchers.notify(text)
+
+    def delete(self, key: Key) -> bool:
+        text = key_text(key)
+        return self._write(
+            lambda c, now: (
+                c.execute(
+                    "DELETE FROM retrysafe_kv WHERE key = ? AND (expires = 0 OR expires > ?)",
+                    (text, now),
+                ).rowcount
+                > 0
+            )
+        )
+
+    def clear(self, prefix: str = "") -> int:
+        pattern = like_prefix(prefix)
+
+        def run(conn: sqlite3.Connection, now: float) -> int:
+            n = 0
+            for table in ("retrysafe_kv", "retrysafe_records", "retrysafe_fences"):
+                cursor = conn.execute(
+                    f"DELETE FROM {table} WHERE key LIKE ? ESCAPE '\\'", (pattern,)
+                )
+                n += cursor.rowcount if table != "retrysafe_fences" else 0
+            return n
+
+        return self._write(run)
+
+    def _number(self, conn: sqlite3.Connection, text: str, now: float) -> float | None:
+        row = conn.execute(
+            "SELECT value FROM retrysafe_kv WHERE key = ? AND (expires = 0 OR expires > ?)",
+            (text, now),
+        ).fetchone()
+        if row is None:
+            return None
+        if isinstance(row[0], (int, float)):
+            return float(row[0])
+        raise StoreError(f"SQLiteStore: {text!r} holds a value, not a counter")
+
+    def _put_number(
+        self, conn: sqlite3.Connection, text: str, value: float, now: float, ttl: float | None
+    ) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO retrysafe_kv (key, value, expires) VALUES (?, ?, ?)",
+            (text, value, now + ttl if ttl else 0.0),
+        )
+
+    def incr(self, key: Key, amount: float, ttl: float | None) -> float:
+        text = key_text(key)
+
+        def run(conn: sqlite3.Connection, now: float) -> float:
+            value = (self._number(conn, text, now) or 0.0) + amount
+            self._put_number(conn, text, value, now, ttl)
+            return value
+
+        return self._write(run)
+
+    def add_clamped(
+        self, key: Key, delta: float, low: float, high: float, ttl: float | None
+    ) -> float:
+        text = key_text(key)
+
+        def run(conn: sqlite3.Connection, now: float) -> float:
+            current = self._number(conn, text, now)
+            value = min(high, max(low, (low if current is None else current) + delta))
+            self._put_number(conn, text, value, now, ttl)
+            return value
+
+        return self._write(run)
+
+    def recent(self, key: Key, item: str | None, keep: int, ttl: float | None) -> list[str]:
+        text = key_text(key) + _RECENT
+
+        def run(conn: sqlite3.Connection, now: float) -> list[str]:
+            row = conn.execute(
+                "SELECT value FROM retrysafe_kv WHERE key = ? AND (expires = 0 OR expires > ?)",
+                (text, now),
+            ).fetchone()
+            items: list[str] = orjson.loads(row[0]) if row is not None else []
+            if item is None:
+                return items[-keep:]
+            items = [*items[-(keep - 1) :], item] if keep > 1 else [item]
+            conn.execute(
+                "INSERT OR REPLACE INTO retrysafe_kv (key, value, expires) VALUES (?, ?, ?)",
+                (text, orjson.dumps(items).decode(), now + ttl if ttl else 0.0),
+            )
+            return items
+
+        if item is None:
+            return self._with_connection(lambda c: run(c, time.time()))
+        return self._write(run)
+
+    # --- leases -----------------------------------------------------------------------------
+
+    def _lease_row(self, conn: sqlite3.Connection, text: str, now: float) -> str | None:
+        row = conn.execute(
+            "SELECT value FROM retrysafe_kv WHERE key = ? AND expires > ?", (text, now)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def acquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
+        text = key_text(key) + _LEASE
+
+        def run(conn: sqlite3.Connection, now: float) -> bool:
+            holder = self._lease_row(conn, text, now)
+            if holder is not None and holder != owner:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO retrysafe_kv (key, value, expires) VALUES (?, ?, ?)",
+                (text, owner, now + ttl),
+            )
+            return True
+
+        return self._write(run)
+
+    def extend_lease(self, key: Key, owner: str, ttl: float) -> bool:
+        text = key_text(key) + _LEASE
+        return self._write(
+            lambda c, now: (
+                c.execute(
+                    "UPDATE retrysafe_kv SET expires = ? WHERE key = ? AND value = ? AND expires > ?",
+                    (now + ttl, text, owner, now),
+                ).rowcount
+                > 0
+            )
+        )
+
+    def release_lease(self, key: Key, owner: str) -> bool:
+        text = key_text(key)
+        held = self._write(
+            lambda c, now: (
+                c.execute(
+                    "DELETE FROM retrysafe_kv WHERE key = ? AND value = ?", (text + _LEASE, owner)
+                ).rowcount
+                > 0
+            )
+        )
+        self._watchers.notify(text)
+        return held
+
+    def set_and_release(self, key: Key, value: Any, ttl: float | None, owner: str) -> None:
+        text, data = key_text(key), self._codec.dump(value)
+
+        def run(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO retrysafe_kv (key, value, expires) VALUES (?, ?, ?)",
+                (text, data, now + ttl if ttl else 0.0),
+            )
+            conn.execute(
+                "DELETE FROM retrysafe_kv WHERE key = ? AND value = ?", (text + _LEASE, owner)
+            )
+
+        self._write(run)
+        self._watchers.notify(text)
+
+    # --- idempotency records: every transition checks the fence --------------------------
+
+    def claim(
+        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+    ) -> Claim:
+        text = key_text(key)
+        # The replay path: one read, no write lock.
+        row = self._read(
+            "SELECT fence, payload FROM retrysafe_records "
+            "WHERE key = ? AND state = 'completed' AND fp = ? AND expires > ?",
+            (text, fingerprint, time.time()),
+        )
+        if row is not None:
+            return Claim(COMPLETED, int(row[0]), self._codec.load(row[1]))
+
+        def run(conn: sqlite3.Connection, now: float) -> Claim:
+            rec = conn.execute(
+                "SELECT state, fp, fence, lease, payload FROM retrysafe_records "
+                "WHERE key = ? AND expires > ?",
+                (text, now),
+            ).fetchone()
+            if rec is not None:
+                state, fp, fence, lease_until, payload = rec
+                if fp != fingerprint:
+                    return Claim("mismatch")
+                if state == COMPLETED:
+                    return Claim(COMPLETED, int(fence), self._codec.load(payload))
+                if state == UNKNOWN:
+                    return Claim(UNKNOWN, int(fence))
+                if lease_until > now:
+                    return Claim(IN_PROGRESS, int(fence), lease_left=lease_until - now)
+                if not takeover:  # a write's owner vanished mid-call: it may have acted
+                    conn.execute(
+                        "UPDATE retrysafe_records SET state = ?, expires = ? WHERE key = ?",
+                        (UNKNOWN, now + ttl, text),
+                    )
+                    return Claim(UNKNOWN, int(fence), expired_now=True)
+            counter = conn.execute(
+                "INSERT INTO retrysafe_fences (key, counter) VALUES (?, 1) "
+                "ON CONFLICT (key) DO UPDATE SET counter = counter + 1 RETURNING counter",
+                (text,),
+            ).fetchone()[0]
+            fence = fence_token(int(counter))
+            conn.execute(
+                "INSERT OR REPLACE INTO retrysafe_records "
+                "(key, state, fp, owner, fence, lease, payload, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                (text, IN_PROGRESS, fingerprint, owner, str(fence), now + lease, now + ttl),
+            )
+            return Claim("claimed", fence, takeover=rec is not None)
+
+        claim = self._write(run)
+        if claim.expired_now:
+            self._watchers.notify(text)
+        return claim
+
+    def _fenced(
+        self, key: Key, fence: int, states: tuple[str, ...], change: str, args: tuple[Any, ...]
+    ) -> bool:
+        """``UPDATE ... SET <change>`` on the live record ``fence`` holds in one of
+        ``states``; True if it changed (the ``now`` placeholder is the first argument)."""
+        text = key_text(key)
+        marks = ", ".join("?" * len(states))
+
+        def run(conn: sqlite3.Connection, now: float) -> bool:
+            sql = (
+                f"UPDATE retrysafe_records SET {change} "
+                f"WHERE key = ? AND fence = ? AND state IN ({marks}) AND expires > ?"
+            )
+            values = [now + a.seconds if isinstance(a, _After) else a for a in args]
+            return conn.execute(sql, (*values, text, str(fence), *states, now)).rowcount > 0
+
+        changed = self._write(run)
+        if changed:
+            self._watchers.notify(text)
+        return changed
+
+    def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
+        return self._fenced(key, fence, (IN_PROGRESS,), "lease = ?", (_After(lease),))
+
+    def complete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
+        data = self._codec.dump(payload)
+        if self._fenced(
+            key,
+            fence,
+            (IN_PROGRESS, UNKNOWN),
+            "state = 'completed', payload = ?, owner = NULL, expires = ?",
+            (data, _After(ttl)),
+        ):
+            return True
+        # This fence's completion made before (a retried operation) is done, not lost.
+        row = self._read(
+            "SELECT 1 FROM retrysafe_records WHERE key = ? AND fence = ? AND state = 'completed'",
+            (key_text(key), str(fence)),
+        )
+        return row is not None
+
+    def release(self, key: Key, fence: int) -> bool:
+        text = key_text(key)
+        released = self._write(
+            lambda c, now: (
+                c.execute(
+                    "DELETE FROM retrysafe_records WHERE key = ? AND fence = ? AND state = ?",
+                    (text, str(fence), IN_PROGRESS),
+                ).rowcount
+                > 0
+            )
+        )
+        self._watchers.notify(text)
+        return released
+
+    def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
+        return self._fenced(
+            key, fence, (IN_PROGRESS,), "state = 'unknown', expires = ?", (_After(ttl),)
+        )
+
+    def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
+        text = key_text(key)
+        data = self._codec.dump(payload) if applied else None
+
+        def run(conn: sqlite3.Connection, now: float) -> str | None:
+            row = conn.execute(
+                "SELECT state FROM retrysafe_records WHERE key = ? AND expires > ?", (text, now)
+            ).fetchone()
+            if row is None:
+                return None
+            if applied:
+                conn.execute(
+                    "UPDATE retrysafe_records SET state = 'completed', payload = ?, owner = NULL, "
+                    "expires = ? WHERE key = ?",
+                    (data, now + ttl, text),
+                )
+            else:
+                conn.execute("DELETE FROM retrysafe_records WHERE key = ?", (text,))
+            return str(row[0])
+
+        before = self._write(run)
+        self._watchers.notify(text)
+        return before
+
+    def record(self, key: Key) -> RecordView | None:
+        row = self._read(
+            "SELECT state, fp, fence, owner, payload FROM retrysafe_records "
+            "WHERE key = ? AND expires > ?",
+            (key_text(key), time.time()),
+        )
+        if row is None:
+            return None
+        payload = self._codec.load(row[4]) if row[4] is not None else None
+        return RecordView(row[0], row[1], int(row[2]), row[3], None if payload is MISS else payload)
+
+    # --- waiting ----------------------------------------------------------------------------
+
+    @contextmanager
+    def watch(self, key: Key) -> Iterator[Any]:
+        with self._watchers.watch(key_text(key)) as watcher:
+            yield watcher
+
+    @asynccontextmanager
+    async def awatch(self, key: Key) -> AsyncIterator[Any]:
+        async with self._watchers.awatch(key_text(key)) as watcher:
+            yield watcher
+
+    # --- async forms: the same operation in a worker thread -------------------------------
+
+    async def aget(self, key: Key) -> Any:
+        return await self._in_thread(self.get, key)
+
+    async def aset(self, key: Key, value: Any, ttl: float | None) -> None:
+        await self._in_thread(self.set, key, value, ttl)
+
+    async def adelete(self, key: Key) -> bool:
+        return await self._in_thread(self.delete, key)
+
+    async def aclear(self, prefix: str = "") -> int:
+        return await self._in_thread(self.clear, prefix)
+
+    async def aincr(self, key: Key, amount: float, ttl: float | None) -> float:
+        return await self._in_thread(self.incr, key, amount, ttl)
+
+    async def aadd_clamped(
+        self, key: Key, delta: float, low: float, high: float, ttl: float | None
+    ) -> float:
+        return await self._in_thread(self.add_clamped, key, delta, low, high, ttl)
+
+    async def arecent(self, key: Key, item: str | None, keep: int, ttl: float | None) -> list[str]:
+        return await self._in_thread(self.recent, key, item, keep, ttl)
+
+    async def aacquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
+        return await self._in_thread(self.acquire_lease, key, owner, ttl)
+
+    async def aextend_lease(self, key: Key, owner: str, ttl: float) -> bool:
+        return await self._in_thread(self.extend_lease, key, owner, ttl)
+
+    async def arelease_lease(self, key: Key, owner: str) -> bool:
+        return await self._in_thread(self.release_lease, key, owner)
+
+    async def aset_and_release(self, key: Key, value: Any, ttl: float | None, owner: str) -> None:
+        await self._in_thread(self.set_and_release, key, value, ttl, owner)
+
+    async def aclaim(
+        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+    ) -> Claim:
+        return await self._in_thread(self.claim, key, fingerprint, owner, lease, ttl, takeover)
+
+    async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
+        return await self._in_thread(self.heartbeat, key, fence, lease)
+
+    async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
+        return await self._in_thread(self.complete, key, fence, payload, ttl)
+
+    async def arelease(self, key: Key, fence: int) -> bool:
+        return await self._in_thread(self.release, key, fence)
+
+    async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
+        return await self._in_thread(self.mark_unknown, key, fence, ttl)
+
+
+class _After:
+    """A time ``seconds`` after the transaction's ``now`` (filled in inside it)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
