@@ -2,8 +2,8 @@
 # Run a command with a real PostgreSQL server on a free loopback port, in a temporary data
 # directory; stop it and remove the directory afterwards. Installs Debian's postgresql
 # package with apt-get when it is missing. Exports POSTGRES_URL, and for tests that restart
-# the server: POSTGRES_DATA, POSTGRES_BIN and POSTGRES_RUNAS (the prefix that runs a command
-# as the server's user: PostgreSQL refuses to run as root).
+# the server: POSTGRES_DATA, POSTGRES_LOG, POSTGRES_BIN and POSTGRES_RUNAS (the prefix that
+# runs a command as the server's user: PostgreSQL refuses to run as root).
 set -euo pipefail
 
 find_bin() {
@@ -49,6 +49,7 @@ trap cleanup EXIT INT TERM
 
 export POSTGRES_URL="postgresql://postgres@127.0.0.1:$port/postgres"
 export POSTGRES_DATA="$dir/data"
+export POSTGRES_LOG="$dir/server.log"
 export POSTGRES_BIN="$bin"
 export POSTGRES_RUNAS="${runas[*]}"
 echo "with-postgres: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port" >&2

@@ -9,12 +9,17 @@ MODE ``failover``: as ``keys``, over about 4 seconds (a primary is killed meanwh
 effect is appended to the file WITNESS (outside Redis, which may lose writes in a failover);
 prints {"results": {customer: [...]}, "errors": {error type: count}}.
 MODE ``hang-write`` / ``hang-read``: one call whose side effect never finishes (the test
-kills the process with SIGKILL while it holds the record). Each execution increments the
-Redis counter ``PREFIX:effects``.
+kills the process with SIGKILL while it holds the record). MODE ``done-then-hang``: one
+call that completes, then the process hangs (killed after its result was recorded).
+
+URL is a Redis URL (each execution increments the Redis counter ``PREFIX:effects``), or a
+``sqlite:///`` / ``postgresql://`` URL of a durable store (each execution appends a line to
+the file named by the environment variable ``RETRYSAFE_EFFECTS``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -22,16 +27,37 @@ import anyio
 import orjson
 
 from retrysafe import Effect, idempotent, session
-from retrysafe.stores import RedisStore
+from retrysafe.stores import PostgresStore, RedisStore, Store, resolve_store
 
 from .redis_clients import raw_client
+
+
+class FileCounter:
+    """Side effects counted in a file, outside the store under test: one line each."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def incr(self, name: str) -> int:
+        with open(self.path, "a") as f:  # one short append per effect: atomic
+            f.write(name + "\n")
+        with open(self.path) as f:
+            return sum(line.strip() == name for line in f)
+
+
+def _store_and_counter(url: str, prefix: str) -> tuple[Store, Any]:
+    if url.startswith("redis"):
+        return RedisStore(url, prefix=prefix), raw_client(url)
+    counter = FileCounter(os.environ["RETRYSAFE_EFFECTS"])
+    if url.startswith("postgres"):
+        return PostgresStore(url, prefix=prefix), counter
+    return resolve_store(url), counter
 
 
 def main() -> None:
     url, prefix, mode, calls = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     witness = sys.argv[5] if len(sys.argv) > 5 else None
-    counter = raw_client(url)
-    store = RedisStore(url, prefix=prefix)
+    store, counter = _store_and_counter(url, prefix)
     kind = Effect.READ if mode == "hang-read" else Effect.WRITE
 
     # A short lease for the tests that kill the owner; a long one under a swarm's load (a
@@ -52,6 +78,16 @@ def main() -> None:
             counter.incr(f"{prefix}:effects:{customer}")
         await anyio.sleep(3600 if mode.startswith("hang") else 0.3)
         return {"charge": f"ch_{n}", "amount": amount}
+
+    if mode == "done-then-hang":
+
+        async def done_then_hang() -> None:
+            async with session("swarm-session"):
+                print(orjson.dumps(await charge("cus_1", 500)).decode(), flush=True)
+            await anyio.sleep(3600)
+
+        anyio.run(done_then_hang)
+        return
 
     customers = [f"cus_{i}" for i in range(40)] if mode in ("keys", "failover") else ["cus_1"]
     if mode == "failover":
@@ -78,7 +114,7 @@ def main() -> None:
     anyio.run(run)
 
 
-async def failover(charge: Any, customers: list[str], calls: int, store: RedisStore) -> None:
+async def failover(charge: Any, customers: list[str], calls: int, store: Store) -> None:
     """Calls for every customer in rounds over ~4 s, recording results and error types."""
     results: dict[str, set[str]] = {c: set() for c in customers}
     errors: dict[str, int] = {}

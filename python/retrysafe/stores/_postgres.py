@@ -9,10 +9,8 @@ interval if a notification is missed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
@@ -23,7 +21,7 @@ import anyio
 from .._exceptions import StoreError
 from ._base import MISS, Key
 from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
-from ._sql import Codec, key_text, like_prefix
+from ._sql import Codec, LocalWatchers, key_text, like_prefix
 
 __all__ = ["SCHEMA_SQL", "PostgresStore"]
 
@@ -210,6 +208,7 @@ class PostgresStore:
         serializer: Any = None,
         min_size: int = 1,
         max_size: int = 10,
+        timeout: float = 10.0,
         create_schema: bool = True,
     ) -> None:
         try:
@@ -226,6 +225,8 @@ class PostgresStore:
         digest = hashlib.sha256(prefix.encode()).hexdigest()[:16]
         self._channel = f"retrysafe_{digest}"
         self._sizes = (min_size, max_size)
+        #: Seconds to wait for a pooled connection before the operation fails (StoreError).
+        self.timeout = timeout
         #: The asyncio pools, by event loop: (loop, pool).
         self._async_pools: dict[int, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
@@ -242,6 +243,8 @@ class PostgresStore:
                 "PostgresStore takes a postgresql:// URL or a psycopg_pool.ConnectionPool, "
                 f"got {dsn_or_pool!r}"
             )
+        self._watchers = LocalWatchers()
+        self._listener: _Listener | None = None
         self._schema_ready = False
         if create_schema:
             self.create_schema()
@@ -258,7 +261,7 @@ class PostgresStore:
             max_size=self._sizes[1],
             kwargs={"autocommit": True, "prepare_threshold": 0},
             open=True,
-            timeout=10.0,
+            timeout=self.timeout,
         )
 
     def _failed(self, exc: BaseException) -> StoreError:
@@ -304,7 +307,7 @@ class PostgresStore:
             max_size=self._sizes[1],
             kwargs={"autocommit": True, "prepare_threshold": 0},
             open=False,
-            timeout=10.0,
+            timeout=self.timeout,
         )
         self._async_pools[id(loop)] = (loop, pool)
         return pool
@@ -353,7 +356,12 @@ class PostgresStore:
         self._schema_ready = True
 
     def close(self) -> None:
-        """Close the pool this store built (a pool you passed in stays yours)."""
+        """Stop the listener and close the pool this store built (a pool you passed in stays
+        yours)."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
         if self._own_pool:
             self._pool.close()
 
@@ -728,48 +736,32 @@ class PostgresStore:
 
     # --- waiting: LISTEN/NOTIFY, with polling when a notification is missed ----------------
 
+    def _listening(self) -> LocalWatchers:
+        """The process's waiters, woken by one listener thread per store that holds one
+        connection (``LISTEN``) and relays each notification; started on the first wait."""
+        with self._lock:
+            if self._listener is None:
+                self._listener = _Listener(self._dsn_for_listener(), self._channel, self._watchers)
+        return self._watchers
+
+    def _dsn_for_listener(self) -> str:
+        if self._dsn is not None:
+            return self._dsn
+        return str(self._pool.conninfo)
+
     @contextmanager
     def watch(self, key: Key) -> Iterator[Any]:
-        conn = None
-        try:
-            conn = self._pool.getconn()
-            conn.execute(f"LISTEN {self._channel}")
-        except Exception:  # no listener: the waiter polls
-            if conn is not None:
-                self._pool.putconn(conn)
-            yield _SyncPoll()
-            return
-        try:
-            yield _SyncListener(conn, self._k(key))
-        finally:
-            with contextlib.suppress(Exception):
-                conn.execute(f"UNLISTEN {self._channel}")
-            self._pool.putconn(conn)
+        with self._listening().watch(self._k(key)) as watcher:
+            yield watcher
 
     @asynccontextmanager
     async def awatch(self, key: Key) -> AsyncIterator[Any]:
-        pool = self._async_pool()
-        if pool is None:  # trio, or a pool you passed: the sync listener in a thread
-            with self.watch(key) as watcher:
-                yield _ThreadListener(watcher)
-            return
-        conn = None
-        try:
-            if pool.closed:
-                await pool.open()
-            conn = await pool.getconn()
-            await conn.execute(f"LISTEN {self._channel}")
-        except Exception:  # no listener: the waiter polls
-            if conn is not None:
-                await pool.putconn(conn)
-            yield _AsyncPoll()
-            return
-        try:
-            yield _AsyncListener(conn, self._k(key))
-        finally:
-            with contextlib.suppress(Exception):
-                await conn.execute(f"UNLISTEN {self._channel}")
-            await pool.putconn(conn)
+        with self._lock:
+            ready = self._listener is not None
+        if not ready:  # connecting the listener blocks: not on the event loop
+            await anyio.to_thread.run_sync(self._listening)
+        async with self._watchers.awatch(self._k(key)) as watcher:
+            yield watcher
 
     # --- the application's own transaction ---------------------------------------------------
 
@@ -788,7 +780,10 @@ class PostgresStore:
 
         ``with`` for a sync connection, ``async with`` for an async one. Set ``tx.result``
         to what the tool returns; it is stored as the call's result when the transaction
-        commits. Outside a recorded call it is a plain transaction."""
+        commits. If the transaction rolls back (an exception leaves the block), nothing was
+        applied: the call's record is released and the next call runs again, so keep every
+        side effect of the tool inside the transaction. Outside a recorded call it is a
+        plain transaction."""
         return OutcomeTransaction(self, conn)
 
 
@@ -801,15 +796,28 @@ class OutcomeTransaction:
         self.result: Any = None
         self._tx: Any = None
 
-    def _completion(self) -> tuple[str, Any] | None:
+    @staticmethod
+    def _call(store: PostgresStore) -> Any:
+        """The recorded call running in this context on ``store``, or None."""
         from .._idempotent import _STATE
 
         state = _STATE.get()
-        if state is None or state.record is None or state.store is not self.store:
+        if state is None or state.record is None or state.store is not store:
+            return None
+        return state
+
+    def _completion(self) -> tuple[str, Any] | None:
+        state = self._call(self.store)
+        if state is None:
             return None
         record_key, fence, ttl = state.record
         sql, params, _ = self.store._op_complete(record_key, fence, self.result, ttl)
         return sql, params
+
+    def _rolled_back(self) -> None:
+        state = self._call(self.store)
+        if state is not None:
+            state.started = False  # the transaction undid the side effect: not applied
 
     def __enter__(self) -> OutcomeTransaction:
         self._tx = self.conn.transaction()
@@ -830,7 +838,10 @@ class OutcomeTransaction:
                 except BaseException:
                     self._tx.__exit__(*_exc_info())
                     raise
-        return bool(self._tx.__exit__(exc_type, exc, tb))
+        suppressed = bool(self._tx.__exit__(exc_type, exc, tb))
+        if exc_type is not None:
+            self._rolled_back()
+        return suppressed
 
     async def __aenter__(self) -> OutcomeTransaction:
         self._tx = self.conn.transaction()
@@ -851,7 +862,10 @@ class OutcomeTransaction:
                 except BaseException:
                     await self._tx.__aexit__(*_exc_info())
                     raise
-        return bool(await self._tx.__aexit__(exc_type, exc, tb))
+        suppressed = bool(await self._tx.__aexit__(exc_type, exc, tb))
+        if exc_type is not None:
+            self._rolled_back()
+        return suppressed
 
 
 def _exc_info() -> tuple[Any, Any, Any]:
@@ -869,68 +883,38 @@ def _loop_id() -> int:
         return 0
 
 
-class _SyncPoll:
-    """No listener: the waiter sleeps out its interval and looks again."""
+class _Listener:
+    """A daemon thread with one connection that LISTENs on a store's channel and wakes the
+    process's waiters of each key notified. If the connection breaks it reconnects (after
+    a growing pause); waiters meanwhile look again after their own short intervals."""
 
-    def wait(self, seconds: float) -> bool:
-        time.sleep(seconds)
-        return False
+    def __init__(self, dsn: str, channel: str, watchers: LocalWatchers) -> None:
+        self.dsn = dsn
+        self.channel = channel
+        self.watchers = watchers
+        self.stopped = threading.Event()
+        self.conn: Any = None
+        self.thread = threading.Thread(target=self._run, name="retrysafe-pg-listener", daemon=True)
+        self.thread.start()
 
+    def _run(self) -> None:
+        import psycopg
 
-class _AsyncPoll:
-    async def wait(self, seconds: float) -> bool:
-        await anyio.sleep(seconds)
-        return False
+        pause = 0.1
+        while not self.stopped.is_set():
+            try:
+                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+                    self.conn = conn
+                    conn.execute(f"LISTEN {self.channel}")
+                    pause = 0.1
+                    while not self.stopped.is_set():
+                        for notice in conn.notifies(timeout=0.5):
+                            self.watchers.notify(notice.payload)
+            except Exception:  # the server went away: wait, then listen again
+                self.conn = None
+                self.stopped.wait(pause)
+                pause = min(pause * 2, 2.0)
 
-
-class _SyncListener:
-    def __init__(self, conn: Any, key: str) -> None:
-        self.conn = conn
-        self.key = key
-
-    def wait(self, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                for notice in self.conn.notifies(timeout=left, stop_after=1):
-                    if notice.payload == self.key:
-                        return True
-        except Exception:  # the connection broke: sleep out the interval (polling)
-            left = deadline - time.monotonic()
-            if left > 0:
-                time.sleep(left)
-            return False
-
-
-class _AsyncListener:
-    def __init__(self, conn: Any, key: str) -> None:
-        self.conn = conn
-        self.key = key
-
-    async def wait(self, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                async for notice in self.conn.notifies(timeout=left, stop_after=1):
-                    if notice.payload == self.key:
-                        return True
-        except Exception:
-            left = deadline - time.monotonic()
-            if left > 0:
-                await anyio.sleep(left)
-            return False
-
-
-class _ThreadListener:
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    async def wait(self, seconds: float) -> bool:
-        result = await anyio.to_thread.run_sync(self.inner.wait, seconds, abandon_on_cancel=True)
-        return bool(result)
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=2)

@@ -1,0 +1,331 @@
+"""SQLiteStore and PostgresStore across processes, crashes and a database restart: the
+exactly-once swarm, a SIGKILLed owner, PostgreSQL restarted with ``-m immediate``, the
+application's transaction, ``store.durable`` and the URL forms."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+
+from retrysafe import Effect, OutcomeUnknownError, idempotent, session, tool
+from retrysafe.stores import PostgresStore, SQLiteStore, Store, resolve_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def durable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'records.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def _store(url: str, prefix: str) -> Store:
+    return PostgresStore(url, prefix=prefix) if url.startswith("postgres") else resolve_store(url)
+
+
+def _worker(url: str, prefix: str, mode: str, calls: int, effects: Path, *extra: str) -> Any:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.idempotent_worker", url, prefix, mode, str(calls), *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RETRYSAFE_EFFECTS": str(effects)},
+    )
+
+
+def _effects(path: Path) -> Counter[str]:
+    return Counter(path.read_text().split()) if path.exists() else Counter()
+
+
+def test_eight_processes_fifty_calls_one_side_effect(durable_url: str, tmp_path: Path) -> None:
+    """8 processes x 50 concurrent identical WRITE calls: one side effect, one result."""
+    effects = tmp_path / "effects.txt"
+    prefix = f"swarm-{uuid.uuid4().hex[:8]}"
+    workers = [_worker(durable_url, prefix, "charge", 50, effects) for _ in range(8)]
+    done = [w.communicate(timeout=120) for w in workers]
+    assert [0] * 8 == [w.returncode for w in workers], [err[-2000:] for _, err in done]
+    assert 1 == len({r for out, _ in done for r in orjson.loads(out)})
+    assert {f"{prefix}:effects": 1} == dict(_effects(effects))
+
+
+def test_forty_keys_one_side_effect_each(durable_url: str, tmp_path: Path) -> None:
+    effects = tmp_path / "effects.txt"
+    prefix = f"keys-{uuid.uuid4().hex[:8]}"
+    workers = [_worker(durable_url, prefix, "keys", 5, effects) for _ in range(4)]
+    done = [w.communicate(timeout=120) for w in workers]
+    assert [0] * 4 == [w.returncode for w in workers], [err[-2000:] for _, err in done]
+    outputs = [orjson.loads(out) for out, _ in done]
+    counted = _effects(effects)
+    for i in range(40):
+        customer = f"cus_{i}"
+        assert 1 == len({r for out in outputs for r in out[customer]}), customer
+        assert 1 == counted[f"{prefix}:effects:{customer}"], customer
+    assert 40 == counted[f"{prefix}:effects"]
+
+
+def _wait_for(path: Path, lines: int, process: Any) -> None:
+    deadline = time.monotonic() + 30
+    while sum(_effects(path).values()) < lines:
+        if process.poll() is not None:
+            raise AssertionError(process.communicate()[1][-2000:])
+        assert time.monotonic() < deadline, "the worker never acted"
+        time.sleep(0.05)
+
+
+def test_an_owner_killed_after_its_side_effect_leaves_unknown(
+    durable_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL after the side effect, before the tool returns: the retry (another process,
+    after the lease) gets OutcomeUnknownError, never a second side effect."""
+    effects = tmp_path / "effects.txt"
+    prefix = f"kill-{uuid.uuid4().hex[:8]}"
+    owner = _worker(durable_url, prefix, "hang-write", 1, effects)
+    _wait_for(effects, 1, owner)
+    os.kill(owner.pid, signal.SIGKILL)
+    owner.communicate()
+    store = _store(durable_url, prefix)
+    ran: list[int] = []
+
+    @idempotent(store=store, scope="payments.charge", effect=Effect.WRITE, lease_seconds=1.0)
+    def charge(customer: str, amount: int) -> dict[str, object]:
+        ran.append(amount)
+        return {"charge": "never"}
+
+    try:
+        with session("swarm-session"):
+            deadline = time.monotonic() + 10
+            while True:  # within the dead owner's lease: in progress; after it: UNKNOWN
+                try:
+                    charge("cus_1", 500)
+                except OutcomeUnknownError:
+                    break
+                except Exception as error:
+                    assert type(error).__name__ == "IdempotencyInProgressError", error
+                    assert time.monotonic() < deadline
+        assert [] == ran
+        assert {f"{prefix}:effects": 1} == dict(_effects(effects))
+    finally:
+        store.clear("")
+        getattr(store, "close", lambda: None)()
+
+
+def test_an_owner_killed_after_completing_is_replayed(durable_url: str, tmp_path: Path) -> None:
+    """SIGKILL after the result was recorded: a restarted process gets the stored result."""
+    effects = tmp_path / "effects.txt"
+    prefix = f"done-{uuid.uuid4().hex[:8]}"
+    owner = _worker(durable_url, prefix, "done-then-hang", 1, effects)
+    assert owner.stdout is not None
+    first = orjson.loads(owner.stdout.readline())
+    os.kill(owner.pid, signal.SIGKILL)
+    owner.communicate()
+    again = _worker(durable_url, prefix, "charge", 1, effects)
+    out, err = again.communicate(timeout=60)
+    assert 0 == again.returncode, err[-2000:]
+    assert [orjson.dumps(first).decode()] == orjson.loads(out)
+    assert {f"{prefix}:effects": 1} == dict(_effects(effects))
+
+
+def test_postgres_restarted_mid_run_duplicates_nothing(postgres_url: str, tmp_path: Path) -> None:
+    """PostgreSQL killed (pg_ctl restart -m immediate) while 4 processes write for 40
+    customers: no side effect twice, callers get results or retrysafe errors, and every
+    result completed before the restart is replayed after it."""
+    effects = tmp_path / "effects.txt"
+    prefix = f"restart-{uuid.uuid4().hex[:8]}"
+    workers = [
+        _worker(postgres_url, prefix, "failover", 2, effects, str(effects)) for _ in range(4)
+    ]
+    try:
+        _wait_for(effects, 5, workers[0])
+        runas = os.environ.get("POSTGRES_RUNAS", "").split()
+        restart = subprocess.run(
+            [*runas, os.path.join(os.environ["POSTGRES_BIN"], "pg_ctl"), "-D",
+             os.environ["POSTGRES_DATA"], "-l", os.environ["POSTGRES_LOG"],
+             "-m", "immediate", "-w", "restart"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert 0 == restart.returncode, restart.stderr
+        restarted_at = time.monotonic()
+        done = [w.communicate(timeout=120) for w in workers]
+        assert [0] * 4 == [w.returncode for w in workers], [e[-2000:] for _, e in done]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    reports = [orjson.loads(out) for out, _ in done]
+    counted = _effects(effects)
+    assert [] == [c for c, n in counted.items() if n > 1], counted
+    errors: Counter[str] = Counter()
+    for report in reports:
+        errors.update(report["errors"])
+    assert set(errors) <= {"StoreError", "OutcomeUnknownError", "IdempotencyInProgressError"}
+    before = {c: r for report in reports for c, rs in report["results"].items() for r in rs}
+    late = _worker(postgres_url, prefix, "failover", 1, effects, str(effects))
+    out, err = late.communicate(timeout=120)
+    assert 0 == late.returncode, err[-2000:]
+    after = orjson.loads(out)
+    for customer, result in before.items():
+        seen = after["results"][customer]
+        assert seen in ([], [result]), (customer, result, seen)  # [] only for UNKNOWN ones
+        assert seen == [result], (customer, "a completed result was lost")
+    assert [] == [c for c, n in _effects(effects).items() if n > 1]
+    print(
+        f"\npostgres restart: {sum(counted.values())} effects for {len(counted)} customers, "
+        f"errors {dict(errors)}, run ended {time.monotonic() - restarted_at:.1f} s after it"
+    )
+
+
+# --- the application's own transaction (PostgreSQL) --------------------------------------------
+
+
+@pytest.fixture
+def pg_store(postgres_url: str) -> Iterator[PostgresStore]:
+    store = PostgresStore(postgres_url, prefix=f"tx-{uuid.uuid4().hex[:8]}")
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS charges (order_id text PRIMARY KEY, amount int)")
+    yield store
+    store.clear("")
+    store.close()
+
+
+def test_the_outcome_commits_with_the_applications_rows(
+    pg_store: PostgresStore, postgres_url: str
+) -> None:
+    """Inside the tool, the charge row and the record commit in one transaction: a crash
+    right after it leaves a COMPLETED record to replay; a failed transaction records
+    nothing and charges nothing."""
+    import psycopg
+
+    order = f"o-{uuid.uuid4().hex[:8]}"
+    runs: list[str] = []
+
+    @tool.write(store=pg_store, registry=None)
+    def charge(order_id: str, amount: int, fail: bool = False) -> dict[str, Any]:
+        """Charge an order."""
+        runs.append(order_id)
+        with psycopg.connect(postgres_url) as conn:
+            with pg_store.transaction(conn) as tx:
+                conn.execute("INSERT INTO charges VALUES (%s, %s)", (order_id, amount))
+                tx.result = {"order": order_id, "charged": amount}
+                if fail:
+                    raise ValueError("declined after the insert")
+            # Recorded already, in the same commit as the row:
+            key = charge.idempotency.key_for(order_id, amount, fail)
+            view = charge.idempotency.record(key)
+            assert view is not None and "completed" == view.state
+            return dict(tx.result)
+
+    with session("tx"):
+        assert {"order": order, "charged": 5} == charge(order, 5)
+        assert {"order": order, "charged": 5} == charge(order, 5)  # replayed
+        with pytest.raises(ValueError):
+            charge(order + "-x", 7, fail=True)
+        with pytest.raises(ValueError):  # released (nothing applied): it runs again
+            charge(order + "-x", 7, fail=True)
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute(
+            "SELECT order_id FROM charges WHERE order_id LIKE %s", (order + "%",)
+        ).fetchall()
+    assert [(order,)] == rows
+    assert [order, order + "-x", order + "-x"] == runs
+
+
+@pytest.mark.anyio
+async def test_the_outcome_transaction_on_an_async_connection(
+    pg_store: PostgresStore, postgres_url: str, anyio_backend: str
+) -> None:
+    if anyio_backend != "asyncio":
+        pytest.skip("psycopg's async connections run on asyncio")
+    import psycopg
+
+    order = f"a-{uuid.uuid4().hex[:8]}"
+
+    @tool.write(store=pg_store, registry=None)
+    async def charge(order_id: str, amount: int) -> dict[str, Any]:
+        """Charge an order."""
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            async with pg_store.transaction(conn) as tx:
+                await conn.execute("INSERT INTO charges VALUES (%s, %s)", (order_id, amount))
+                tx.result = {"order": order_id}
+        return dict(tx.result)
+
+    async with session("atx"):
+        assert {"order": order} == await charge(order, 3)
+        assert {"order": order} == await charge(order, 3)
+    await pg_store.aclose()
+
+
+# --- the forms -------------------------------------------------------------------------------
+
+
+def test_urls_durability_and_errors(tmp_path: Path, postgres_url: str) -> None:
+    sqlite = resolve_store(f"sqlite:///{tmp_path / 'a.db'}")
+    assert isinstance(sqlite, SQLiteStore) and sqlite.durable
+    postgres = resolve_store(postgres_url)
+    assert isinstance(postgres, PostgresStore) and postgres.durable
+    postgres.close()
+    with pytest.raises(ValueError, match="sqlite:///"):
+        resolve_store("sqlite://nothing")
+    from retrysafe import StoreError
+
+    with pytest.raises(StoreError, match="PostgreSQL"):
+        PostgresStore("postgresql://postgres@127.0.0.1:1/none", prefix="x", timeout=0.5)
+    broken = SQLiteStore(tmp_path / "b.db")
+    broken.close()
+    with pytest.raises(StoreError):
+        broken.get("k")
+
+
+def test_sqlite_replays_across_a_restart(tmp_path: Path) -> None:
+    """A new store object on the same file (a restarted process) replays the record."""
+    path = tmp_path / "restart.db"
+    runs: list[int] = []
+
+    def make() -> Any:
+        @idempotent(store=SQLiteStore(path), scope="s", effect=Effect.WRITE)
+        def charge(amount: int) -> int:
+            runs.append(amount)
+            return amount * 10
+
+        return charge
+
+    with session("r"):
+        assert 50 == make()(5)
+        assert 50 == make()(5)
+    assert [5] == runs
+
+
+def test_sqlite_async_on_trio_and_asyncio(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "async.db")
+    runs: list[int] = []
+
+    @idempotent(store=store, scope="s", effect=Effect.WRITE)
+    async def charge(amount: int) -> int:
+        runs.append(amount)
+        await anyio.sleep(0.05)
+        return amount
+
+    async def main() -> None:
+        async with session("a"), anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(charge, 1)
+
+    for backend in ("asyncio", "trio"):
+        anyio.run(main, backend=backend)
+    assert [1] == runs
+    store.close()
