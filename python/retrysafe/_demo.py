@@ -31,6 +31,7 @@ from ._idempotent import resolve
 from ._retry import RetryConfig, RetryEvent
 from ._session import session
 from ._tool import tool
+from .stores import MISS
 
 PRODUCTS = ["sku-mug", "sku-tee", "sku-cap", "sku-bag", "sku-pen"]
 
@@ -81,43 +82,64 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class RedisLedger(Ledger):
-    """The same books in Redis, shared by every process of the swarm."""
+class StoreLedger(Ledger):
+    """The same books in a shared store (Redis, SQLite, PostgreSQL): every process of the
+    swarm writes to them, and the totals are read back per order."""
 
-    def __init__(self, url: str, prefix: str) -> None:
+    KINDS = ("charge", "email", "catalog")
+
+    def __init__(self, url: str, prefix: str, order_ids: list[str]) -> None:
         super().__init__()
-        import redis.asyncio
-        import redis.asyncio.cluster
-
-        self.client: Any
-        if url.startswith(("redis+cluster://", "rediss+cluster://")):
-            plain = url.replace("+cluster", "", 1)
-            self.client = redis.asyncio.cluster.RedisCluster.from_url(plain)
-        else:
-            self.client = redis.asyncio.Redis.from_url(url)
-        self.prefix = prefix
+        self.store = shared_store(url, prefix + ":books")
+        self.order_ids = order_ids
 
     async def call(self, kind: str) -> None:
-        await self.client.hincrby(f"{self.prefix}:calls", kind, 1)
+        await self.store.aincr(f"calls:{kind}", 1, 3600)
 
     async def seen(self, key: str) -> dict[str, Any] | None:
-        raw = await self.client.get(f"{self.prefix}:resp:{key}")
-        return None if raw is None else dict(json.loads(raw))
+        found = await self.store.aget(f"resp:{key}")
+        return None if found is MISS else dict(found)
 
     async def act(
         self, kind: str, order_id: str, key: str | None, response: dict[str, Any]
     ) -> None:
-        await self.client.hincrby(f"{self.prefix}:effects", f"{kind}:{order_id}", 1)
+        await self.store.aincr(f"effects:{kind}:{order_id}", 1, 3600)
         if key is not None:
-            await self.client.set(f"{self.prefix}:resp:{key}", json.dumps(response), ex=3600)
+            await self.store.aset(f"resp:{key}", response, 3600)
 
     async def snapshot(self) -> tuple[Counter[str], Counter[str]]:
-        effects = await self.client.hgetall(f"{self.prefix}:effects")
-        calls = await self.client.hgetall(f"{self.prefix}:calls")
-        return (
-            Counter({_text(k): int(v) for k, v in effects.items()}),
-            Counter({_text(k): int(v) for k, v in calls.items()}),
+        effects: Counter[str] = Counter()
+        for order_id in self.order_ids:
+            for kind in ("charge", "email"):
+                n = int(await self.store.aincr(f"effects:{kind}:{order_id}", 0, 3600))
+                if n:
+                    effects[f"{kind}:{order_id}"] = n
+        calls = Counter(
+            {kind: int(await self.store.aincr(f"calls:{kind}", 0, 3600)) for kind in self.KINDS}
         )
+        return effects, calls
+
+    async def aclose(self) -> None:
+        await _close(self.store)
+
+
+def shared_store(url: str, prefix: str) -> Any:
+    """The store a demo process shares with the others: Redis, SQLite or PostgreSQL."""
+    from .stores import PostgresStore, RedisStore, SQLiteStore
+
+    if url.startswith("sqlite://"):
+        return SQLiteStore.from_url(url, prefix=prefix)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url, prefix=prefix)
+    return RedisStore(url, prefix=prefix)
+
+
+async def _close(store: Any) -> None:
+    closer = getattr(store, "aclose", None)
+    if closer is not None:
+        await closer()
+    if hasattr(store, "close"):
+        store.close()
 
 
 @dataclass
@@ -368,23 +390,19 @@ async def _one_mode(
     total = sum(len(o) for o in orders)
     progress = _Progress(mode, total, quiet)
     prefix = f"{args.run_id}:{mode}"
-    ledger: Ledger = RedisLedger(args.redis, prefix) if args.redis else Ledger()
+    ids = [order_id for agent in orders for order_id, _, _ in agent]
+    ledger: Ledger = StoreLedger(args.store, prefix, ids) if args.store else Ledger()
     api = FlakyAPI(random.Random(args.seed * 1000 + args.worker), ledger)
     if mode == "naive":
         tally = await run_naive(api, orders, progress)
     else:
-        store: Any = None
-        if args.redis:
-            from .stores import RedisStore
-
-            store = RedisStore(args.redis, prefix=prefix)
+        store: Any = shared_store(args.store, prefix) if args.store else None
         tally = await run_retrysafe(api, orders, progress, store)
         if store is not None:
-            await store.aclose()
-            store.close()
+            await _close(store)
     effects, calls = await ledger.snapshot()
-    if isinstance(ledger, RedisLedger):
-        await ledger.client.aclose()
+    if isinstance(ledger, StoreLedger):
+        await ledger.aclose()
     return {
         "figures": _figures(tally, effects, calls),
         "latencies": tally.latencies,
@@ -430,16 +448,25 @@ def _spawn(args: argparse.Namespace, mode: str, worker: int) -> subprocess.Popen
     command = [
         sys.executable, "-m", "retrysafe", "demo", "--worker-mode", mode, "--worker", str(worker),
         "--processes", str(args.processes), "--agents", str(args.agents), "--orders", str(args.orders),
-        "--seed", str(args.seed), "--redis", args.redis, "--run-id", args.run_id,
+        "--seed", str(args.seed), "--store", args.store, "--run-id", args.run_id,
     ]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
 
-async def _ledger_figures(args: argparse.Namespace, mode: str) -> dict[str, Any]:
-    ledger = RedisLedger(args.redis, f"{args.run_id}:{mode}")
+async def _ledger_figures(
+    args: argparse.Namespace, mode: str, orders: list[list[tuple[str, str, str]]]
+) -> dict[str, Any]:
+    ids = [order_id for agent in orders for order_id, _, _ in agent]
+    ledger = StoreLedger(args.store, f"{args.run_id}:{mode}", ids)
     effects, calls = await ledger.snapshot()
-    await ledger.client.aclose()
+    await ledger.aclose()
     return _figures(Tally(), effects, calls)
+
+
+def _kind(url: str) -> str:
+    if url.startswith("sqlite"):
+        return "SQLite"
+    return "PostgreSQL" if url.startswith("postgres") else "Redis"
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -449,21 +476,27 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=3, help="orders per agent (default 3)")
     parser.add_argument("--seed", type=int, default=7, help="makes a run repeatable")
     parser.add_argument(
-        "--redis",
-        help="redis:// (or redis+cluster://) URL: share the stores and the fake API's books",
+        "--store",
+        help="a shared store's URL: redis:// (or redis+cluster://), sqlite:///path.db or "
+        "postgresql://...; it holds retrysafe's state and the fake API's books",
     )
+    parser.add_argument("--redis", help="the same as --store with a redis:// URL")
     parser.add_argument(
-        "--processes", type=int, default=1, help="with --redis: run the swarm as N processes"
+        "--processes", type=int, default=1, help="with --store: run the swarm as N processes"
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--worker-mode", help=argparse.SUPPRESS)
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.store = args.store or args.redis
     if args.agents < 1 or args.orders < 1 or args.processes < 1:
         parser.error("--agents, --orders and --processes must be at least 1")
-    if args.processes > 1 and not args.redis:
-        parser.error("--processes needs --redis URL: processes share their state through Redis")
+    if args.processes > 1 and not args.store:
+        parser.error(
+            "--processes needs --store URL: processes share their state through Redis, "
+            "SQLite or PostgreSQL"
+        )
     args.run_id = args.run_id or f"retrysafe-demo-{uuid.uuid4().hex[:8]}"
 
     all_orders = _orders(args.seed, args.agents, args.orders)
@@ -479,7 +512,7 @@ def run(argv: list[str] | None = None) -> int:
     quiet = args.json
     total = args.agents * args.orders
     if not quiet:
-        where = f"Redis, {args.processes} process(es)" if args.redis else "in memory"
+        where = f"{_kind(args.store)}, {args.processes} process(es)" if args.store else "in memory"
         print(
             f"retrysafe demo: {args.agents} agents, {total} orders, 3 tool calls each ({where}, seed {args.seed})"
         )
@@ -497,7 +530,7 @@ def run(argv: list[str] | None = None) -> int:
                 return 2
             if not quiet:
                 print(f"  {mode:<10} {total:>4}/{total} orders ({args.processes} processes)")
-            figures[mode] = _merge(parts, anyio.run(_ledger_figures, args, mode))
+            figures[mode] = _merge(parts, anyio.run(_ledger_figures, args, mode, all_orders))
     elapsed = time.perf_counter() - started
     safe = figures["retrysafe"]
     clean = safe["duplicate_charges"] == 0 and safe["duplicate_emails"] == 0

@@ -62,6 +62,7 @@ class SQLiteStore:
     - Waiters in this process are woken by this process's changes; waiters in other
       processes look again after a short, growing interval.
 
+    Keys are namespaced by ``prefix``, so several applications can share one file.
     ``store="sqlite:///path/to/file.db"`` works wherever ``store=`` is taken (four slashes
     for an absolute path: ``sqlite:////var/lib/agent/retrysafe.db``).
     """
@@ -73,6 +74,7 @@ class SQLiteStore:
         self,
         path: str | os.PathLike[str],
         *,
+        prefix: str = "retrysafe",
         busy_timeout: float = 10.0,
         synchronous: str = "FULL",
         serializer: Any = None,
@@ -81,6 +83,9 @@ class SQLiteStore:
             raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
         if not isinstance(busy_timeout, (int, float)) or busy_timeout <= 0:
             raise ValueError(f"busy_timeout must be a positive number, got {busy_timeout!r}")
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(f"prefix must be a non-empty str, got {prefix!r}")
+        self.prefix = prefix
         self.path = os.fspath(path)
         if self.path == ":memory:":
             raise ValueError("SQLiteStore needs a file (use MemoryStore for one process)")
@@ -96,17 +101,20 @@ class SQLiteStore:
         self._with_connection(lambda c: c.executescript(SCHEMA))
 
     @classmethod
-    def from_url(cls, url: str) -> SQLiteStore:
+    def from_url(cls, url: str, prefix: str = "retrysafe") -> SQLiteStore:
         """``sqlite:///relative/file.db`` or ``sqlite:////absolute/file.db``."""
         if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
             raise ValueError(
                 f"not a SQLite URL: {url!r} (expected sqlite:///relative.db or "
                 "sqlite:////absolute/path.db)"
             )
-        return cls(url[len("sqlite:///") :])
+        return cls(url[len("sqlite:///") :], prefix=prefix)
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({self.path!r})"
+        return f"SQLiteStore({self.path!r}, prefix={self.prefix!r})"
+
+    def _k(self, key: Key) -> str:
+        return f"{self.prefix}:{key_text(key)}"
 
     # --- connections and transactions -------------------------------------------------------
 
@@ -185,12 +193,12 @@ class SQLiteStore:
     def get(self, key: Key) -> Any:
         row = self._read(
             "SELECT value FROM retrysafe_kv WHERE key = ? AND (expires = 0 OR expires > ?)",
-            (key_text(key), time.time()),
+            (self._k(key), time.time()),
         )
         return MISS if row is None else self._codec.load(row[0])
 
     def set(self, key: Key, value: Any, ttl: float | None) -> None:
-        text, data = key_text(key), self._codec.dump(value)
+        text, data = self._k(key), self._codec.dump(value)
         self._write(
             lambda c, now: c.execute(
                 "INSERT OR REPLACE INTO retrysafe_kv (key, value, expires) VALUES (?, ?, ?)",
@@ -200,7 +208,7 @@ class SQLiteStore:
         self._watchers.notify(text)
 
     def delete(self, key: Key) -> bool:
-        text = key_text(key)
+        text = self._k(key)
         return self._write(
             lambda c, now: (
                 c.execute(
@@ -212,7 +220,7 @@ class SQLiteStore:
         )
 
     def clear(self, prefix: str = "") -> int:
-        pattern = like_prefix(prefix)
+        pattern = like_prefix(self._k(prefix))
 
         def run(conn: sqlite3.Connection, now: float) -> int:
             n = 0
@@ -245,7 +253,7 @@ class SQLiteStore:
         )
 
     def incr(self, key: Key, amount: float, ttl: float | None) -> float:
-        text = key_text(key)
+        text = self._k(key)
 
         def run(conn: sqlite3.Connection, now: float) -> float:
             value = (self._number(conn, text, now) or 0.0) + amount
@@ -257,7 +265,7 @@ class SQLiteStore:
     def add_clamped(
         self, key: Key, delta: float, low: float, high: float, ttl: float | None
     ) -> float:
-        text = key_text(key)
+        text = self._k(key)
 
         def run(conn: sqlite3.Connection, now: float) -> float:
             current = self._number(conn, text, now)
@@ -268,7 +276,7 @@ class SQLiteStore:
         return self._write(run)
 
     def recent(self, key: Key, item: str | None, keep: int, ttl: float | None) -> list[str]:
-        text = key_text(key) + _RECENT
+        text = self._k(key) + _RECENT
 
         def run(conn: sqlite3.Connection, now: float) -> list[str]:
             row = conn.execute(
@@ -298,7 +306,7 @@ class SQLiteStore:
         return None if row is None else str(row[0])
 
     def acquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
-        text = key_text(key) + _LEASE
+        text = self._k(key) + _LEASE
 
         def run(conn: sqlite3.Connection, now: float) -> bool:
             holder = self._lease_row(conn, text, now)
@@ -313,7 +321,7 @@ class SQLiteStore:
         return self._write(run)
 
     def extend_lease(self, key: Key, owner: str, ttl: float) -> bool:
-        text = key_text(key) + _LEASE
+        text = self._k(key) + _LEASE
         return self._write(
             lambda c, now: (
                 c.execute(
@@ -325,7 +333,7 @@ class SQLiteStore:
         )
 
     def release_lease(self, key: Key, owner: str) -> bool:
-        text = key_text(key)
+        text = self._k(key)
         held = self._write(
             lambda c, now: (
                 c.execute(
@@ -338,7 +346,7 @@ class SQLiteStore:
         return held
 
     def set_and_release(self, key: Key, value: Any, ttl: float | None, owner: str) -> None:
-        text, data = key_text(key), self._codec.dump(value)
+        text, data = self._k(key), self._codec.dump(value)
 
         def run(conn: sqlite3.Connection, now: float) -> None:
             conn.execute(
@@ -357,7 +365,7 @@ class SQLiteStore:
     def claim(
         self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
     ) -> Claim:
-        text = key_text(key)
+        text = self._k(key)
         # The replay path: one read, no write lock.
         row = self._read(
             "SELECT fence, payload FROM retrysafe_records "
@@ -413,7 +421,7 @@ class SQLiteStore:
     ) -> bool:
         """``UPDATE ... SET <change>`` on the live record ``fence`` holds in one of
         ``states``; True if it changed (the ``now`` placeholder is the first argument)."""
-        text = key_text(key)
+        text = self._k(key)
         marks = ", ".join("?" * len(states))
 
         def run(conn: sqlite3.Connection, now: float) -> bool:
@@ -445,12 +453,12 @@ class SQLiteStore:
         # This fence's completion made before (a retried operation) is done, not lost.
         row = self._read(
             "SELECT 1 FROM retrysafe_records WHERE key = ? AND fence = ? AND state = 'completed'",
-            (key_text(key), str(fence)),
+            (self._k(key), str(fence)),
         )
         return row is not None
 
     def release(self, key: Key, fence: int) -> bool:
-        text = key_text(key)
+        text = self._k(key)
         released = self._write(
             lambda c, now: (
                 c.execute(
@@ -469,7 +477,7 @@ class SQLiteStore:
         )
 
     def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
-        text = key_text(key)
+        text = self._k(key)
         data = self._codec.dump(payload) if applied else None
 
         def run(conn: sqlite3.Connection, now: float) -> str | None:
@@ -496,7 +504,7 @@ class SQLiteStore:
         row = self._read(
             "SELECT state, fp, fence, owner, payload FROM retrysafe_records "
             "WHERE key = ? AND expires > ?",
-            (key_text(key), time.time()),
+            (self._k(key), time.time()),
         )
         if row is None:
             return None
@@ -507,12 +515,12 @@ class SQLiteStore:
 
     @contextmanager
     def watch(self, key: Key) -> Iterator[Any]:
-        with self._watchers.watch(key_text(key)) as watcher:
+        with self._watchers.watch(self._k(key)) as watcher:
             yield watcher
 
     @asynccontextmanager
     async def awatch(self, key: Key) -> AsyncIterator[Any]:
-        async with self._watchers.awatch(key_text(key)) as watcher:
+        async with self._watchers.awatch(self._k(key)) as watcher:
             yield watcher
 
     # --- async forms: the same operation in a worker thread -------------------------------
