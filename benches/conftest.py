@@ -71,3 +71,11 @@ def paired_ratio(benchmark: Any, ours: Callable[[], Any], theirs: Callable[[], A
     ratio = ratios[len(ratios) // 2]
     benchmark.extra_info["paired_ratio"] = round(ratio, 3)
     return ratio
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("POSTGRES_URL")
+    if not url:
+        pytest.skip("POSTGRES_URL not set (run through `make bench`)")
+    return url

@@ -329,3 +329,30 @@ def test_sqlite_async_on_trio_and_asyncio(tmp_path: Path) -> None:
         anyio.run(main, backend=backend)
     assert [1] == runs
     store.close()
+
+
+def test_round_trips_and_the_published_schema(pg_store: PostgresStore) -> None:
+    """A fresh claim and its completion are two statements, a replay one; the schema the
+    docs publish is the one the store creates."""
+    from retrysafe.stores._postgres import SCHEMA_SQL
+
+    statements: list[str] = []
+    execute = pg_store._execute
+
+    def counting(sql: str, params: Any, fetch: str) -> Any:
+        statements.append(sql)
+        return execute(sql, params, fetch)
+
+    pg_store._execute = counting  # type: ignore[method-assign]
+
+    @idempotent(store=pg_store, scope="rt", effect=Effect.WRITE)
+    def charge(amount: int) -> int:
+        return amount
+
+    with session("rt"):
+        charge(1)
+        assert 2 == len(statements), statements
+        charge(1)
+    assert 3 == len(statements)
+    published = (ROOT / "docs" / "postgres-schema.sql").read_text()
+    assert SCHEMA_SQL.strip() in published

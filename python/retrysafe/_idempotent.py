@@ -41,7 +41,7 @@ from ._retry import _is_async, _name_of
 from ._session import _CURRENT as _CURRENT_SESSION
 from ._session import current_session
 from .stores import Store, resolve_store
-from .stores._records import Claim
+from .stores._records import Claim, claim_number
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec
@@ -519,7 +519,13 @@ class IdempotencyHandle:
     ) -> Any:
         store = self.store
         try:
-            pause = self._wait_before_sending(await store.aget(record_key + _NOT_BEFORE), key)
+            # Only a key claimed before can have been released with a server's wait: the
+            # first claim of a key reads nothing more (claim + complete stay two trips).
+            pause = (
+                self._wait_before_sending(await store.aget(record_key + _NOT_BEFORE), key)
+                if claim_number(fence) > 1
+                else 0.0
+            )
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._arelease_quietly(record_key, fence)
@@ -641,7 +647,11 @@ class IdempotencyHandle:
     ) -> Any:
         store = self.store
         try:
-            pause = self._wait_before_sending(store.get(record_key + _NOT_BEFORE), key)
+            pause = (
+                self._wait_before_sending(store.get(record_key + _NOT_BEFORE), key)
+                if claim_number(fence) > 1
+                else 0.0
+            )
         except BaseException:
             with contextlib.suppress(StoreError):  # else the lease runs out
                 store.release(record_key, fence)

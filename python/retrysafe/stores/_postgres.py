@@ -175,6 +175,15 @@ $$;
 # Live rows: a value's or a record's expiry is in the future (0: none).
 _LIVE = "(expires = 0 OR expires > retrysafe_now())"
 _EXPIRES = "CASE WHEN %(ttl)s > 0 THEN retrysafe_now() + %(ttl)s ELSE 0 END"
+# A replay is a plain indexed read; only a miss runs the claim function (the one-time
+# filter skips it otherwise). Either way: one statement, one round trip.
+_CLAIM = (
+    "WITH hit AS (SELECT 'completed'::text AS status, fence, payload, 0::float8 AS lease_left, "
+    "false AS took, false AS expired_now FROM retrysafe_records WHERE key = %(key)s "
+    "AND state = 'completed' AND fp = %(fp)s AND expires > retrysafe_now()) "
+    "SELECT * FROM hit UNION ALL SELECT * FROM retrysafe_claim(%(key)s, %(fp)s, %(owner)s, "
+    "%(lease)s, %(ttl)s, %(takeover)s, %(nonce)s, %(channel)s) WHERE NOT EXISTS (SELECT 1 FROM hit)"
+)
 _LEASE_SUFFIX = "\x1flease"
 _RECENT_SUFFIX = "\x1frecent"
 
@@ -525,9 +534,17 @@ class PostgresStore:
         import secrets
 
         nonce = f"{secrets.randbelow(10**12):012d}"
-        sql = "SELECT * FROM retrysafe_claim(%s, %s, %s, %s, %s, %s, %s, %s)"
-        params = (self._k(key), fingerprint, owner, lease, ttl, takeover, nonce, self._channel)
-        return sql, params, "one"
+        params = {
+            "key": self._k(key),
+            "fp": fingerprint,
+            "owner": owner,
+            "lease": lease,
+            "ttl": ttl,
+            "takeover": takeover,
+            "nonce": nonce,
+            "channel": self._channel,
+        }
+        return _CLAIM, params, "one"
 
     def _claimed(self, row: Any) -> Claim:
         status, fence, payload, lease_left, took, expired_now = row

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Claim", "RecordView"]
+__all__ = ["Claim", "RecordView", "claim_number"]
 
 # Record states (stored as these strings).
 IN_PROGRESS = "in_progress"
@@ -48,6 +48,12 @@ class Claim:
             f"Claim({self.status!r}, fence={self.fence}, payload={self.payload!r}, "
             f"lease_left={self.lease_left:.3f}, takeover={self.takeover}, expired_now={self.expired_now})"
         )
+
+
+def claim_number(fence: int) -> int:
+    """Which claim of its key a fence belongs to (1 for the first): a shared store's token is
+    that counter followed by 12 random digits, MemoryStore's the counter itself."""
+    return fence // 10**12 if fence >= 10**12 else fence
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,143 @@
+-- retrysafe PostgresStore schema (also: retrysafe store sql). Created on first use
+-- or by: retrysafe store init postgresql://...
+CREATE TABLE IF NOT EXISTS retrysafe_kv (
+    key text PRIMARY KEY,
+    value bytea,
+    num double precision,
+    owner text,
+    items text[],
+    expires double precision NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS retrysafe_records (
+    key text PRIMARY KEY,
+    state text NOT NULL,
+    fp text NOT NULL,
+    owner text,
+    fence text NOT NULL,
+    nonce text,
+    lease double precision NOT NULL,
+    payload bytea,
+    expires double precision NOT NULL
+);
+CREATE TABLE IF NOT EXISTS retrysafe_fences (key text PRIMARY KEY, counter bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS retrysafe_schema (version integer NOT NULL);
+
+CREATE OR REPLACE FUNCTION retrysafe_now() RETURNS double precision
+LANGUAGE sql VOLATILE AS $$ SELECT extract(epoch FROM clock_timestamp())::double precision $$;
+
+CREATE OR REPLACE FUNCTION retrysafe_claim(
+    p_key text, p_fp text, p_owner text, p_lease double precision, p_ttl double precision,
+    p_takeover boolean, p_nonce text, p_channel text
+) RETURNS TABLE (status text, fence text, payload bytea, lease_left double precision,
+                 took boolean, expired_now boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    now_ double precision := retrysafe_now();
+    rec retrysafe_records%ROWTYPE;
+    counter_ bigint;
+BEGIN
+    -- The replay path: a completed record is read without a lock.
+    SELECT * INTO rec FROM retrysafe_records r
+     WHERE r.key = p_key AND r.state = 'completed' AND r.fp = p_fp AND r.expires > now_;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'completed'::text, rec.fence, rec.payload, 0::float8, false, false;
+        RETURN;
+    END IF;
+    -- Claims of one key queue on its fence row (it outlives the record).
+    INSERT INTO retrysafe_fences AS f (key, counter) VALUES (p_key, 0)
+        ON CONFLICT (key) DO NOTHING;
+    SELECT f.counter INTO counter_ FROM retrysafe_fences f WHERE f.key = p_key FOR UPDATE;
+    SELECT * INTO rec FROM retrysafe_records r WHERE r.key = p_key;
+    IF FOUND AND rec.expires <= now_ THEN
+        DELETE FROM retrysafe_records r WHERE r.key = p_key;
+        rec := NULL;
+    END IF;
+    IF rec.key IS NOT NULL THEN
+        IF rec.state = 'in_progress' AND rec.nonce = p_nonce THEN  -- this claim, resent
+            RETURN QUERY SELECT 'claimed'::text, rec.fence, NULL::bytea, 0::float8, false, false;
+            RETURN;
+        END IF;
+        IF rec.fp <> p_fp THEN
+            RETURN QUERY SELECT 'mismatch'::text, rec.fence, NULL::bytea, 0::float8, false, false;
+            RETURN;
+        END IF;
+        IF rec.state = 'completed' THEN
+            RETURN QUERY SELECT 'completed'::text, rec.fence, rec.payload, 0::float8, false, false;
+            RETURN;
+        END IF;
+        IF rec.state = 'unknown' THEN
+            RETURN QUERY SELECT 'unknown'::text, rec.fence, NULL::bytea, 0::float8, false, false;
+            RETURN;
+        END IF;
+        IF rec.lease > now_ THEN
+            RETURN QUERY SELECT 'in_progress'::text, rec.fence, NULL::bytea, rec.lease - now_,
+                                false, false;
+            RETURN;
+        END IF;
+        IF NOT p_takeover THEN  -- a write's owner vanished mid-call: it may have acted
+            UPDATE retrysafe_records r SET state = 'unknown', expires = now_ + p_ttl
+             WHERE r.key = p_key;
+            PERFORM pg_notify(p_channel, p_key);
+            RETURN QUERY SELECT 'unknown'::text, rec.fence, NULL::bytea, 0::float8, false, true;
+            RETURN;
+        END IF;
+    END IF;
+    UPDATE retrysafe_fences f SET counter = f.counter + 1 WHERE f.key = p_key
+        RETURNING f.counter INTO counter_;
+    INSERT INTO retrysafe_records AS r
+        (key, state, fp, owner, fence, nonce, lease, payload, expires)
+        VALUES (p_key, 'in_progress', p_fp, p_owner, counter_::text || p_nonce, p_nonce,
+                now_ + p_lease, NULL, now_ + p_ttl)
+        ON CONFLICT (key) DO UPDATE SET state = excluded.state, fp = excluded.fp,
+            owner = excluded.owner, fence = excluded.fence, nonce = excluded.nonce,
+            lease = excluded.lease, payload = NULL, expires = excluded.expires;
+    RETURN QUERY SELECT 'claimed'::text, counter_::text || p_nonce, NULL::bytea, 0::float8,
+                        rec.key IS NOT NULL, false;
+END $$;
+
+CREATE OR REPLACE FUNCTION retrysafe_complete(
+    p_key text, p_fence text, p_payload bytea, p_ttl double precision, p_channel text
+) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    now_ double precision := retrysafe_now();
+BEGIN
+    UPDATE retrysafe_records r
+       SET state = 'completed', payload = p_payload, owner = NULL, expires = now_ + p_ttl
+     WHERE r.key = p_key AND r.fence = p_fence AND r.state IN ('in_progress', 'unknown')
+       AND r.expires > now_;
+    IF FOUND THEN
+        PERFORM pg_notify(p_channel, p_key);
+        RETURN true;
+    END IF;
+    -- This fence's completion made before (a resent operation, or one recorded in the
+    -- application's own transaction) is done, not lost.
+    RETURN EXISTS (SELECT 1 FROM retrysafe_records r
+                    WHERE r.key = p_key AND r.fence = p_fence AND r.state = 'completed');
+END $$;
+
+CREATE OR REPLACE FUNCTION retrysafe_resolve(
+    p_key text, p_payload bytea, p_applied boolean, p_ttl double precision, p_channel text
+) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    now_ double precision := retrysafe_now();
+    before_ text;
+BEGIN
+    SELECT r.state INTO before_ FROM retrysafe_records r
+     WHERE r.key = p_key AND r.expires > now_ FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF p_applied THEN
+        UPDATE retrysafe_records r SET state = 'completed', payload = p_payload, owner = NULL,
+               expires = now_ + p_ttl WHERE r.key = p_key;
+    ELSE
+        DELETE FROM retrysafe_records r WHERE r.key = p_key;
+    END IF;
+    PERFORM pg_notify(p_channel, p_key);
+    RETURN before_;
+END $$;
+
+CREATE OR REPLACE FUNCTION retrysafe_tail(arr text[], keep integer) RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT arr[greatest(1, coalesce(array_length(arr, 1), 0) - keep + 1):]
+$$;
