@@ -59,6 +59,7 @@ from ._retry import (
     with_retry,
 )
 from ._session import Session, current_session, session
+from ._telemetry import report
 from ._tool import ToolOutcome, ToolRegistry, ToolSpec, default_registry, json_schema, tool
 from .stores import MemoryStore, Store
 
@@ -116,6 +117,7 @@ __all__ = [
     "effect_from_mcp",
     "fingerprint",
     "get_effect",
+    "report",
     "has_side_effect",
     "is_destructive",
     "is_read_only",

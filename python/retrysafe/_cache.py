@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
 
+from . import _telemetry
 from ._callables import check_decoratable
 from ._exceptions import StoreError
 from ._flights import ThreadFlights, join_or_lead
@@ -294,6 +295,7 @@ class CacheInfo(Generic[T]):
 
     def _joined(self) -> None:
         self.counters.coalesced += 1
+        _telemetry.note("coalesced")
 
     def _count_expired(self, key: Key) -> None:
         store: Any = self.store
@@ -305,9 +307,20 @@ class CacheInfo(Generic[T]):
         self._count_expired(key)
         # Concurrent identical misses in this loop run once (a cancelled waiter cancels only
         # itself; if the executing caller is cancelled, a waiter runs the READ again).
-        return await join_or_lead(
-            (self._id, key), lambda: self._acompute(key, args, kwargs), on_join=self._joined
-        )
+        started = time.monotonic()
+        joined: list[bool] = []
+
+        def on_join() -> None:
+            joined.append(True)
+            self._joined()
+
+        try:
+            return await join_or_lead(
+                (self._id, key), lambda: self._acompute(key, args, kwargs), on_join=on_join
+            )
+        finally:
+            if joined:
+                _telemetry.note_wait(self.namespace, time.monotonic() - started)
 
     async def _acompute(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         store = self.store
@@ -319,6 +332,7 @@ class CacheInfo(Generic[T]):
 
     async def _aexecute(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         self.counters.executions += 1
+        _telemetry.note("executed")
         try:
             return await self.fn(*args, **kwargs)
         except Exception as exc:
@@ -348,6 +362,7 @@ class CacheInfo(Generic[T]):
                         return _unwrap(found)
                     return await self._aexecute_leased(key, owner, args, kwargs)
                 self.counters.coalesced += 1
+                _telemetry.note("coalesced")
                 async with store.awatch(key) as watcher:
                     found = await store.aget(key)
                     if found is MISS:
@@ -411,6 +426,7 @@ class CacheInfo(Generic[T]):
 
     def _execute(self, key: Key, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         self.counters.executions += 1
+        _telemetry.note("executed")
         try:
             return self.fn(*args, **kwargs)
         except Exception as exc:
@@ -438,6 +454,7 @@ class CacheInfo(Generic[T]):
                         return _unwrap(found)
                     return self._execute_leased(key, owner, args, kwargs)
                 self.counters.coalesced += 1
+                _telemetry.note("coalesced")
                 with store.watch(key) as watcher:
                     found = store.get(key)
                     if found is MISS:

@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 
+from . import _telemetry
 from ._exceptions import OutcomeUnknownError, RetrysafeError
 from ._idempotent import resolve
 from ._retry import RetryConfig, RetryEvent
@@ -407,6 +408,7 @@ async def _one_mode(
         "figures": _figures(tally, effects, calls),
         "latencies": tally.latencies,
         "tally": tally.__dict__,
+        "report": _telemetry.report_counts() if mode == "retrysafe" else {},
     }
 
 
@@ -461,6 +463,14 @@ async def _ledger_figures(
     effects, calls = await ledger.snapshot()
     await ledger.aclose()
     return _figures(Tally(), effects, calls)
+
+
+def _sum_reports(reports: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    total: dict[str, Counter[str]] = {}
+    for report in reports:
+        for tool_name, counts in report.items():
+            total.setdefault(tool_name, Counter()).update(counts)
+    return {name: dict(counts) for name, counts in sorted(total.items())}
 
 
 def _kind(url: str) -> str:
@@ -519,9 +529,12 @@ def run(argv: list[str] | None = None) -> int:
         print("The API loses responses after acting, throttles with Retry-After, and times out.\n")
     started = time.perf_counter()
     figures: dict[str, dict[str, Any]] = {}
+    per_tool: dict[str, dict[str, int]] = {}
     for mode in ("naive", "retrysafe"):
         if args.processes == 1:
-            figures[mode] = anyio.run(_one_mode, mode, args, all_orders, quiet)["figures"]
+            result = anyio.run(_one_mode, mode, args, all_orders, quiet)
+            figures[mode] = result["figures"]
+            per_tool = result["report"] or per_tool
         else:
             workers = [_spawn(args, mode, w) for w in range(args.processes)]
             parts = [json.loads(w.communicate()[0]) for w in workers]
@@ -531,6 +544,8 @@ def run(argv: list[str] | None = None) -> int:
             if not quiet:
                 print(f"  {mode:<10} {total:>4}/{total} orders ({args.processes} processes)")
             figures[mode] = _merge(parts, anyio.run(_ledger_figures, args, mode, all_orders))
+            if mode == "retrysafe":
+                per_tool = _sum_reports([p["report"] for p in parts])
     elapsed = time.perf_counter() - started
     safe = figures["retrysafe"]
     clean = safe["duplicate_charges"] == 0 and safe["duplicate_emails"] == 0
@@ -540,6 +555,9 @@ def run(argv: list[str] | None = None) -> int:
     naive = figures["naive"]
     print()
     print(_table(naive, safe))
+    print()
+    print("What retrysafe did, per tool (retrysafe.report()):")
+    print(_telemetry.format_report(per_tool))
     print()
     dupes = naive["duplicate_charges"] + naive["duplicate_emails"]
     if clean:

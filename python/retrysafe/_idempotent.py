@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from . import _telemetry
 from ._cache import _make_keyer
 from ._callables import check_decoratable, hide_parameters
 from ._classify import never_sent, server_hint, server_said, status_of
@@ -177,6 +178,11 @@ class IdempotencyHandle:
         # Outside a session a derived key would be scoped by the tool alone, for every caller.
         self._needs_session = scope is None if require_session is None else require_session
         self._sync_claim = None if store.shared else store.claim
+        #: Calls answered from a completed record, calls that ran, calls that waited for
+        #: another caller's run (the report's counts).
+        self.replays = 0
+        self.executions = 0
+        self.coalesced = 0
 
     # --- durability -------------------------------------------------------------------------
 
@@ -303,9 +309,12 @@ class IdempotencyHandle:
         the record had."""
         if (applied is _UNSET) == (not not_applied):
             raise ValueError("resolve() takes exactly one of applied=... or not_applied=True")
-        return self.store.resolve(
+        before = self.store.resolve(
             self._record_key(key), None if not_applied else applied, not not_applied, self.ttl
         )
+        if before == "unknown":
+            _telemetry.note_unknown(self.tool, -1)
+        return before
 
     def record(self, key: IdempKey) -> Any:
         """The stored record of ``key`` (state, fence, payload), or None."""
@@ -316,6 +325,8 @@ class IdempotencyHandle:
     def _unknown(
         self, key: IdempKey, record_key: str, cause: BaseException | None
     ) -> OutcomeUnknownError:
+        if cause is not None:  # this call left the record UNKNOWN (not one found so)
+            _telemetry.note_unknown(self.tool, +1)
         said = None if cause is None else server_said(cause)
         err = OutcomeUnknownError(
             f"{self.tool}: the outcome of the call with key {key} is unknown (it may have been "
@@ -333,6 +344,8 @@ class IdempotencyHandle:
         """(True, payload) to replay; (False, None) to keep waiting; raises otherwise."""
         status = claim.status
         if status == "completed":
+            self.coalesced += 1
+            _telemetry.note("replayed")
             return True, claim.payload
         if status == "mismatch":
             raise IdempotencyKeyMismatchError(
@@ -377,6 +390,20 @@ class IdempotencyHandle:
         if not self.effect.repeats_side_effect or not state.started or _not_applied(exc):
             return "release"
         return "unknown"
+
+    @staticmethod
+    def _claimed_fence(claim: Claim) -> int:
+        """The fence of a claim this caller won; a takeover of a vanished owner's record is
+        a span event."""
+        if claim.takeover:
+            _telemetry.note_takeover(claim.fence)
+        return claim.fence
+
+    def _started(self, key: IdempKey) -> None:
+        """The tool is about to run under its claim (the report's and the span's count)."""
+        self.executions += 1
+        _telemetry.note("executed")
+        _telemetry.note_key(key)
 
     # --- not before: a released write the server asked to wait for ---------------------------
 
@@ -436,6 +463,7 @@ class IdempotencyHandle:
             keys[2], keys[3], self._owner_id, self.lease, self.ttl, self.takeover
         )
         if claim.status == "completed":
+            self.replays += 1
             return (True, claim.payload)
         return (False, keys, claim)
 
@@ -454,6 +482,7 @@ class IdempotencyHandle:
                 record_key, digest, self._owner_id, self.lease, self.ttl, self.takeover
             )
         if claim.status == "completed":
+            self.replays += 1
             return claim.payload  # a replay: one store call
         if key is None:
             key = IdempKey("ik_" + digest_hex[:32], digest_hex, self._scope())
@@ -480,7 +509,7 @@ class IdempotencyHandle:
         first: Claim | None,
     ) -> Any:
         if first is not None:
-            return await self._arun(key, record_key, first.fence, args, kwargs)
+            return await self._arun(key, record_key, self._claimed_fence(first), args, kwargs)
         store = self.store
         owner = self._owner_id
         give_up_at = time.monotonic() + self.wait
@@ -490,7 +519,7 @@ class IdempotencyHandle:
                 record_key, digest, owner, self.lease, self.ttl, self.takeover
             )
             if claim.status == "claimed":
-                return await self._arun(key, record_key, claim.fence, args, kwargs)
+                return await self._arun(key, record_key, self._claimed_fence(claim), args, kwargs)
             done, payload = self._claim_outcome(claim, key, record_key)
             if done:
                 return payload
@@ -501,7 +530,9 @@ class IdempotencyHandle:
                     record_key, digest, owner, self.lease, self.ttl, self.takeover
                 )
                 if again.status == "claimed":
-                    return await self._arun(key, record_key, again.fence, args, kwargs)
+                    return await self._arun(
+                        key, record_key, self._claimed_fence(again), args, kwargs
+                    )
                 done, payload = self._claim_outcome(again, key, record_key)
                 if done:
                     return payload
@@ -533,6 +564,7 @@ class IdempotencyHandle:
         if pause:
             await anyio.sleep(pause)
         state = _CallState(key, not self.checkpoint, (record_key, fence, self.ttl), store)
+        self._started(key)
         token = _STATE.set(state)
         try:
             call_args, call_kwargs = self._with_key(args, kwargs, key)
@@ -588,6 +620,7 @@ class IdempotencyHandle:
             record_key, digest, self._owner_id, self.lease, self.ttl, self.takeover
         )
         if claim.status == "completed":
+            self.replays += 1
             return claim.payload  # a replay: one store call
         if key is None:
             key = IdempKey("ik_" + digest_hex[:32], digest_hex, self._scope())
@@ -612,7 +645,7 @@ class IdempotencyHandle:
         first: Claim | None,
     ) -> Any:
         if first is not None:
-            return self._run(key, record_key, first.fence, args, kwargs)
+            return self._run(key, record_key, self._claimed_fence(first), args, kwargs)
         store = self.store
         owner = self._owner_id
         give_up_at = time.monotonic() + self.wait
@@ -620,7 +653,7 @@ class IdempotencyHandle:
         while True:
             claim = store.claim(record_key, digest, owner, self.lease, self.ttl, self.takeover)
             if claim.status == "claimed":
-                return self._run(key, record_key, claim.fence, args, kwargs)
+                return self._run(key, record_key, self._claimed_fence(claim), args, kwargs)
             done, payload = self._claim_outcome(claim, key, record_key)
             if done:
                 return payload
@@ -629,7 +662,7 @@ class IdempotencyHandle:
             with store.watch(record_key) as watcher:
                 again = store.claim(record_key, digest, owner, self.lease, self.ttl, self.takeover)
                 if again.status == "claimed":
-                    return self._run(key, record_key, again.fence, args, kwargs)
+                    return self._run(key, record_key, self._claimed_fence(again), args, kwargs)
                 done, payload = self._claim_outcome(again, key, record_key)
                 if done:
                     return payload
@@ -659,6 +692,7 @@ class IdempotencyHandle:
         if pause:
             time.sleep(pause)
         state = _CallState(key, not self.checkpoint, (record_key, fence, self.ttl), store)
+        self._started(key)
         token = _STATE.set(state)
         stop = start_heartbeat(
             lambda: store.heartbeat(record_key, fence, self.lease), self.lease / 3

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, overload
 
 import anyio
 
+from . import _telemetry
 from ._callables import check_decoratable
 from ._classify import is_transient, server_hint
 from ._effects import get_effect
@@ -142,6 +143,7 @@ class RetryBudget:
             self._store = resolve_store(store)
         self._key = f"retry-budget:{name}"
         self._warned = False
+        _telemetry.track_budget(self)
 
     @property
     def tokens(self) -> float:
@@ -590,6 +592,11 @@ class _Run:
                 wait,
             )
         stats.waited += wait
+        _telemetry.count(self.name, "retries")
+        _telemetry.note_retry(
+            stats.attempts, wait, "retry_after" if hint is not None and hint.delay is not None
+            else "backoff", self.name,
+        )  # fmt: skip
         if self.fn is not None and self.name not in _UNTAGGED_NOTED:
             _note_untagged(self.fn, self.name)
         return wait, event

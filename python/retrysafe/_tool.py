@@ -14,13 +14,14 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
+from . import _telemetry
 from ._cache import cache_tool
 from ._callables import check_decoratable, hide_parameters
 from ._dispatch import ArgumentError, ToolOutcome, failure_hint, invoke, make_validator
 from ._effects import Effect, effect, get_effect, mcp_annotations
 from ._guard import LoopGuard, LoopStop, bound_arguments, current_guard
 from ._idempotent import KEY_PARAM, idempotent
-from ._retry import RetryConfig, _is_async, with_retry
+from ._retry import RetryConfig, _is_async, _name_of, with_retry
 
 __all__ = ["ToolOutcome", "ToolRegistry", "ToolSpec", "default_registry", "json_schema", "tool"]
 
@@ -301,7 +302,11 @@ class ToolRegistry:
         """Run an Anthropic ``tool_use`` block (SDK object or dict) and return its
         ``tool_result`` block, ``is_error`` set when the model must correct itself."""
         block_id, name, arguments = _fields(tool_use, ("id", "name", "input"))
-        return (await self.call(name, arguments)).anthropic(block_id)
+        token = _telemetry.tool_call_id(block_id)
+        try:
+            return (await self.call(name, arguments)).anthropic(block_id)
+        finally:
+            _telemetry.reset_tool_call_id(token)
 
     async def openai_result(self, tool_call: Any) -> dict[str, Any]:
         """Run an OpenAI tool call and return its result message: for a Chat Completions
@@ -311,9 +316,15 @@ class ToolRegistry:
         if function is not None:  # Chat Completions
             call_id = _field(tool_call, "id")
             name, arguments = _fields(function, ("name", "arguments"))
-            return (await self.call(name, arguments)).openai(call_id)
-        call_id, name, arguments = _fields(tool_call, ("call_id", "name", "arguments"))
-        return (await self.call(name, arguments)).openai(call_id, api="responses")
+            api = "chat"
+        else:
+            call_id, name, arguments = _fields(tool_call, ("call_id", "name", "arguments"))
+            api = "responses"
+        token = _telemetry.tool_call_id(call_id)
+        try:
+            return (await self.call(name, arguments)).openai(call_id, api=api)
+        finally:
+            _telemetry.reset_tool_call_id(token)
 
     def _prepare(
         self, name: str, arguments: Mapping[str, Any] | str | None
@@ -565,27 +576,72 @@ def _build(
         )
     tool_name = name or func.__name__
     guarded_args = bound_arguments(func, (KEY_PARAM,))
+    cached = getattr(layered, "cache", None)
+    recorded = getattr(layered, "idempotency", None)
+    _telemetry.track_tool(tool_name, _name_of(func), cached, recorded)
+    # What a traced call was when no layer's slow path said otherwise.
+    unset = (
+        "cache_hit" if cached is not None else "replayed" if recorded is not None else "executed"
+    )
+    kind = chosen.value
+    count = _telemetry.count
 
     if _is_async(func):
 
+        async def plain_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                active = guard or current_guard()
+                if active is not None:
+                    stop = await active.arecord(tool_name, guarded_args(args, kwargs))
+                    if stop is not None:
+                        count(tool_name, "loop_stopped")
+                        return stop
+                return await layered(*args, **kwargs)
+            except Exception as error:
+                count(tool_name, _telemetry.outcome_of_error(error))
+                raise
+
         async def async_tool(*args: Any, **kwargs: Any) -> Any:
-            active = guard or current_guard()
-            if active is not None:
-                stop: LoopStop | None = await active.arecord(tool_name, guarded_args(args, kwargs))
-                if stop is not None:
-                    return stop
-            return await layered(*args, **kwargs)
+            if not _telemetry.active():
+                return await plain_async(*args, **kwargs)
+            traced = _telemetry.TracedCall(tool_name, kind, unset)
+            with traced:
+                try:
+                    result = await plain_async(*args, **kwargs)
+                except BaseException as error:
+                    traced.finish(None, error)
+                    raise
+                traced.finish(result, None)
+                return result
 
         wrapper: Any = functools.wraps(func)(async_tool)
     else:
 
+        def plain_sync(*args: Any, **kwargs: Any) -> Any:
+            try:
+                active = guard or current_guard()
+                if active is not None:
+                    stop = active.record(tool_name, guarded_args(args, kwargs))
+                    if stop is not None:
+                        count(tool_name, "loop_stopped")
+                        return stop
+                return layered(*args, **kwargs)
+            except Exception as error:
+                count(tool_name, _telemetry.outcome_of_error(error))
+                raise
+
         def sync_tool(*args: Any, **kwargs: Any) -> Any:
-            active = guard or current_guard()
-            if active is not None:
-                stop = active.record(tool_name, guarded_args(args, kwargs))
-                if stop is not None:
-                    return stop
-            return layered(*args, **kwargs)
+            if not _telemetry.active():
+                return plain_sync(*args, **kwargs)
+            traced = _telemetry.TracedCall(tool_name, kind, unset)
+            with traced:
+                try:
+                    result = plain_sync(*args, **kwargs)
+                except BaseException as error:
+                    traced.finish(None, error)
+                    raise
+                traced.finish(result, None)
+                return result
 
         wrapper = functools.wraps(func)(sync_tool)
     hide_parameters(wrapper, func, (KEY_PARAM,))

@@ -37,6 +37,7 @@ from typing import Any
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.tools import RunContext
 
+from .. import _telemetry
 from .._dispatch import failure_hint
 from .._session import session
 
@@ -67,6 +68,7 @@ class Retrysafe(AbstractCapability[Any]):
         handler: Any,
     ) -> Any:
         conversation = ctx.conversation_id
+        token = _telemetry.tool_call_id(getattr(call, "tool_call_id", None))
         try:
             if not conversation:  # Agent.run always resolves one; a bare RunContext may not
                 return await handler(args)
@@ -79,3 +81,5 @@ class Retrysafe(AbstractCapability[Any]):
                 raise
             # The model reads the hint as the tool's result; the run goes on.
             return {"error": type(error).__name__, "message": hint}
+        finally:
+            _telemetry.reset_tool_call_id(token)
