@@ -346,3 +346,35 @@ async def test_the_span_nests_in_pydantic_ais_tool_span(
     assert "call_7" == ours.attributes["gen_ai.tool.call.id"]
     assert "executed" == ours.attributes["retrysafe.outcome"]
     _no_arguments_in([ours])
+
+
+def test_logging_one_line_per_decision_none_per_hit(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    failures = [ConnectionError("reset")]
+
+    @tool.read(cache_ttl=60, registry=None, retry=FAST)
+    def quote(sku: str) -> int:
+        """A price."""
+        if failures:
+            raise failures.pop()
+        return 5
+
+    @tool.write(registry=None)
+    def ship(order: str) -> str:
+        """Ship an order."""
+        raise TimeoutError("lost")
+
+    with caplog.at_level(logging.INFO, logger="retrysafe"):
+        for _ in range(20):
+            quote("a")  # one retry, then 19 cache hits
+        with session("logs"), pytest.raises(retrysafe.OutcomeUnknownError):
+            ship(SECRET)
+        with LoopGuard(max_identical=1, mode="message"), session("logs2"):
+            quote("b"), quote("b")
+    decisions = [getattr(r, "retrysafe_decision", None) for r in caplog.records]
+    decisions = [d for d in decisions if d is not None]
+    assert ["retry", "unknown", "loop_stopped"] == decisions
+    retry = next(r for r in caplog.records if getattr(r, "retrysafe_decision", None) == "retry")
+    assert ("backoff", 1) == (retry.retrysafe_reason, retry.retrysafe_attempt)  # type: ignore[attr-defined]
+    assert all(SECRET not in r.getMessage() for r in caplog.records)

@@ -590,6 +590,16 @@ class _Run:
                 self.max_attempts,
                 what,
                 wait,
+                extra={
+                    "retrysafe_tool": self.name,
+                    "retrysafe_decision": "retry",
+                    "retrysafe_attempt": stats.attempts,
+                    "retrysafe_wait_s": wait,
+                    "retrysafe_reason": "retry_after"
+                    if hint is not None and hint.delay is not None
+                    else "backoff",
+                    "retrysafe_error": type(error).__name__ if error is not None else None,
+                },
             )
         stats.waited += wait
         _telemetry.count(self.name, "retries")
@@ -606,7 +616,18 @@ class _Run:
         if sink is not None:
             sink.append(self.stats)
         if why is not None and logger.isEnabledFor(logging.WARNING):
-            logger.warning("retrysafe: %s not retried: %s (%r)", self.name, why, error)
+            logger.warning(
+                "retrysafe: %s not retried: %s (%r)",
+                self.name,
+                why,
+                error,
+                extra={
+                    "retrysafe_tool": self.name,
+                    "retrysafe_decision": "give_up",
+                    "retrysafe_reason": why,
+                    "retrysafe_error": type(error).__name__,
+                },
+            )
         raise error
 
 

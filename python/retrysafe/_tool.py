@@ -9,6 +9,7 @@ import decimal
 import enum
 import functools
 import inspect
+import logging
 import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,8 @@ from ._effects import Effect, effect, get_effect, mcp_annotations
 from ._guard import LoopGuard, LoopStop, bound_arguments, current_guard
 from ._idempotent import KEY_PARAM, idempotent
 from ._retry import RetryConfig, _is_async, _name_of, with_retry
+
+logger = logging.getLogger("retrysafe")
 
 __all__ = ["ToolOutcome", "ToolRegistry", "ToolSpec", "default_registry", "json_schema", "tool"]
 
@@ -359,6 +362,53 @@ class ToolRegistry:
             return spec, {}, ToolOutcome(name, error=error.llm_hint)
 
 
+def _loop_stopped(stop: LoopStop) -> None:
+    """A loop stop returned as a message: counted, and one log line (a raised one is
+    counted by :func:`_failed`)."""
+    _telemetry.count(stop.tool, "loop_stopped")
+    _log_stop(stop.tool, stop.reason, stop.count, stop.limit, stop.window)
+
+
+def _log_stop(tool_name: str, reason: Any, count: int, limit: int, window: str) -> None:
+    logger.warning(
+        "retrysafe: loop guard stopped %s (%s: %d calls, limit %d, %s)",
+        tool_name,
+        reason,
+        count,
+        limit,
+        window,
+        extra={
+            "retrysafe_tool": tool_name,
+            "retrysafe_decision": "loop_stopped",
+            "retrysafe_reason": reason,
+            "retrysafe_count": count,
+            "retrysafe_limit": limit,
+        },
+    )
+
+
+def _failed(tool_name: str, error: Exception) -> None:
+    """A @tool call that raised: counted by outcome; the decisions worth a person's
+    attention (a loop stop, an UNKNOWN outcome) get one log line each."""
+    outcome = _telemetry.outcome_of_error(error)
+    _telemetry.count(tool_name, outcome)
+    if outcome == "loop_stopped":
+        _log_stop(
+            tool_name,
+            getattr(error, "reason", None),
+            getattr(error, "count", 0),
+            getattr(error, "limit", 0),
+            getattr(error, "window", "session"),
+        )
+    elif outcome == "unknown":
+        logger.warning(
+            "retrysafe: %s left an UNKNOWN outcome (key %s...): settle it with resolve()",
+            tool_name,
+            str(getattr(error, "key", ""))[:11],
+            extra={"retrysafe_tool": tool_name, "retrysafe_decision": "unknown"},
+        )
+
+
 def _origin(fn: Callable[..., Any]) -> tuple[str, str]:
     """Where a function was defined: the same for a re-run of the cell that defines it."""
     return (str(getattr(fn, "__module__", "")), str(getattr(fn, "__qualname__", repr(fn))))
@@ -584,7 +634,6 @@ def _build(
         "cache_hit" if cached is not None else "replayed" if recorded is not None else "executed"
     )
     kind = chosen.value
-    count = _telemetry.count
 
     if _is_async(func):
 
@@ -594,11 +643,11 @@ def _build(
                 if active is not None:
                     stop = await active.arecord(tool_name, guarded_args(args, kwargs))
                     if stop is not None:
-                        count(tool_name, "loop_stopped")
+                        _loop_stopped(stop)
                         return stop
                 return await layered(*args, **kwargs)
             except Exception as error:
-                count(tool_name, _telemetry.outcome_of_error(error))
+                _failed(tool_name, error)
                 raise
 
         async def async_tool(*args: Any, **kwargs: Any) -> Any:
@@ -623,11 +672,11 @@ def _build(
                 if active is not None:
                     stop = active.record(tool_name, guarded_args(args, kwargs))
                     if stop is not None:
-                        count(tool_name, "loop_stopped")
+                        _loop_stopped(stop)
                         return stop
                 return layered(*args, **kwargs)
             except Exception as error:
-                count(tool_name, _telemetry.outcome_of_error(error))
+                _failed(tool_name, error)
                 raise
 
         def sync_tool(*args: Any, **kwargs: Any) -> Any:
