@@ -152,6 +152,11 @@ async def test_a_server_that_honours_keys_charges_once_and_is_never_early(
     assert {order: 1 for order in orders} == dict(server.charges)
     assert 0 == server.early
     assert server.lost > 0 and any(n > 1 for n in server.requests.values())
+    print(
+        f"\nhonours keys: {len(orders)} orders, {sum(server.requests.values())} requests, "
+        f"{server.lost} responses lost, {sum(server.charges.values())} charges, "
+        f"{server.early} early repeats"
+    )
 
 
 async def test_a_server_that_ignores_keys_gets_unknowns_settled_by_hand(astore: Store) -> None:
@@ -190,6 +195,11 @@ async def test_a_server_that_ignores_keys_gets_unknowns_settled_by_hand(astore: 
         assert before == sum(server.requests.values())
     assert {f"order-{i}": 1 for i in range(AGENTS * ORDERS)} == dict(server.charges)
     assert 0 == server.early
+    print(
+        f"\nignores keys: {AGENTS * ORDERS} orders, {before} requests, {server.lost} responses "
+        f"lost, {len(unknown)} OutcomeUnknownError settled by resolve(), "
+        f"{sum(server.charges.values())} charges, {server.early} early repeats"
+    )
 
 
 async def test_a_repeat_too_far_ahead_of_retry_after_is_refused_with_a_hint(
