@@ -5,45 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any
-
-import anyio
 
 from ._base import MISS, Key
 from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
+from ._sql import LocalWatchers
 
 __all__ = ["MemoryStore"]
-
-
-class _MemoryWatcher:
-    __slots__ = ("event",)
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def wait(self, seconds: float) -> bool:
-        return self.event.wait(seconds)
-
-
-class _AsyncMemoryWatcher:
-    __slots__ = ("inner",)
-
-    def __init__(self, inner: _MemoryWatcher) -> None:
-        self.inner = inner
-
-    async def wait(self, seconds: float) -> bool:
-        # Threads may set the event: poll it briefly instead of blocking the loop.
-        deadline = time.monotonic() + seconds
-        delay = 0.001
-        while not self.inner.event.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            await anyio.sleep(min(delay, left))
-            delay = min(delay * 2, 0.05)
-        return True
 
 
 class MemoryStore:
@@ -72,7 +41,7 @@ class MemoryStore:
         # Keys are str, or bytes (the cache keys small calls by their canonical bytes).
         self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
-        self._watchers: dict[Key, set[_MemoryWatcher]] = {}
+        self._watchers = LocalWatchers()
         self.evictions = 0
         #: Entries found expired when read (they count as missing).
         self.expirations = 0
@@ -369,25 +338,11 @@ class MemoryStore:
     # --- notifications ----------------------------------------------------------------------
 
     def _notify(self, key: Key) -> None:
-        watchers = self._watchers.get(key)
-        if watchers:
-            for w in list(watchers):
-                w.event.set()
+        self._watchers.notify(key)
 
-    @contextmanager
-    def watch(self, key: Key) -> Iterator[_MemoryWatcher]:
-        watcher = _MemoryWatcher()
-        with self._lock:
-            self._watchers.setdefault(key, set()).add(watcher)
-        try:
-            yield watcher
-        finally:
-            with self._lock:
-                group = self._watchers.get(key)
-                if group is not None:
-                    group.discard(watcher)
-                    if not group:
-                        del self._watchers[key]
+    def watch(self, key: Key) -> AbstractContextManager[Any]:
+        """Woken by this store's changes of ``key`` (from any thread)."""
+        return self._watchers.watch(key)
 
     # --- async forms: no I/O, so they run inline ----------------------------------------------
 
@@ -426,7 +381,5 @@ class MemoryStore:
     async def aset_and_release(self, key: Key, value: Any, ttl: float | None, owner: str) -> None:
         self.set_and_release(key, value, ttl, owner)
 
-    @asynccontextmanager
-    async def awatch(self, key: Key) -> AsyncIterator[_AsyncMemoryWatcher]:
-        with self.watch(key) as watcher:
-            yield _AsyncMemoryWatcher(watcher)
+    def awatch(self, key: Key) -> AbstractAsyncContextManager[Any]:
+        return self._watchers.awatch(key)

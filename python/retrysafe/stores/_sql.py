@@ -96,21 +96,21 @@ class LocalWatchers:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiting: dict[str, set[_Wake]] = {}
+        self._waiting: dict[Key, set[_Wake]] = {}
 
-    def notify(self, key: str) -> None:
+    def notify(self, key: Key) -> None:
         group = self._waiting.get(key)
         if group:
             for wake in list(group):
                 wake.event.set()
 
-    def _add(self, key: str) -> _Wake:
+    def _add(self, key: Key) -> _Wake:
         wake = _Wake()
         with self._lock:
             self._waiting.setdefault(key, set()).add(wake)
         return wake
 
-    def _remove(self, key: str, wake: _Wake) -> None:
+    def _remove(self, key: Key, wake: _Wake) -> None:
         with self._lock:
             group = self._waiting.get(key)
             if group is not None:
@@ -119,7 +119,7 @@ class LocalWatchers:
                     del self._waiting[key]
 
     @contextmanager
-    def watch(self, key: str) -> Iterator[_SyncWake]:
+    def watch(self, key: Key) -> Iterator[_SyncWake]:
         wake = self._add(key)
         try:
             yield _SyncWake(wake)
@@ -127,7 +127,7 @@ class LocalWatchers:
             self._remove(key, wake)
 
     @asynccontextmanager
-    async def awatch(self, key: str) -> AsyncIterator[_AsyncWake]:
+    async def awatch(self, key: Key) -> AsyncIterator[_AsyncWake]:
         wake = self._add(key)
         try:
             yield _AsyncWake(wake)
