@@ -5,7 +5,6 @@ processes, and PostgreSQL's LISTEN needs a connection held per waiter)."""
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -37,6 +36,8 @@ def like_prefix(prefix: str) -> str:
 def fence_token(counter: int) -> int:
     """The claim counter's digits followed by 12 random digits: if the database loses its
     data and the counter starts over, a token still never repeats (as in RedisStore)."""
+    import secrets  # not on `import retrysafe` (MemoryStore imports this module): hashlib
+
     return int(f"{counter}{secrets.randbelow(10**12):012d}")
 
 
