@@ -305,7 +305,8 @@ class LoopGuard:
         sess = _CURRENT_SESSION.get()
         return "default" if sess is None else sess.scope
 
-    def _window_start(self, now: float) -> float:
+    def _window_start(self) -> float:
+        """The wall-clock start of the current time window (0.0 without one)."""
         seconds = self.window_seconds
         return 0.0 if seconds is None else (time.time() // seconds) * seconds
 
@@ -316,7 +317,7 @@ class LoopGuard:
     ) -> LoopStop | None:
         # The hot path of every guarded call in one process: one lock, a few dict reads.
         now = time.monotonic()
-        started = 0.0 if self.window_seconds is None else self._window_start(now)
+        started = 0.0 if self.window_seconds is None else self._window_start()
         sessions = local.sessions
         with local.lock:
             tally = sessions.get(sess)
