@@ -356,3 +356,57 @@ def test_round_trips_and_the_published_schema(pg_store: PostgresStore) -> None:
     assert 3 == len(statements)
     published = (ROOT / "docs" / "postgres-schema.sql").read_text()
     assert SCHEMA_SQL.strip() in published
+
+
+def _restart_postgres() -> None:
+    runas = os.environ.get("POSTGRES_RUNAS", "").split()
+    restart = subprocess.run(
+        [*runas, os.path.join(os.environ["POSTGRES_BIN"], "pg_ctl"), "-D",
+         os.environ["POSTGRES_DATA"], "-l", os.environ["POSTGRES_LOG"],
+         "-m", "immediate", "-w", "restart"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert 0 == restart.returncode, restart.stderr
+
+
+def test_pooled_connections_killed_by_a_restart_are_replaced(postgres_url: str) -> None:
+    """After the server restarts, every pooled connection is dead: an operation that is safe
+    to resend (a replay, a read) runs again on a fresh connection instead of failing."""
+    store = PostgresStore(postgres_url, prefix=f"rs-{uuid.uuid4().hex[:8]}", min_size=3)
+    runs: list[int] = []
+
+    @idempotent(store=store, scope="restart", effect=Effect.WRITE)
+    def charge(amount: int) -> int:
+        runs.append(amount)
+        return amount * 10
+
+    try:
+        with session("restart"):
+            assert 50 == charge(5)
+            store.set("k", {"v": 1}, 60)
+            _restart_postgres()
+            assert 50 == charge(5)  # replayed from the durable record, no StoreError
+            assert {"v": 1} == store.get("k")
+        assert [5] == runs
+    finally:
+        try:
+            store.clear("")
+        finally:
+            store.close()
+
+
+@pytest.mark.anyio
+async def test_async_pooled_connections_after_a_restart(
+    postgres_url: str, anyio_backend: str
+) -> None:
+    store = PostgresStore(postgres_url, prefix=f"ars-{uuid.uuid4().hex[:8]}", min_size=3)
+    try:
+        await store.aset("k", [1, 2], 60)
+        await anyio.to_thread.run_sync(_restart_postgres)
+        assert [1, 2] == await store.aget("k")
+    finally:
+        try:
+            await store.aclear("")
+        finally:  # the pools are closed even when the test failed against a dead server
+            await store.aclose()
+            store.close()

@@ -277,19 +277,30 @@ class PostgresStore:
         return StoreError(f"PostgreSQL failed: {type(exc).__name__}: {exc}".strip())
 
     def _execute(self, sql: str, params: Any, fetch: str) -> Any:
+        """One statement on a pooled connection. A connection found dead (the server
+        restarted, a failover) is retried once on a fresh one, for every statement that is
+        safe to resend (all but counters and list pushes, marked ``-once``: the functions
+        recognise their own earlier effect, as RedisStore's scripts do)."""
         import psycopg
         import psycopg_pool
 
-        try:
-            with self._pool.connection() as conn:
-                cursor = conn.execute(sql, params)
-                if fetch == "one":
-                    return cursor.fetchone()
-                if fetch == "all":
-                    return cursor.fetchall()
-                return cursor.rowcount
-        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
-            raise self._failed(exc) from exc
+        fetch, once = _fetch_mode(fetch)
+        for attempt in (1, 2):
+            try:
+                with self._pool.connection() as conn:
+                    cursor = conn.execute(sql, params)
+                    if fetch == "one":
+                        return cursor.fetchone()
+                    if fetch == "all":
+                        return cursor.fetchall()
+                    return cursor.rowcount
+            except psycopg.OperationalError as exc:
+                if once or attempt == 2:
+                    raise self._failed(exc) from exc
+                self._pool.check()  # drop the dead idle connections before the resend
+            except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+                raise self._failed(exc) from exc
+        raise AssertionError("unreachable")
 
     def _async_pool(self) -> Any | None:
         """The asyncio pool of the running loop, or None (trio, or a pool you passed)."""
@@ -328,18 +339,25 @@ class PostgresStore:
         pool = self._async_pool()
         if pool is None:
             return await anyio.to_thread.run_sync(self._execute, sql, params, fetch)
-        try:
-            if pool.closed:
-                await pool.open()
-            async with pool.connection() as conn:
-                cursor = await conn.execute(sql, params)
-                if fetch == "one":
-                    return await cursor.fetchone()
-                if fetch == "all":
-                    return await cursor.fetchall()
-                return cursor.rowcount
-        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
-            raise self._failed(exc) from exc
+        fetch, once = _fetch_mode(fetch)
+        for attempt in (1, 2):
+            try:
+                if pool.closed:
+                    await pool.open()
+                async with pool.connection() as conn:
+                    cursor = await conn.execute(sql, params)
+                    if fetch == "one":
+                        return await cursor.fetchone()
+                    if fetch == "all":
+                        return await cursor.fetchall()
+                    return cursor.rowcount
+            except psycopg.OperationalError as exc:
+                if once or attempt == 2:
+                    raise self._failed(exc) from exc
+                await pool.check()  # see _execute
+            except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+                raise self._failed(exc) from exc
+        raise AssertionError("unreachable")
 
     def create_schema(self) -> None:
         """Create the tables and functions if missing (idempotent; safe from many processes
@@ -434,7 +452,7 @@ class PostgresStore:
             "THEN coalesce(t.num, 0) + %(amount)s ELSE %(amount)s END, "
             "value = NULL, expires = excluded.expires RETURNING num"
         )
-        return sql, {"key": self._k(key), "amount": amount, "ttl": ttl or 0.0}, "one"
+        return sql, {"key": self._k(key), "amount": amount, "ttl": ttl or 0.0}, "one-once"
 
     def _op_add_clamped(
         self, key: Key, delta: float, low: float, high: float, ttl: float | None
@@ -448,7 +466,7 @@ class PostgresStore:
             "value = NULL, expires = excluded.expires RETURNING num"
         )
         params = {"key": self._k(key), "delta": delta, "low": low, "high": high, "ttl": ttl or 0.0}
-        return sql, params, "one"
+        return sql, params, "one-once"
 
     def _op_recent(
         self, key: Key, item: str | None, keep: int, ttl: float | None
@@ -472,7 +490,7 @@ class PostgresStore:
             "THEN coalesce(t.items, '{}') ELSE '{}' END || %(item)s::text, %(keep)s), "
             "expires = excluded.expires RETURNING items"
         )
-        return sql, params, "one"
+        return sql, params, "one-once"
 
     @staticmethod
     def _items(row: Any) -> list[str]:
@@ -883,6 +901,13 @@ class OutcomeTransaction:
         if exc_type is not None:
             self._rolled_back()
         return suppressed
+
+
+def _fetch_mode(fetch: str) -> tuple[str, bool]:
+    """``("one", True)`` for ``"one-once"``: a statement not to resend (a counter, a push)."""
+    if fetch.endswith("-once"):
+        return fetch[: -len("-once")], True
+    return fetch, False
 
 
 def _exc_info() -> tuple[Any, Any, Any]:
