@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 import weakref
 from collections import Counter
 from contextvars import ContextVar
@@ -139,7 +138,9 @@ def note_retry(attempt: int, wait: float, reason: str, tool: str) -> None:
 def note_takeover(fence: int) -> None:
     record = _CALL.get()
     if record is not None and record.span is not None:
-        record.span.add_event("lease_takeover", {"retrysafe.claim": fence // 10**12 or fence})
+        from .stores._records import claim_number
+
+        record.span.add_event("lease_takeover", {"retrysafe.claim": claim_number(fence)})
 
 
 def note_key(key: Any) -> None:
@@ -264,7 +265,7 @@ def outcome_of_error(error: BaseException) -> str:
 class TracedCall:
     """The span and the record of one ``@tool`` call (made only when :func:`active`)."""
 
-    __slots__ = ("_set", "effect", "record", "started", "token", "tool", "unset")
+    __slots__ = ("_set", "effect", "record", "token", "tool", "unset")
 
     def __init__(self, tool: str, effect: str, unset: str) -> None:
         self.tool = tool
@@ -284,7 +285,6 @@ class TracedCall:
                 attributes["gen_ai.tool.call.id"] = call_id
             span = _tracer(trace).start_span(f"retrysafe {tool}", attributes=attributes)
         self.record = CallRecord(span)
-        self.started = time.perf_counter()
         self.token: Any = None
 
     def __enter__(self) -> CallRecord:

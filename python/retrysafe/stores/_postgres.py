@@ -20,8 +20,9 @@ import anyio
 
 from .._exceptions import StoreError
 from ._base import MISS, Key
+from ._codec import Codec
 from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
-from ._sql import Codec, LocalWatchers, key_text, like_prefix
+from ._sql import LocalWatchers, key_text, like_prefix
 
 __all__ = ["SCHEMA_SQL", "PostgresStore"]
 
@@ -254,7 +255,6 @@ class PostgresStore:
             )
         self._watchers = LocalWatchers()
         self._listener: _Listener | None = None
-        self._schema_ready = False
         if create_schema:
             self.create_schema()
 
@@ -380,7 +380,6 @@ class PostgresStore:
                     )
         except psycopg.Error as exc:
             raise self._failed(exc) from exc
-        self._schema_ready = True
 
     def close(self) -> None:
         """Stop the listener and close the pool this store built (a pool you passed in stays

@@ -10,41 +10,18 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import anyio
-import orjson
 
 from .._exceptions import StoreError
 from ._base import MISS, Key
+from ._codec import Codec, Serializer
 from ._records import Claim, RecordView
 
 __all__ = ["RedisStore", "Serializer"]
 
 logger = logging.getLogger("retrysafe")
-
-# Stored values start with this header: anything else under the prefix is foreign and
-# reads as a miss, never as a wrong result.
-HEADER = b"rs1:"
-
-
-class Serializer(Protocol):
-    """How values are turned into bytes for a shared store."""
-
-    def dumps(self, value: Any) -> bytes: ...
-    def loads(self, data: bytes) -> Any: ...
-
-
-class OrjsonSerializer:
-    """The default: orjson. JSON types come back as JSON types (a tuple as a list, a datetime
-    as its ISO string); pass a serializer of your own (pickle, msgpack) for more."""
-
-    def dumps(self, value: Any) -> bytes:
-        return orjson.dumps(value)
-
-    def loads(self, data: bytes) -> Any:
-        return orjson.loads(data)
-
 
 # Safe to resend: the owner that already holds the lease gets it again.
 _ACQUIRE = """
@@ -409,7 +386,8 @@ class RedisStore:
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(f"prefix must be a non-empty str without braces, got {prefix!r}")
         self.prefix = prefix
-        self.serializer: Serializer = serializer or OrjsonSerializer()
+        self._codec = Codec(serializer, "Redis")
+        self.serializer: Serializer = self._codec.serializer
         self._redis = redis
         # Seconds a command may take on clients built from a URL. Off by default, as on a bare
         # client: redis.asyncio wraps every read in a timeout when it is set (~15 us a GET).
@@ -470,7 +448,6 @@ class RedisStore:
         # (A WeakKeyDictionary makes a weakref on every lookup: this is the hit path.)
         self._async: dict[int, _LoopClient] = {}
         self._lock = threading.Lock()
-        self._warned_foreign = False
         self._durable: bool | None = None
         self._durable_known = False
         #: Per node ("host:port"): whether it has replicas to WAIT for (read once).
@@ -634,27 +611,10 @@ class RedisStore:
     # --- (de)serialization ------------------------------------------------------------------
 
     def _dump(self, value: Any) -> bytes:
-        try:
-            return HEADER + self.serializer.dumps(value)
-        except Exception as exc:
-            raise StoreError(f"cannot serialize a {type(value).__name__} for Redis: {exc}") from exc
+        return self._codec.dump(value)
 
     def _load(self, key: Key, data: bytes | None) -> Any:
-        if data is None:
-            return MISS
-        if not data.startswith(HEADER):
-            self._foreign(key, "it lacks retrysafe's header")
-            return MISS
-        try:
-            return self.serializer.loads(data[len(HEADER) :])
-        except Exception as exc:
-            self._foreign(key, f"it does not deserialize ({exc})")
-            return MISS
-
-    def _foreign(self, key: Key, why: str) -> None:
-        if not self._warned_foreign:
-            self._warned_foreign = True
-            logger.warning("retrysafe: ignoring a value under %s in Redis: %s", self._key(key), why)
+        return self._codec.load(data, self._key(key))
 
     # --- async client selection -------------------------------------------------------------
 

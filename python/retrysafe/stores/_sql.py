@@ -1,24 +1,16 @@
-"""What the database stores share: how values become bytes, fence tokens, key text, and
-in-process wake-ups for waiters (a database has no pub/sub of its own across SQLite
+"""What the stores share: fence tokens, key text, and in-process wake-ups for waiters (a database has no pub/sub of its own across SQLite
 processes, and PostgreSQL's LISTEN needs a connection held per waiter)."""
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
 
 import anyio
 
-from ._base import MISS, Key
-
-logger = logging.getLogger("retrysafe")
-
-# Stored values start with this header (as in Redis): anything else reads as a miss.
-HEADER = b"rs1:"
+from ._base import Key
 
 
 def key_text(key: Key) -> str:
@@ -39,48 +31,6 @@ def fence_token(counter: int) -> int:
     import secrets  # not on `import retrysafe` (MemoryStore imports this module): hashlib
 
     return int(f"{counter}{secrets.randbelow(10**12):012d}")
-
-
-class Codec:
-    """Values as ``HEADER + serializer.dumps(value)``; orjson unless told otherwise."""
-
-    def __init__(self, serializer: Any, where: str) -> None:
-        if serializer is None:
-            from ._redis import OrjsonSerializer
-
-            serializer = OrjsonSerializer()
-        self.serializer = serializer
-        self.where = where
-        self._warned = False
-
-    def dump(self, value: Any) -> bytes:
-        from .._exceptions import StoreError
-
-        try:
-            return HEADER + bytes(self.serializer.dumps(value))
-        except Exception as exc:
-            raise StoreError(
-                f"cannot serialize a {type(value).__name__} for {self.where}: {exc}"
-            ) from exc
-
-    def load(self, data: Any) -> Any:
-        if data is None:
-            return MISS
-        if isinstance(data, memoryview):
-            data = bytes(data)
-        if not isinstance(data, bytes) or not data.startswith(HEADER):
-            self._foreign("it lacks retrysafe's header")
-            return MISS
-        try:
-            return self.serializer.loads(data[len(HEADER) :])
-        except Exception as exc:
-            self._foreign(f"it does not deserialize ({exc})")
-            return MISS
-
-    def _foreign(self, why: str) -> None:
-        if not self._warned:
-            self._warned = True
-            logger.warning("retrysafe: ignoring a value in %s: %s", self.where, why)
 
 
 class _Wake:

@@ -17,8 +17,9 @@ import orjson
 
 from .._exceptions import StoreError
 from ._base import MISS, Key
+from ._codec import Codec
 from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
-from ._sql import Codec, LocalWatchers, fence_token, key_text, like_prefix
+from ._sql import LocalWatchers, fence_token, key_text, like_prefix
 
 __all__ = ["SQLiteStore"]
 
