@@ -22,8 +22,7 @@ CREATE TABLE IF NOT EXISTS retrysafe_records (
 CREATE TABLE IF NOT EXISTS retrysafe_fences (key text PRIMARY KEY, counter bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS retrysafe_schema (version integer NOT NULL);
 
-CREATE OR REPLACE FUNCTION retrysafe_now() RETURNS double precision
-LANGUAGE sql VOLATILE AS $$ SELECT extract(epoch FROM clock_timestamp())::double precision $$;
+DROP FUNCTION IF EXISTS retrysafe_now();
 
 CREATE OR REPLACE FUNCTION retrysafe_claim(
     p_key text, p_fp text, p_owner text, p_lease double precision, p_ttl double precision,
@@ -32,7 +31,7 @@ CREATE OR REPLACE FUNCTION retrysafe_claim(
                  took boolean, expired_now boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
-    now_ double precision := retrysafe_now();
+    now_ double precision := extract(epoch FROM clock_timestamp())::float8;
     rec retrysafe_records%ROWTYPE;
     counter_ bigint;
 BEGIN
@@ -99,7 +98,7 @@ CREATE OR REPLACE FUNCTION retrysafe_complete(
     p_key text, p_fence text, p_payload bytea, p_ttl double precision, p_channel text
 ) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
-    now_ double precision := retrysafe_now();
+    now_ double precision := extract(epoch FROM clock_timestamp())::float8;
 BEGIN
     UPDATE retrysafe_records r
        SET state = 'completed', payload = p_payload, owner = NULL, expires = now_ + p_ttl
@@ -119,7 +118,7 @@ CREATE OR REPLACE FUNCTION retrysafe_resolve(
     p_key text, p_payload bytea, p_applied boolean, p_ttl double precision, p_channel text
 ) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-    now_ double precision := retrysafe_now();
+    now_ double precision := extract(epoch FROM clock_timestamp())::float8;
     before_ text;
 BEGIN
     SELECT r.state INTO before_ FROM retrysafe_records r

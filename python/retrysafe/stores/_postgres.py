@@ -27,7 +27,9 @@ from ._sql import LocalWatchers, key_text, like_prefix
 __all__ = ["SCHEMA_SQL", "PostgresStore"]
 
 #: Bumped when the tables or functions change; the store creates what is missing.
-SCHEMA_VERSION = 1
+#: The server's clock is written inline as ``extract(epoch FROM clock_timestamp())``: a SQL
+#: function wrapping it (version 1's ``retrysafe_now()``) cost ~30 us per statement.
+SCHEMA_VERSION = 2
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS retrysafe_kv (
@@ -52,8 +54,7 @@ CREATE TABLE IF NOT EXISTS retrysafe_records (
 CREATE TABLE IF NOT EXISTS retrysafe_fences (key text PRIMARY KEY, counter bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS retrysafe_schema (version integer NOT NULL);
 
-CREATE OR REPLACE FUNCTION retrysafe_now() RETURNS double precision
-LANGUAGE sql VOLATILE AS $$ SELECT extract(epoch FROM clock_timestamp())::double precision $$;
+DROP FUNCTION IF EXISTS retrysafe_now();
 
 CREATE OR REPLACE FUNCTION retrysafe_claim(
     p_key text, p_fp text, p_owner text, p_lease double precision, p_ttl double precision,
@@ -62,7 +63,7 @@ CREATE OR REPLACE FUNCTION retrysafe_claim(
                  took boolean, expired_now boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
-    now_ double precision := retrysafe_now();
+    now_ double precision := extract(epoch FROM clock_timestamp())::float8;
     rec retrysafe_records%ROWTYPE;
     counter_ bigint;
 BEGIN
@@ -129,7 +130,7 @@ CREATE OR REPLACE FUNCTION retrysafe_complete(
     p_key text, p_fence text, p_payload bytea, p_ttl double precision, p_channel text
 ) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
-    now_ double precision := retrysafe_now();
+    now_ double precision := extract(epoch FROM clock_timestamp())::float8;
 BEGIN
     UPDATE retrysafe_records r
        SET state = 'completed', payload = p_payload, owner = NULL, expires = now_ + p_ttl
@@ -149,7 +150,7 @@ CREATE OR REPLACE FUNCTION retrysafe_resolve(
     p_key text, p_payload bytea, p_applied boolean, p_ttl double precision, p_channel text
 ) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-    now_ double precision := retrysafe_now();
+    now_ double precision := extract(epoch FROM clock_timestamp())::float8;
     before_ text;
 BEGIN
     SELECT r.state INTO before_ FROM retrysafe_records r
@@ -174,14 +175,16 @@ $$;
 """
 
 # Live rows: a value's or a record's expiry is in the future (0: none).
-_LIVE = "(expires = 0 OR expires > retrysafe_now())"
-_EXPIRES = "CASE WHEN %(ttl)s > 0 THEN retrysafe_now() + %(ttl)s ELSE 0 END"
+#: The server's clock, in epoch seconds, inline in every statement.
+_NOW = "extract(epoch FROM clock_timestamp())::float8"
+_LIVE = "(expires = 0 OR expires > " + _NOW + ")"
+_EXPIRES = "CASE WHEN %(ttl)s > 0 THEN " + _NOW + " + %(ttl)s ELSE 0 END"
 # A replay is a plain indexed read; only a miss runs the claim function (the one-time
 # filter skips it otherwise). Either way: one statement, one round trip.
 _CLAIM = (
     "WITH hit AS (SELECT 'completed'::text AS status, fence, payload, 0::float8 AS lease_left, "
     "false AS took, false AS expired_now FROM retrysafe_records WHERE key = %(key)s "
-    "AND state = 'completed' AND fp = %(fp)s AND expires > retrysafe_now()) "
+    "AND state = 'completed' AND fp = %(fp)s AND expires > " + _NOW + ") "
     "SELECT * FROM hit UNION ALL SELECT * FROM retrysafe_claim(%(key)s, %(fp)s, %(owner)s, "
     "%(lease)s, %(ttl)s, %(takeover)s, %(nonce)s, %(channel)s) WHERE NOT EXISTS (SELECT 1 FROM hit)"
 )
@@ -447,7 +450,7 @@ class PostgresStore:
         sql = (
             "INSERT INTO retrysafe_kv AS t (key, num, expires) "
             f"VALUES (%(key)s, %(amount)s, {_EXPIRES}) ON CONFLICT (key) DO UPDATE SET "
-            "num = CASE WHEN t.expires = 0 OR t.expires > retrysafe_now() "
+            "num = CASE WHEN t.expires = 0 OR t.expires > " + _NOW + " "
             "THEN coalesce(t.num, 0) + %(amount)s ELSE %(amount)s END, "
             "value = NULL, expires = excluded.expires RETURNING num"
         )
@@ -460,7 +463,7 @@ class PostgresStore:
             "INSERT INTO retrysafe_kv AS t (key, num, expires) "
             f"VALUES (%(key)s, least(%(high)s, greatest(%(low)s, %(low)s + %(delta)s)), {_EXPIRES}) "
             "ON CONFLICT (key) DO UPDATE SET num = least(%(high)s, greatest(%(low)s, "
-            "CASE WHEN t.expires = 0 OR t.expires > retrysafe_now() "
+            "CASE WHEN t.expires = 0 OR t.expires > " + _NOW + " "
             "THEN coalesce(t.num, %(low)s) ELSE %(low)s END + %(delta)s)), "
             "value = NULL, expires = excluded.expires RETURNING num"
         )
@@ -485,7 +488,7 @@ class PostgresStore:
         sql = (
             "INSERT INTO retrysafe_kv AS t (key, items, expires) "
             f"VALUES (%(key)s, ARRAY[%(item)s::text], {_EXPIRES}) ON CONFLICT (key) DO UPDATE "
-            "SET items = retrysafe_tail(CASE WHEN t.expires = 0 OR t.expires > retrysafe_now() "
+            "SET items = retrysafe_tail(CASE WHEN t.expires = 0 OR t.expires > " + _NOW + " "
             "THEN coalesce(t.items, '{}') ELSE '{}' END || %(item)s::text, %(keep)s), "
             "expires = excluded.expires RETURNING items"
         )
@@ -498,16 +501,16 @@ class PostgresStore:
     def _op_acquire(self, key: Key, owner: str, ttl: float) -> tuple[str, Any, str]:
         sql = (
             "INSERT INTO retrysafe_kv AS t (key, owner, expires) "
-            "VALUES (%(key)s, %(owner)s, retrysafe_now() + %(ttl)s) ON CONFLICT (key) DO UPDATE "
+            "VALUES (%(key)s, %(owner)s, " + _NOW + " + %(ttl)s) ON CONFLICT (key) DO UPDATE "
             "SET owner = excluded.owner, expires = excluded.expires "
-            "WHERE t.expires <= retrysafe_now() OR t.owner = excluded.owner RETURNING 1"
+            "WHERE t.expires <= " + _NOW + " OR t.owner = excluded.owner RETURNING 1"
         )
         return sql, {"key": self._k(key) + _LEASE_SUFFIX, "owner": owner, "ttl": ttl}, "one"
 
     def _op_extend(self, key: Key, owner: str, ttl: float) -> tuple[str, Any, str]:
         sql = (
-            "UPDATE retrysafe_kv SET expires = retrysafe_now() + %(ttl)s "
-            "WHERE key = %(key)s AND owner = %(owner)s AND expires > retrysafe_now() RETURNING 1"
+            "UPDATE retrysafe_kv SET expires = " + _NOW + " + %(ttl)s "
+            "WHERE key = %(key)s AND owner = %(owner)s AND expires > " + _NOW + " RETURNING 1"
         )
         return sql, {"key": self._k(key) + _LEASE_SUFFIX, "owner": owner, "ttl": ttl}, "one"
 
@@ -580,7 +583,7 @@ class PostgresStore:
     ) -> tuple[str, Any, str]:
         sql = (
             f"WITH u AS (UPDATE retrysafe_records SET {change} WHERE key = %(key)s "
-            "AND fence = %(fence)s AND state = ANY(%(states)s) AND expires > retrysafe_now() "
+            "AND fence = %(fence)s AND state = ANY(%(states)s) AND expires > " + _NOW + " "
             "RETURNING 1) SELECT (SELECT count(*) FROM u), "
             "CASE WHEN (SELECT count(*) FROM u) > 0 THEN pg_notify(%(channel)s, %(key)s) END"
         )
@@ -595,7 +598,7 @@ class PostgresStore:
 
     def _op_heartbeat(self, key: Key, fence: int, lease: float) -> tuple[str, Any, str]:
         return self._op_fenced(
-            key, fence, (IN_PROGRESS,), "lease = retrysafe_now() + %(lease)s", {"lease": lease}
+            key, fence, (IN_PROGRESS,), "lease = " + _NOW + " + %(lease)s", {"lease": lease}
         )
 
     def _op_complete(self, key: Key, fence: int, payload: Any, ttl: float) -> tuple[str, Any, str]:
@@ -616,7 +619,7 @@ class PostgresStore:
             key,
             fence,
             (IN_PROGRESS,),
-            "state = 'unknown', expires = retrysafe_now() + %(ttl)s",
+            "state = 'unknown', expires = " + _NOW + " + %(ttl)s",
             {"ttl": ttl},
         )
 
@@ -700,7 +703,7 @@ class PostgresStore:
     def record(self, key: Key) -> RecordView | None:
         row = self._execute(
             "SELECT state, fp, fence, owner, payload FROM retrysafe_records "
-            "WHERE key = %s AND expires > retrysafe_now()",
+            "WHERE key = %s AND expires > " + _NOW,
             (self._k(key),),
             "one",
         )
