@@ -58,6 +58,10 @@ def main() -> None:
     url, prefix, mode, calls = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     witness = sys.argv[5] if len(sys.argv) > 5 else None
     store, counter = _store_and_counter(url, prefix)
+    ready = os.environ.get("RETRYSAFE_READY")
+    if ready:  # the store is built: a test may now disturb the server
+        with open(ready, "a") as f:
+            f.write(f"{os.getpid()}\n")
     kind = Effect.READ if mode == "hang-read" else Effect.WRITE
 
     # A short lease for the tests that kill the owner; a long one under a swarm's load (a

@@ -43,7 +43,11 @@ def _worker(url: str, prefix: str, mode: str, calls: int, effects: Path, *extra:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "RETRYSAFE_EFFECTS": str(effects)},
+        env={
+            **os.environ,
+            "RETRYSAFE_EFFECTS": str(effects),
+            "RETRYSAFE_READY": str(effects) + ".ready",
+        },
     )
 
 
@@ -160,11 +164,20 @@ def test_postgres_restarted_mid_run_duplicates_nothing(postgres_url: str, tmp_pa
         _worker(postgres_url, prefix, "failover", 2, effects, str(effects)) for _ in range(4)
     ]
     try:
+        # Every worker has built its store (a process starting while the server is down
+        # fails to start, which is not what this test is about), and writes are under way.
+        ready = Path(str(effects) + ".ready")
+        deadline = time.monotonic() + 30
+        while not ready.exists() or len(ready.read_text().split()) < len(workers):
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
         _wait_for(effects, 5, workers[0])
         _restart_postgres()
         restarted_at = time.monotonic()
         done = [w.communicate(timeout=120) for w in workers]
-        assert [0] * 4 == [w.returncode for w in workers], [e[-2000:] for _, e in done]
+        assert [0] * 4 == [w.returncode for w in workers], [
+            e[e.find("Traceback") :][:3000] for _, e in done
+        ]
     finally:
         for w in workers:
             if w.poll() is None:
