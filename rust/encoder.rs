@@ -22,8 +22,8 @@ use smallvec::SmallVec;
 
 use crate::errors::{EncodeError, ErrorKind, Seg};
 use crate::text::{
-    decimal_text, iso_text, put_long_float, put_short_str, short_decimal, utf16_cmp,
-    write_float_text, write_i64, write_str, DecimalError, IsoError, Sink, Window,
+    decimal_text, iso_text, put_float, put_short_str, utf16_cmp, write_float_text, write_i64,
+    write_str, DecimalError, IsoError, Sink, Window,
 };
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
@@ -420,21 +420,6 @@ struct Member {
     index: u32,
 }
 
-/// The ECMAScript text of `v` written at `out` if it is an exact integer (its digits; -0
-/// is 0) or a short decimal, and its length; `None` otherwise (ryu writes it, or it is not
-/// finite).
-///
-/// # Safety
-/// `out` has room for [`LEAF_MAX`] bytes.
-#[inline(always)]
-unsafe fn short_float(v: f64, out: *mut u8) -> Option<usize> {
-    // Integral test by a round trip through i64 (saturating), not a libm call.
-    if v as i64 as f64 == v && v.abs() < MAX_SAFE as f64 {
-        return Some(write_i64(out, v as i64));
-    }
-    short_decimal(v, out)
-}
-
 /// The room [`Encoder::write_leaf`] needs at its position: a float's text and the slack of
 /// its word-sized stores (a quoted str of 15 bytes takes 18, a literal 8).
 const LEAF_MAX: usize = 24;
@@ -708,8 +693,8 @@ impl<'py, S: Sink> Encoder<'py, S> {
 
     /// Writes `obj` at `out` if it is a common leaf that takes no call, cannot fail and
     /// needs at most [`LEAF_MAX`] bytes (a str of up to 15 bytes without escapes, an int of
-    /// up to two 30-bit digits, a literal, a float of up to six places or of up to 17 digits
-    /// from 1e-5 to 2^53), and returns the position after it.
+    /// up to two 30-bit digits, a literal, a float that [`put_float`] writes), and returns
+    /// the position after it.
     /// `None`: nothing of it written, use [`Encoder::encode`]. The loops over list items
     /// and cached dict members keep their position in a register through these.
     ///
@@ -749,10 +734,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         if ty == addr_of_mut!(ffi::PyFloat_Type) && layout() != LAYOUT_API {
             // NaN and infinities give None too, and get their error from encode.
             let v = field::<f64>(obj, 16);
-            return match short_float(v, out) {
-                Some(n) => Some(out.add(n)),
-                None => put_long_float(v, out).map(|n| out.add(n)),
-            };
+            return put_float(v, out).map(|n| out.add(n));
         }
         None
     }
@@ -876,11 +858,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             }
             return Err(EncodeError::new(ErrorKind::NonFinite(v)));
         }
-        let out = self.sink.reserve_raw(LEAF_MAX);
-        match short_float(v, out) {
-            Some(n) => self.sink.commit(n),
-            None => write_float_text(&mut self.sink, v),
-        }
+        write_float_text(&mut self.sink, v);
         Ok(())
     }
 
