@@ -2,8 +2,9 @@
 
 - SQLiteStore: an ``@idempotent`` sync call replayed from its record (target <= 30 us),
   beside a bare ``SELECT`` of one row by primary key on the same file with sqlite3.
-- PostgresStore: the same replay (one round trip: ``retrysafe_claim`` reads a completed
-  record without a lock) against a bare ``SELECT`` of one row by primary key through the
+- PostgresStore: the same replay (one round trip: a key this process saw completed is read
+  by its primary key, with its arguments' fingerprint and expiry checked in the statement)
+  against a bare ``SELECT`` of one row by primary key through the
   same connection pool (target <= 1.5x, paired).
 """
 

@@ -372,6 +372,64 @@ def test_round_trips_and_the_published_schema(pg_store: PostgresStore) -> None:
     assert SCHEMA_SQL.strip() in published
 
 
+def test_a_replay_of_a_key_seen_completed_reads_the_record_alone(postgres_url: str) -> None:
+    """Once this process has seen a key completed, its replays take a plain read of the
+    record; whatever that read misses (the record gone, other arguments, expired) goes to
+    the claim, which says what it is."""
+    prefix = f"seen-{uuid.uuid4().hex[:8]}"
+    store, other = (
+        PostgresStore(postgres_url, prefix=prefix),
+        PostgresStore(postgres_url, prefix=prefix),
+    )
+    statements: list[str] = []
+    execute = store._execute
+
+    def counting(sql: str, params: Any, fetch: str) -> Any:
+        statements.append(sql.split()[0])
+        return execute(sql, params, fetch)
+
+    store._execute = counting  # type: ignore[method-assign]
+    try:
+        first = store.claim("k", "fp1", "me", 30.0, 600.0, False)
+        assert "claimed" == first.status
+        assert store.complete("k", first.fence, {"v": 1}, 600.0)
+        statements.clear()
+        replay = store.claim("k", "fp1", "me", 30.0, 600.0, False)
+        assert ("completed", first.fence, {"v": 1}) == (replay.status, replay.fence, replay.payload)
+        assert ["SELECT"] == statements  # the plain read, not the claim's statement
+        # Other arguments: the read misses, the claim says mismatch.
+        assert "mismatch" == store.claim("k", "fp2", "me", 30.0, 600.0, False).status
+        assert "completed" == store.claim("k", "fp1", "me", 30.0, 600.0, False).status
+        # A key completed by another process is seen by this one's first claim of it.
+        again = other.claim("k", "fp1", "other", 30.0, 600.0, False)
+        assert ("completed", {"v": 1}) == (again.status, again.payload)
+        # The record gone (another process cleared it): the read misses, the claim claims.
+        other.clear("")
+        statements.clear()
+        fresh = store.claim("k", "fp1", "me", 30.0, 600.0, False)
+        assert "claimed" == fresh.status and fresh.fence != first.fence
+        assert ["SELECT", "WITH"] == statements
+        # Expired: completed with a short TTL, then claimed again after it.
+        assert store.complete("k", fresh.fence, {"v": 2}, 0.3)
+        assert "completed" == store.claim("k", "fp1", "me", 30.0, 600.0, False).status
+        time.sleep(0.5)
+        assert "claimed" == store.claim("k", "fp1", "me", 30.0, 600.0, False).status
+
+        async def replay_async() -> Any:
+            return await store.aclaim("k2", "fp", "me", 30.0, 600.0, False)
+
+        claimed = anyio.run(replay_async)
+        assert store.complete("k2", claimed.fence, [1, 2], 600.0)
+        for backend in ("asyncio", "trio"):
+            statements.clear()
+            replayed = anyio.run(replay_async, backend=backend)
+            assert ("completed", [1, 2]) == (replayed.status, replayed.payload)
+    finally:
+        store.clear("")
+        store.close()
+        other.close()
+
+
 def test_pooled_connections_killed_by_a_restart_are_replaced(postgres_url: str) -> None:
     """After the server restarts, every pooled connection is dead: an operation that is safe
     to resend (a replay, a read) runs again on a fresh connection instead of failing."""

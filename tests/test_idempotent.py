@@ -534,6 +534,32 @@ def test_redis_round_trips(redis_url: str) -> None:
         raw.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_forked_workers_draw_their_own_fence_tails() -> None:
+    """The fence tails come from a generator of the process's own, seeded again in a forked
+    child: workers forked from one parent (a pre-fork server) never share tails, so their
+    tokens stay distinct even when a counter starts over."""
+    from retrysafe.stores._sql import fence_nonce
+
+    fence_nonce()  # the parent has drawn before forking
+    tails: list[set[str]] = []
+    for _ in range(3):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its draws to the pipe, then out without cleanup
+            os.write(write, " ".join(fence_nonce() for _ in range(20)).encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            tails.append(set(pipe.read().split()))
+        os.waitpid(pid, 0)
+    parent = {fence_nonce() for _ in range(20)}
+    assert all(len(t) == 20 and all(len(x) == 12 and x.isdigit() for x in t) for t in tails)
+    assert not (tails[0] & tails[1] or tails[0] & tails[2] or tails[1] & tails[2])
+    assert not parent & (tails[0] | tails[1] | tails[2])
+
+
 def test_fences_never_repeat_after_redis_loses_its_data() -> None:
     """A Redis restarted without persistence loses the fence counter; a stale owner's token
     still never completes the new claim, and the first calls after the restart succeed on

@@ -1,7 +1,8 @@
 """PostgresStore: durable, replicated records and cache entries in PostgreSQL (psycopg 3).
 
 Every operation is one statement, one round trip: the multi-step ones (a claim, a
-completion) are PL/pgSQL functions created with the tables. Every time comes from the
+completion) are PL/pgSQL functions created with the tables. A replay of a key this process
+has seen completed is a bare read of the record by its primary key. Every time comes from the
 server's clock (``clock_timestamp()``), never a client's. Waiters are woken by
 ``LISTEN``/``NOTIFY`` (sent when the change commits), and look again after a short, growing
 interval if a notification is missed.
@@ -22,7 +23,7 @@ from .._exceptions import StoreError
 from ._base import MISS, Key
 from ._codec import Codec
 from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
-from ._sql import LocalWatchers, key_text, like_prefix
+from ._sql import LocalWatchers, fence_nonce, key_text, like_prefix
 
 __all__ = ["SCHEMA_SQL", "PostgresStore"]
 
@@ -179,8 +180,9 @@ $$;
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
 _LIVE = "(expires = 0 OR expires > " + _NOW + ")"
 _EXPIRES = "CASE WHEN %(ttl)s > 0 THEN " + _NOW + " + %(ttl)s ELSE 0 END"
-# A replay is a plain indexed read; only a miss runs the claim function (the one-time
-# filter skips it otherwise). Either way: one statement, one round trip.
+# A claim reads a completed record first by a plain indexed read; only a miss runs the
+# claim function (the one-time filter skips it otherwise). Either way: one statement, one
+# round trip, so a fresh write's claim + complete is two.
 _CLAIM = (
     "WITH hit AS (SELECT 'completed'::text AS status, fence, payload, 0::float8 AS lease_left, "
     "false AS took, false AS expired_now FROM retrysafe_records WHERE key = %(key)s "
@@ -188,6 +190,14 @@ _CLAIM = (
     "SELECT * FROM hit UNION ALL SELECT * FROM retrysafe_claim(%(key)s, %(fp)s, %(owner)s, "
     "%(lease)s, %(ttl)s, %(takeover)s, %(nonce)s, %(channel)s) WHERE NOT EXISTS (SELECT 1 FROM hit)"
 )
+# The replay of a key this process has seen completed: the same read alone, two parameters
+# and two columns (a bare read by primary key). A miss falls back to _CLAIM.
+_REPLAY = (
+    "SELECT fence, payload FROM retrysafe_records WHERE key = %s AND state = 'completed' "
+    "AND fp = %s AND expires > " + _NOW
+)
+# Keys remembered as completed, per store (then forgotten all at once: a hint, not a cache).
+_SEEN_MAX = 4096
 _LEASE_SUFFIX = "\x1flease"
 _RECENT_SUFFIX = "\x1frecent"
 
@@ -258,6 +268,8 @@ class PostgresStore:
             )
         self._watchers = LocalWatchers()
         self._listener: _Listener | None = None
+        #: Record keys this process saw completed: their replays take _REPLAY.
+        self._seen: dict[str, None] = {}
         if create_schema:
             self.create_schema()
 
@@ -549,26 +561,24 @@ class PostgresStore:
         return sql, params, "none"
 
     def _op_claim(
-        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self, k: str, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
     ) -> tuple[str, Any, str]:
-        import secrets
-
-        nonce = f"{secrets.randbelow(10**12):012d}"
         params = {
-            "key": self._k(key),
+            "key": k,
             "fp": fingerprint,
             "owner": owner,
             "lease": lease,
             "ttl": ttl,
             "takeover": takeover,
-            "nonce": nonce,
+            "nonce": fence_nonce(),
             "channel": self._channel,
         }
         return _CLAIM, params, "one"
 
-    def _claimed(self, row: Any) -> Claim:
+    def _claimed(self, k: str, row: Any) -> Claim:
         status, fence, payload, lease_left, took, expired_now = row
         if status == COMPLETED:
+            self._saw_completed(k)
             return Claim(COMPLETED, int(fence), self._codec.load(payload))
         if status == "mismatch":
             return Claim("mismatch")
@@ -577,6 +587,20 @@ class PostgresStore:
         if status == UNKNOWN:
             return Claim(UNKNOWN, int(fence), expired_now=bool(expired_now))
         return Claim("claimed", int(fence), takeover=bool(took))
+
+    def _saw_completed(self, k: str) -> None:
+        seen = self._seen
+        if len(seen) >= _SEEN_MAX:
+            seen.clear()
+        seen[k] = None
+
+    def _replayed(self, k: str, row: Any) -> Claim | None:
+        """The completed record a _REPLAY read, or None (gone, other arguments, expired:
+        the claim statement says which)."""
+        if row is None:
+            self._seen.pop(k, None)
+            return None
+        return Claim(COMPLETED, int(row[0]), self._codec.load(row[1]))
 
     def _op_fenced(
         self, key: Key, fence: int, states: tuple[str, ...], change: str, params: dict[str, Any]
@@ -605,6 +629,12 @@ class PostgresStore:
         sql = "SELECT retrysafe_complete(%s, %s, %s, %s, %s)"
         data = self._codec.dump(payload)
         return sql, (self._k(key), str(fence), data, ttl, self._channel), "one"
+
+    def _completed(self, key: Key, row: Any) -> bool:
+        done = bool(self._first(row))
+        if done:
+            self._saw_completed(self._k(key))
+        return done
 
     def _op_release(self, key: Key, fence: int) -> tuple[str, Any, str]:
         sql = (
@@ -674,15 +704,20 @@ class PostgresStore:
     def claim(
         self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
     ) -> Claim:
+        k = self._k(key)
+        if k in self._seen:
+            replayed = self._replayed(k, self._execute(_REPLAY, (k, fingerprint), "one"))
+            if replayed is not None:
+                return replayed
         return self._claimed(
-            self._do(self._op_claim(key, fingerprint, owner, lease, ttl, takeover))
+            k, self._do(self._op_claim(k, fingerprint, owner, lease, ttl, takeover))
         )
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
         return self._counted(self._do(self._op_heartbeat(key, fence, lease)))
 
     def complete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
-        return bool(self._first(self._do(self._op_complete(key, fence, payload, ttl))))
+        return self._completed(key, self._do(self._op_complete(key, fence, payload, ttl)))
 
     def release(self, key: Key, fence: int) -> bool:
         return self._counted(self._do(self._op_release(key, fence)))
@@ -756,14 +791,19 @@ class PostgresStore:
     async def aclaim(
         self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
     ) -> Claim:
-        op = self._op_claim(key, fingerprint, owner, lease, ttl, takeover)
-        return self._claimed(await self._ado(op))
+        k = self._k(key)
+        if k in self._seen:
+            replayed = self._replayed(k, await self._aexecute(_REPLAY, (k, fingerprint), "one"))
+            if replayed is not None:
+                return replayed
+        op = self._op_claim(k, fingerprint, owner, lease, ttl, takeover)
+        return self._claimed(k, await self._ado(op))
 
     async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
         return self._counted(await self._ado(self._op_heartbeat(key, fence, lease)))
 
     async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
-        return bool(self._first(await self._ado(self._op_complete(key, fence, payload, ttl))))
+        return self._completed(key, await self._ado(self._op_complete(key, fence, payload, ttl)))
 
     async def arelease(self, key: Key, fence: int) -> bool:
         return self._counted(await self._ado(self._op_release(key, fence)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio as _asyncio
 import logging
-import secrets
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,6 +17,7 @@ from .._exceptions import StoreError
 from ._base import MISS, Key
 from ._codec import Codec, Serializer
 from ._records import Claim, RecordView
+from ._sql import fence_nonce
 
 __all__ = ["RedisStore", "Serializer"]
 
@@ -792,7 +792,7 @@ class RedisStore:
             _ms(ttl),
             "1" if takeover else "0",
             self._channel(key),
-            f"{secrets.randbelow(10**12):012d}",  # this claim's nonce: its token's tail
+            fence_nonce(),  # this claim's nonce: its token's tail
         ]
         return keys, args
 

@@ -3,6 +3,8 @@ processes, and PostgreSQL's LISTEN needs a connection held per waiter)."""
 
 from __future__ import annotations
 
+import os
+import random
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -25,12 +27,25 @@ def like_prefix(prefix: str) -> str:
     return escaped + "%"
 
 
+# The random tails of fence tokens: a generator of this process's own, seeded from the
+# operating system, and seeded again in every forked child (a fork would otherwise repeat
+# its parent's draws, and two workers would share tails). Not `secrets`: a tail needs to be
+# unlikely to repeat, not secret, and the system call per claim was a tenth of a replay's
+# own time. Not the `random` module's generator either: applications seed that one.
+_tails = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_tails.seed)
+
+
+def fence_nonce() -> str:
+    """12 random digits: a claim's nonce, the tail of its fence token."""
+    return f"{_tails.randrange(10**12):012d}"
+
+
 def fence_token(counter: int) -> int:
     """The claim counter's digits followed by 12 random digits: if the database loses its
     data and the counter starts over, a token still never repeats (as in RedisStore)."""
-    import secrets  # not on `import retrysafe` (MemoryStore imports this module): hashlib
-
-    return int(f"{counter}{secrets.randbelow(10**12):012d}")
+    return int(f"{counter}{fence_nonce()}")
 
 
 class _Wake:
