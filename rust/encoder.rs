@@ -22,8 +22,8 @@ use smallvec::SmallVec;
 
 use crate::errors::{EncodeError, ErrorKind, Seg};
 use crate::text::{
-    decimal_text, iso_text, put_float, put_short_str, utf16_cmp, write_float_text, write_i64,
-    write_str, DecimalError, IsoError, Sink, Window,
+    decimal_text, iso_text, put_float, put_int, put_short_str, utf16_cmp, write_float_text,
+    write_i64, write_str, DecimalError, IsoError, Sink, Window,
 };
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
@@ -716,7 +716,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             if self.strict && v.unsigned_abs() > MAX_SAFE {
                 return None;
             }
-            return Some(out.add(write_i64(out, v)));
+            return Some(out.add(put_int(out, v)));
         }
         let literal = |text: &[u8; 8], n: usize| {
             std::ptr::write_unaligned(out as *mut [u8; 8], *text);
