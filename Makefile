@@ -41,8 +41,8 @@ crash-hunt: build-dev ## Adversarial cases against the native encoder, each in i
 
 .PHONY: lint
 lint: install ## ruff, mypy strict, stubtest of _native, rustfmt, clippy
-	$(VENV)/bin/ruff check python tests benches examples
-	$(VENV)/bin/ruff format --check python tests benches examples
+	$(VENV)/bin/ruff check python tests benches examples scripts
+	$(VENV)/bin/ruff format --check python tests benches examples scripts
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest retrysafe._native
 	cargo fmt --check
