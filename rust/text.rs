@@ -853,8 +853,8 @@ unsafe fn put_decimal(negative: bool, m: u64, out: *mut u8) -> usize {
     // 100, most prices and scores: one conversion, not two), then shifted down.
     let places_word = if m < 100_000_000 {
         let word = digits8(m);
-        // One integer digit, or two from 10 up: the word from its first one, two bytes
-        // stored (a second that is not a digit is overwritten by the point).
+        // One integer digit, or two from 10 up: two bytes of the word stored from the first
+        // of them (below 10 the second is the first place, which the point overwrites).
         let two = (m >= 10_000_000) as usize;
         std::ptr::write_unaligned(out.add(n) as *mut u16, (word >> (8 - 8 * two)) as u16);
         n += 1 + two;
