@@ -14,20 +14,22 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def _server_url(variable: str) -> str:
+    """The URL of a server `make bench` started, from `variable`; skipped outside it."""
+    url = os.environ.get(variable)
+    if not url:
+        pytest.skip(f"{variable} not set (run through `make bench`)")
+    return url
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        pytest.skip("REDIS_URL not set (run through `make bench`)")
-    return url
+    return _server_url("REDIS_URL")
 
 
 @pytest.fixture(scope="session")
 def redis_cluster_url() -> str:
-    url = os.environ.get("REDIS_CLUSTER_URL")
-    if not url:
-        pytest.skip("REDIS_CLUSTER_URL not set (run through `make bench`)")
-    return url
+    return _server_url("REDIS_CLUSTER_URL")
 
 
 def measure(benchmark: Any, fn: Callable[..., Any], *args: Any, rounds: int = 40) -> Any:
@@ -75,7 +77,4 @@ def paired_ratio(benchmark: Any, ours: Callable[[], Any], theirs: Callable[[], A
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    url = os.environ.get("POSTGRES_URL")
-    if not url:
-        pytest.skip("POSTGRES_URL not set (run through `make bench`)")
-    return url
+    return _server_url("POSTGRES_URL")
