@@ -617,6 +617,37 @@ def test_records_on_a_store_that_may_lose_them_warn_once_or_raise(
     assert [1, 2] == ran
 
 
+def test_a_new_store_is_warned_even_where_a_collected_one_had_its_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The warning is remembered per store object: a store that reuses the id() of a warned,
+    collected one is warned too (the id-keyed set skipped it, order-dependently)."""
+    import gc
+
+    def warn_on(store: MemoryStore) -> int:
+        @idempotent(store=store, effect=Effect.WRITE, scope="durability-test")
+        def write(x: int) -> int:
+            return x
+
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="retrysafe"):
+            write(1)
+        return sum("across a restart" in r.getMessage() for r in caplog.records)
+
+    seen: set[int] = set()  # the ids of warned stores, all collected by now
+    reused = False
+    for _ in range(500):
+        store = MemoryStore()
+        reused = id(store) in seen
+        assert 1 == warn_on(store)
+        if reused:
+            break
+        seen.add(id(store))
+        del store
+        gc.collect()
+    assert reused, "CPython did not reuse the address; the rule was still checked per store"
+
+
 def test_redis_durability_is_read_from_its_persistence_settings(
     redis_url: str, tmp_path: Path
 ) -> None:

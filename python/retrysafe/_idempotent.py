@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -60,8 +61,11 @@ __all__ = [
 
 T = TypeVar("T")
 logger = logging.getLogger("retrysafe")
-#: Stores whose missing durability was already logged (one warning per store).
-_WARNED_STORES: set[int] = set()
+#: Stores whose missing durability was already logged (one warning per store object). Held
+#: weakly: an id() would be reused by the next store after a warned one is collected, and
+#: that store would never be warned. A store that refuses weak references is held strongly.
+_WARNED_STORES: weakref.WeakSet[Any] = weakref.WeakSet()
+_WARNED_PINNED: list[Any] = []
 KEY_PARAM = "idempotency_key"
 _KEY_TAG = b"retrysafe/idempotency-key/v1\0"  # as in the native idempotency_digest
 _UNSET: Any = object()
@@ -97,6 +101,19 @@ class _CallState:
 
 
 _STATE: ContextVar[_CallState | None] = ContextVar("retrysafe_idempotent_call", default=None)
+
+
+def _first_warning_for(store: Any) -> bool:
+    """True the first time ``store`` (this very object) is asked about."""
+    try:
+        if store in _WARNED_STORES:
+            return False
+        _WARNED_STORES.add(store)
+    except TypeError:  # no __weakref__ slot
+        if any(pinned is store for pinned in _WARNED_PINNED):
+            return False
+        _WARNED_PINNED.append(store)
+    return True
 
 
 def current_key() -> IdempKey | None:
@@ -205,8 +222,7 @@ class IdempotencyHandle:
         if self.require_durable:
             self._durability_checked = False
             raise StoreError(message + " (require_durable=True)")
-        if id(self.store) not in _WARNED_STORES:
-            _WARNED_STORES.add(id(self.store))
+        if _first_warning_for(self.store):
             logger.warning("retrysafe: %s", message)
 
     # --- keys -------------------------------------------------------------------------------
