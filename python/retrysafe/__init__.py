@@ -58,7 +58,7 @@ from ._retry import (
     retrying,
     with_retry,
 )
-from ._session import Session, current_session, session
+from ._identity import Session, current_session, session
 from ._telemetry import report
 from ._tool import ToolOutcome, ToolRegistry, ToolSpec, default_registry, json_schema, tool
 from .stores import MemoryStore, Store

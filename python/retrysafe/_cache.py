@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import anyio
 
 from . import _telemetry
-from ._callables import check_decoratable
+from ._callables import check_decoratable, make_keyer
 from ._exceptions import StoreError
 from ._flights import ThreadFlights, join_or_lead
 from ._lease import run_with_heartbeat, start_heartbeat
+from ._identity import _CURRENT as _CURRENT_SESSION
+from ._identity import ANONYMOUS, escape, is_async
 from ._native import CallKeyer, canonical_json, digest_with_head
-from ._retry import _is_async
 from .stores import MISS, Store, resolve_store
 from .stores._base import Key
 
@@ -65,36 +66,6 @@ class CacheStats:
         self.expirations = 0
 
 
-def _make_keyer(
-    fn: Callable[..., Any], prefix: str, head: bytes, raw_limit: int, hidden: tuple[str, ...] = ()
-) -> tuple[CallKeyer | None, int]:
-    """A native binder for plain signatures; None where *args/**kwargs need inspect."""
-    params = list(inspect.signature(fn).parameters.values())
-    skip = 1 if params and params[0].name in ("self", "cls") else 0
-    params = params[skip:]
-    kinds = {p.kind for p in params}
-    if kinds & {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}:
-        return None, skip
-    positional = sum(
-        p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        for p in params
-    )
-    if any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in params):
-        return None, skip  # keywords must not reach positional-only names: inspect decides
-    keyer = CallKeyer(
-        head,
-        [p.name for p in params],
-        [p.default for p in params],
-        positional,
-        skip,
-        prefix=prefix,
-        raw_limit=raw_limit,
-        hidden=list(hidden),
-        empty=inspect.Parameter.empty,
-    )
-    return keyer, skip
-
-
 class CacheInfo(Generic[T]):
     """``fn.cache``: statistics, invalidation and bypass of one cached function."""
 
@@ -110,21 +81,24 @@ class CacheInfo(Generic[T]):
         error_ttl_seconds: float,
         lease_seconds: float,
         wait_seconds: float,
+        same_for_everyone: bool = False,
     ) -> None:
         self.fn = fn
         self.ttl = ttl_seconds
         self.store = store
         self.namespace = namespace
-        self.prefix = namespace + ":"
-        self._head = _KEY_VERSION + len(namespace.encode()).to_bytes(8, "big") + namespace.encode()
+        #: True: one entry per call for every caller (data the same for everyone). False (the
+        #: default): entries are per principal and tenant of the current session.
+        self.same_for_everyone = same_for_everyone
+        #: Every key of this cache starts with it: ``cache:`` + the escaped namespace + ``:``
+        #: (the namespace holds no raw ``:``, so no other namespace's keys start with it).
+        self.prefix = f"cache:{escape(namespace, 'a cache namespace')}:"
         self._custom_key = key
         self._raw_limit = 0 if store.shared else RAW_KEY_LIMIT
-        self._keyer, self._skip = (
-            (None, 0)
-            if key is not None
-            else _make_keyer(fn, self.prefix, self._head, self._raw_limit)
-        )
         self._signature = inspect.signature(fn)
+        params = list(self._signature.parameters)
+        self._skip = 1 if params and params[0] in ("self", "cls") else 0
+        self._parts: dict[str, _Partition] = {}
         self.cache_errors = cache_errors
         self.error_ttl = error_ttl_seconds
         self.lease_seconds = lease_seconds
@@ -142,15 +116,42 @@ class CacheInfo(Generic[T]):
         """The store key of a call (what ``invalidate`` removes): opaque, stable."""
         return self._key(args, kwargs)
 
+    def _partition(self) -> _Partition:
+        """The key space of the current caller: its principal's and tenant's, or everyone's
+        for a shared cache."""
+        sess = _CURRENT_SESSION.get()
+        name = ANONYMOUS if sess is None or self.same_for_everyone else sess.partition
+        found = self._parts.get(name)
+        return found if found is not None else self._new_partition(name)
+
+    def _new_partition(self, name: str) -> _Partition:
+        if len(self._parts) > 4096:  # one per principal and tenant: keep the table bounded
+            self._parts.clear()
+        # The digest covers the namespace and the partition, each length-prefixed.
+        head = _KEY_VERSION + b"".join(
+            len(raw).to_bytes(8, "big") + raw for raw in (self.namespace.encode(), name.encode())
+        )
+        prefix = f"{self.prefix}{name}:"
+        keyer = (
+            None
+            if self._custom_key is not None
+            else make_keyer(self.fn, prefix, head, self._raw_limit)[0]
+        )
+        part = self._parts[name] = _Partition(prefix, head, keyer)
+        return part
+
     def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | bytes:
-        keyer = self._keyer
+        part = self._partition()
+        keyer = part.keyer
         if keyer is not None:
             found = keyer.key(args, kwargs)
             if found is not None:
                 return found
-        return self._slow_key(args, kwargs)
+        return self._slow_key(part, args, kwargs)
 
-    def _slow_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | bytes:
+    def _slow_key(
+        self, part: _Partition, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str | bytes:
         if self._custom_key is not None:
             value: Any = self._custom_key(*args, **kwargs)
         else:
@@ -160,10 +161,10 @@ class CacheInfo(Generic[T]):
             if self._skip:
                 value.pop(next(iter(self._signature.parameters)), None)
         if self._raw_limit:
-            raw = self.prefix.encode() + canonical_json(value)
+            raw = part.prefix.encode() + canonical_json(value)
             if len(raw) <= self._raw_limit:
                 return raw
-        return self.prefix + digest_with_head(self._head, value)
+        return part.prefix + digest_with_head(part.head, value)
 
     # --- the public face --------------------------------------------------------------------
 
@@ -256,10 +257,13 @@ class CacheInfo(Generic[T]):
         """``invalidate`` for async code (no blocking I/O on the event loop)."""
         return await self.store.adelete(self._key(args, kwargs))
 
-    def clear(self) -> int:
-        """Drop every cached result of this function and reset its :meth:`stats` (as
-        ``functools.lru_cache``'s ``cache_clear``); returns how many entries."""
-        dropped = self.store.clear(self.prefix)
+    def clear(self, *, every_caller: bool = False) -> int:
+        """Drop the cached results of this function that the current caller sees (its
+        principal's and tenant's; all of them with ``same_for_everyone``) and reset
+        :meth:`stats`; returns how many entries. ``every_caller=True`` drops every
+        principal's and tenant's entries too (an operator's action). Never touches another
+        function's entries, idempotency records or loop-guard counts."""
+        dropped = self.store.clear(self.prefix if every_caller else self._partition().prefix)
         self.reset_stats()
         return dropped
 
@@ -496,6 +500,17 @@ class CacheInfo(Generic[T]):
         return value
 
 
+class _Partition:
+    """One caller partition of a cache: its key prefix, digest head and native binder."""
+
+    __slots__ = ("head", "keyer", "prefix")
+
+    def __init__(self, prefix: str, head: bytes, keyer: CallKeyer | None) -> None:
+        self.prefix = prefix
+        self.head = head
+        self.keyer = keyer
+
+
 class _CachedError:
     """An exception cached for a short TTL (``cache_errors=``): re-raised on a hit."""
 
@@ -535,6 +550,7 @@ def cache_tool(
     error_ttl_seconds: float = 5.0,
     lease_seconds: float = 10.0,
     wait_seconds: float = 30.0,
+    same_for_everyone: bool = False,
 ) -> _CacheDecorator: ...
 
 
@@ -551,6 +567,7 @@ def cache_tool(
     error_ttl_seconds: float = 5.0,
     lease_seconds: float = 10.0,
     wait_seconds: float = 30.0,
+    same_for_everyone: bool = False,
 ) -> Any:
     """Cache a tool's results (sync or async), with single-flight.
 
@@ -564,6 +581,10 @@ def cache_tool(
     - ``key``: a callable taking the call's arguments and returning what identifies it.
     - ``cache_errors``: exception types cached for ``error_ttl_seconds`` (others never are).
     - ``lease_seconds``/``wait_seconds``: cross-process single-flight with a shared store.
+    - ``same_for_everyone``: entries are kept per principal and tenant of the current
+      :func:`~retrysafe.session` (``my_balance()`` of one tenant is never served to another);
+      pass True for data that is the same for every caller (weather, a catalog) to share one
+      entry per call across them.
 
     Keys bind the call to the signature with defaults applied: ``f(1)``, ``f(x=1)`` and
     ``f(1, region="eu")`` (default ``"eu"``) are one key. A cached ``None`` is a hit.
@@ -583,6 +604,7 @@ def cache_tool(
             error_ttl_seconds=error_ttl_seconds,
             lease_seconds=lease_seconds,
             wait_seconds=wait_seconds,
+            same_for_everyone=same_for_everyone,
         )
     )
 
@@ -626,6 +648,7 @@ def _wrap(
     error_ttl_seconds: float = 5.0,
     lease_seconds: float = 10.0,
     wait_seconds: float = 30.0,
+    same_for_everyone: bool = False,
 ) -> Any:
     check_decoratable(fn, "@cache_tool")
     _positive("ttl_seconds", ttl_seconds, allow_none=True)
@@ -656,28 +679,28 @@ def _wrap(
         error_ttl_seconds=error_ttl_seconds,
         lease_seconds=lease_seconds,
         wait_seconds=wait_seconds,
+        same_for_everyone=same_for_everyone,
     )
     counters = info.counters
-    keyer = info._keyer
-    slow_key = info._slow_key
-    if keyer is not None:
-        native_key = keyer.key
-
-        def make_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Key:
-            return native_key(args, kwargs) or slow_key(args, kwargs)
-
-    else:
-        make_key = slow_key
+    make_key = info._key
     memory = not resolved.shared and type(resolved).__name__ == "MemoryStore"
     get = resolved.get
     aget = resolved.aget
-    is_async = _is_async(fn)
+    async_fn = is_async(fn)
 
-    if is_async and memory:
-        native = keyer.key if keyer is not None else slow_key
+    if async_fn and memory:
+        parts = info._parts
+        current = _CURRENT_SESSION.get
+        everyone = same_for_everyone
 
         async def memory_wrapper(*args: Any, **kwargs: Any) -> Any:
-            key = native(args, kwargs) or slow_key(args, kwargs)
+            # The hit path inlines _key: the caller's partition, then one native call.
+            sess = current()
+            part = parts.get(ANONYMOUS if sess is None or everyone else sess.partition)
+            keyer = None if part is None else part.keyer
+            key = (keyer.key(args, kwargs) if keyer is not None else None) or make_key(
+                args, kwargs
+            )
             value = get(key)
             if value is not MISS:
                 counters.hits += 1
@@ -686,7 +709,7 @@ def _wrap(
             return await info._amiss(key, args, kwargs)
 
         wrapper: Any = memory_wrapper
-    elif is_async:
+    elif async_fn:
 
         async def shared_wrapper(*args: Any, **kwargs: Any) -> Any:
             key = make_key(args, kwargs)

@@ -11,7 +11,9 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["check_decoratable", "hide_parameters"]
+from ._native import CallKeyer
+
+__all__ = ["check_decoratable", "hide_parameters", "make_keyer"]
 
 #: Top-level packages whose tool objects wrap a function: a retrysafe decorator above such a
 #: decorator would wrap the framework's object, or nothing the framework calls.
@@ -61,3 +63,33 @@ def hide_parameters(wrapper: Any, func: Callable[..., Any], names: Iterable[str]
     annotations = getattr(func, "__annotations__", None)
     if isinstance(annotations, dict):
         wrapper.__annotations__ = {k: v for k, v in annotations.items() if k not in hidden}
+
+
+def make_keyer(
+    fn: Callable[..., Any], prefix: str, head: bytes, raw_limit: int, hidden: tuple[str, ...] = ()
+) -> tuple[CallKeyer | None, int]:
+    """A native binder for plain signatures; None where *args/**kwargs need inspect."""
+    params = list(inspect.signature(fn).parameters.values())
+    skip = 1 if params and params[0].name in ("self", "cls") else 0
+    params = params[skip:]
+    kinds = {p.kind for p in params}
+    if kinds & {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}:
+        return None, skip
+    positional = sum(
+        p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for p in params
+    )
+    if any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in params):
+        return None, skip  # keywords must not reach positional-only names: inspect decides
+    keyer = CallKeyer(
+        head,
+        [p.name for p in params],
+        [p.default for p in params],
+        positional,
+        skip,
+        prefix=prefix,
+        raw_limit=raw_limit,
+        hidden=list(hidden),
+        empty=inspect.Parameter.empty,
+    )
+    return keyer, skip

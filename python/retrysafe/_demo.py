@@ -30,7 +30,7 @@ from . import _telemetry
 from ._exceptions import OutcomeUnknownError, RetrysafeError
 from ._idempotent import resolve
 from ._retry import RetryConfig, RetryEvent
-from ._session import session
+from ._identity import session
 from ._tool import tool
 from .stores import MISS
 

@@ -21,7 +21,7 @@ import anyio
 from ._classify import is_transient, server_hint, server_said
 from ._exceptions import RetrysafeError
 from ._guard import LoopStop
-from ._retry import _is_async
+from ._identity import is_async
 
 __all__ = [
     "ArgumentError",
@@ -218,6 +218,6 @@ def _pydantic_model(fn: Callable[..., Any], name: str, params: list[inspect.Para
 async def invoke(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     """Calls a sync or async tool with ``kwargs`` (a sync one in a worker thread, with the
     caller's context: its session and guard)."""
-    if _is_async(fn):
+    if is_async(fn):
         return await fn(**kwargs)
     return await anyio.to_thread.run_sync(functools.partial(fn, **kwargs))

@@ -17,6 +17,7 @@ __all__ = [
     "IdempotencyKeyMismatchError",
     "LeaseLostError",
     "OutcomeUnknownError",
+    "RepeatNeedsConfirmationError",
     "RetryExhausted",
     "RetryLaterError",
     "RetryRefusedError",
@@ -174,6 +175,44 @@ class SessionRequiredError(RetrysafeError):
     def __init__(self, message: str, *, tool: str | None = None) -> None:
         super().__init__(message)
         self.tool = tool
+
+
+class RepeatNeedsConfirmationError(RetrysafeError):
+    """An identical write already ran in an earlier turn of this conversation, and this turn
+    has not confirmed a new one: it was not run again (``repeat="confirm"``, the default
+    where the turn is known).
+
+    ``earlier_at`` is when the earlier call started (a UNIX time); ``turn`` the turn it ran
+    in. The ``llm_hint`` tells the model what happened and the one way to do it again: ask
+    the user, and call again in the turn of the user's confirming reply."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: Any = None,
+        tool: str | None = None,
+        earlier_at: float | None = None,
+        turn: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.tool = tool
+        self.earlier_at = earlier_at
+        self.turn = turn
+        import time
+
+        when = (
+            "earlier"
+            if earlier_at is None
+            else time.strftime("at %H:%M:%S UTC", time.gmtime(earlier_at))
+        )
+        self.llm_hint = (
+            f"An identical call of this tool was already made {when}, in an earlier turn of "
+            "this conversation; it was NOT performed again now. If the user wants it done a "
+            "second time, ask them to confirm; after they confirm, call it again with the same "
+            "arguments."
+        )
 
 
 class ToolLoopError(RetrysafeError):

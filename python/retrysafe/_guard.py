@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from ._exceptions import StoreError, ToolLoopError
 from ._native import canonical_json, fingerprint
-from ._retry import _is_async, _name_of
-from ._session import _CURRENT as _CURRENT_SESSION
+from ._identity import is_async, name_of
+from ._identity import _CURRENT as _CURRENT_SESSION
+from ._identity import ANONYMOUS, Session, escape
 from .stores import Store, resolve_store
 
 __all__ = ["LoopGuard", "LoopStop", "current_guard"]
@@ -115,6 +116,11 @@ def _local_for(store: Any, namespace: str) -> _Local:
         return local
 
 
+def _explicit_scope(session_id: str) -> str:
+    """The scope of a conversation named by ``session_id=``: that of ``session(session_id)``."""
+    return Session(session_id).scope
+
+
 class LoopGuard:
     """Per-session call budgets, checked before a tool runs.
 
@@ -141,7 +147,8 @@ class LoopGuard:
     process; ``"open"`` lets calls through uncounted; ``"closed"`` stops them (reason
     ``"store_unavailable"``). The outage and the recovery are logged once each.
 
-    The session is the current ``session(...)``, else ``session_id=``, else ``"default"``.
+    The session is ``session_id=`` (a conversation id), else the current ``session(...)``
+    (its principal, tenant and conversation), else one budget for calls outside any session.
     Use it as a decorator (``@guard``) or bind it for a block (``with guard:``) so that
     ``@tool`` functions count against it. :meth:`record` counts a call by hand,
     :meth:`check` previews one without counting, :meth:`reset` and :meth:`history` act on a
@@ -211,6 +218,9 @@ class LoopGuard:
         self.store: Store = resolve_store(store)
         self.ttl_seconds = ttl_seconds
         self.namespace = namespace
+        # Every key of this guard starts with it; sessions' scopes hold no raw ":", so one
+        # session's prefix never matches another's (``chat`` and ``chat:1``).
+        self._space = f"guard/{escape(namespace, 'a guard namespace')}:"
         self.on_store_error = on_store_error
         self.history_size = history_size
         #: How many of a session's last calls are kept: the window, else the history.
@@ -301,9 +311,9 @@ class LoopGuard:
     @staticmethod
     def _session(session_id: str | None) -> str:
         if session_id is not None:
-            return session_id
+            return _explicit_scope(session_id)
         sess = _CURRENT_SESSION.get()
-        return "default" if sess is None else sess.scope
+        return ANONYMOUS if sess is None else sess.scope
 
     def _window_start(self) -> float:
         """The wall-clock start of the current time window (0.0 without one)."""
@@ -354,7 +364,7 @@ class LoopGuard:
     # --- in the store -----------------------------------------------------------------------
 
     def _base(self, sess: str) -> tuple[str, float]:
-        base = f"{self.namespace}:{sess}"
+        base = f"{self._space}{sess}"
         if self.window_seconds is not None:
             return f"{base}:w{int(time.time() // self.window_seconds)}", self.window_seconds
         return base, self.ttl_seconds
@@ -457,9 +467,9 @@ class LoopGuard:
         ident = canonical_json(args) if self.key is None else self._identity(tool, args)
         if session_id is None:
             current = _CURRENT_SESSION.get()
-            sess = "default" if current is None else current.scope
+            sess = ANONYMOUS if current is None else current.scope
         else:
-            sess = session_id
+            sess = _explicit_scope(session_id)
         local = self._local
         if local is not None:
             stop = self._count_local(local, tool, ident, sess, True)
@@ -521,7 +531,7 @@ class LoopGuard:
                 with local.lock:
                     local.sessions.pop(sess, None)
         if self._local is None:
-            self.store.clear(f"{self.namespace}:{sess}:")
+            self.store.clear(f"{self._space}{sess}:")
 
     async def areset(self, session_id: str | None = None) -> None:
         """:meth:`reset` for async code."""
@@ -532,7 +542,7 @@ class LoopGuard:
         if self._fallback is not None:
             with self._fallback.lock:
                 self._fallback.sessions.pop(sess, None)
-        await self.store.aclear(f"{self.namespace}:{sess}:")
+        await self.store.aclear(f"{self._space}{sess}:")
 
     # --- forms ------------------------------------------------------------------------------
 
@@ -561,10 +571,10 @@ class LoopGuard:
 
     def __call__(self, fn: Callable[..., Any]) -> Any:
         """Guard a tool: every call is counted (by its bound arguments) before it runs."""
-        tool = _name_of(fn)
+        tool = name_of(fn)
         arguments = bound_arguments(fn)
 
-        if _is_async(fn):
+        if is_async(fn):
 
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 stop = await self.arecord(tool, arguments(args, kwargs))

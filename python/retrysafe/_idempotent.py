@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from . import _telemetry
-from ._cache import _make_keyer
-from ._callables import check_decoratable, hide_parameters
+from ._callables import check_decoratable, hide_parameters, make_keyer
 from ._classify import never_sent, server_hint, server_said, status_of
 from ._effects import Effect, get_effect
 from ._exceptions import (
@@ -30,6 +29,7 @@ from ._exceptions import (
     IdempotencyKeyMismatchError,
     LeaseLostError,
     OutcomeUnknownError,
+    RepeatNeedsConfirmationError,
     RetryLaterError,
     RetrysafeError,
     SessionRequiredError,
@@ -38,10 +38,11 @@ from ._exceptions import (
 from ._flights import ThreadFlights, join_or_lead
 from ._keys import IdempKey
 from ._lease import run_with_heartbeat, start_heartbeat
-from ._native import CallKeyer, fingerprint
-from ._retry import _is_async, _name_of
-from ._session import _CURRENT as _CURRENT_SESSION
-from ._session import current_session
+from ._native import CallKeyer, fingerprint, idempotency_digest
+from ._identity import _CURRENT as _CURRENT_SESSION
+from ._identity import CURRENT_CALL as _STATE
+from ._identity import CallState as _CallState
+from ._identity import Session, current_session, escape, is_async, name_of, partition_of
 from .stores import Store, resolve_store
 from .stores._records import Claim, claim_number
 
@@ -71,6 +72,10 @@ _KEY_TAG = b"retrysafe/idempotency-key/v1\0"  # as in the native idempotency_dig
 _UNSET: Any = object()
 #: Suffix of the key that holds a released write's "not before" time (the server's Retry-After).
 _NOT_BEFORE = ":not-before"
+#: What an identical write in a later turn does: ask the user first, replay silently, or run.
+REPEAT_POLICIES = ("confirm", "replay", "allow")
+#: How many entries of a call's turn history are kept (runs, notices, released runs).
+_TURNS_KEPT = 16
 
 
 class NotApplied(RetrysafeError):
@@ -78,29 +83,6 @@ class NotApplied(RetrysafeError):
     not happen: the record is released, and a retry runs the tool again."""
 
     llm_hint = "The operation was not performed; it is safe to try again."
-
-
-class _CallState:
-    """The ``@idempotent`` call running in this context: its key, whether its side effect
-    may have started, and its record (record key, fence, ttl) in ``store``, which a store's
-    own transaction can complete (``PostgresStore.transaction``)."""
-
-    __slots__ = ("key", "record", "started", "store")
-
-    def __init__(
-        self,
-        key: IdempKey,
-        started: bool,
-        record: tuple[str, int, float] | None = None,
-        store: Any = None,
-    ) -> None:
-        self.key = key
-        self.started = started
-        self.record = record
-        self.store = store
-
-
-_STATE: ContextVar[_CallState | None] = ContextVar("retrysafe_idempotent_call", default=None)
 
 
 def _first_warning_for(store: Any) -> bool:
@@ -135,6 +117,43 @@ def side_effect_started() -> None:
     state.started = True
 
 
+def turn_verdict(
+    history: list[str], turn: str, now: float
+) -> tuple[str, str | None, float | None, str | None]:
+    """What a call claimed in ``turn`` does, from its conversation's turn history (oldest
+    first; entries ``r/TURN/AT`` a run started, ``x/TURN/AT`` a run released unapplied,
+    ``n/TURN/AT`` a repeat refused for confirmation):
+
+    ``("run", entry to append or None, None, None)``: the first run, a run of the same turn
+    again (a crash's re-run), or a repeat confirmed (a notice was given in another turn after
+    the last run, and the user's reply is this turn);
+    ``("refuse", entry or None, earlier run's time, its turn)``: an earlier turn ran it.
+    """
+    mine = escape(turn)
+    runs: list[tuple[int, str, float]] = []
+    notices: list[tuple[int, str]] = []
+    for index, entry in enumerate(history):
+        kind, _, rest = entry.partition("/")
+        what, _, at = rest.rpartition("/")
+        if kind == "r":
+            runs.append((index, what, float(at or 0)))
+        elif kind == "x" and runs and runs[-1][1] == what:
+            runs.pop()  # released: it never acted
+        elif kind == "n":
+            notices.append((index, what))
+    started = f"r/{mine}/{now:.3f}"
+    if not runs:
+        return "run", started, None, None
+    index, last_turn, last_at = runs[-1]
+    if last_turn == mine:
+        return "run", None, None, None
+    later = [what for position, what in notices if position > index]
+    if any(what != mine for what in later):
+        return "run", started, None, None
+    notice = None if mine in later else f"n/{mine}/{now:.3f}"
+    return "refuse", notice, last_at, last_turn
+
+
 def _not_applied(exc: BaseException) -> bool:
     """A definite "no": the remote refused (a 4xx other than 408/409), or the request never
     left (the connection was refused or never made)."""
@@ -163,6 +182,7 @@ class IdempotencyHandle:
         require_session: bool | None = None,
         require_durable: bool = False,
         remote_idempotent: bool = False,
+        repeat: str = "confirm",
     ) -> None:
         self.fn = fn
         #: The remote deduplicates by the key: an uncertain outcome releases the record (the
@@ -170,7 +190,7 @@ class IdempotencyHandle:
         self.remote_idempotent = remote_idempotent
         self.require_durable = require_durable
         self._durability_checked = False
-        self.tool = _name_of(fn)
+        self.tool = name_of(fn)
         self.effect = kind
         self.scope = scope
         self.store = store
@@ -188,10 +208,14 @@ class IdempotencyHandle:
         self._threads = ThreadFlights()
         names = list(self._signature.parameters)
         self._key_position = names.index(KEY_PARAM) if self._passes_key else len(names) + 1
-        self._keyers: dict[str, CallKeyer | None] = {}
+        self._keyers: dict[str | None, CallKeyer | None] = {}
         # Who holds a claim, for inspection; fences, not owners, tell claims apart.
         self._owner_id = f"{os.getpid()}-{id(self):x}"
-        self._base_scope = self.scope or self.tool
+        self._base_escaped = escape(self.scope or self.tool, "a scope")
+        if repeat not in REPEAT_POLICIES:
+            raise ValueError(f"idempotent: repeat must be one of {REPEAT_POLICIES}, got {repeat!r}")
+        #: What an identical call in a later turn of a conversation does (see idempotent).
+        self.repeat = repeat
         # Outside a session a derived key would be scoped by the tool alone, for every caller.
         self._needs_session = scope is None if require_session is None else require_session
         self._sync_claim = None if store.shared else store.claim
@@ -237,18 +261,35 @@ class IdempotencyHandle:
         return arguments, given_key
 
     def _scope(self) -> str:
-        sess = current_session()
-        if sess is not None:
-            return f"{sess.scope}:{self._base_scope}"
-        if self._needs_session:
-            raise SessionRequiredError(
-                f"{self.tool} was called outside any session: its record would be shared by "
-                "every caller, and a second conversation's identical call would get the "
-                "first one's result. Bind the conversation with `with session(id):` (or a "
-                "retrysafe.integrations module), or give idempotent an explicit scope=.",
-                tool=self.tool,
-            )
-        return self._base_scope
+        """The key space of a derived key: the caller's identity and this tool's scope."""
+        return self._scope_of(_CURRENT_SESSION.get())
+
+    def _inner(self, sess: Session | None) -> str | None:
+        """The identity part of a derived key's scope (None: the process-wide scope=)."""
+        if sess is None:
+            if self._needs_session:
+                raise SessionRequiredError(
+                    f"{self.tool} was called outside any session: its record would be shared "
+                    "by every caller, and a second conversation's identical call would get the "
+                    "first one's result. Bind the conversation with `with session(id):` (or a "
+                    "retrysafe.integrations module), or give idempotent an explicit scope=.",
+                    tool=self.tool,
+                )
+            return None
+        if sess.turn is not None and self.repeat != "replay":
+            return sess.turn_scope  # a record per turn; "confirm" gates turns in _gate_turn
+        return sess.scope
+
+    def _scope_of(self, sess: Session | None) -> str:
+        inner = self._inner(sess)
+        return self._full_scope(inner)
+
+    def _full_scope(self, inner: str | None) -> str:
+        # "s/" + an identity's encoding, or "g:" for the process-wide scope of scope= outside
+        # any session; the tool's scope escaped after the first ":" (no identity holds one).
+        if inner is None:
+            return "g:" + self._base_escaped
+        return f"s/{inner}:{self._base_escaped}"
 
     def _explicit_key_given(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """True when the caller passed a key (``None`` in the slot means: retrysafe fills it)."""
@@ -258,33 +299,37 @@ class IdempotencyHandle:
             return args[self._key_position] is not None
         return kwargs.get(KEY_PARAM) is not None
 
-    def _fast(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str] | None:
-        """(hex digest, scope) of a derived key in one native call, or None (slow path)."""
-        if self._key_fn is not None or self._explicit_key_given(args, kwargs):
-            return None
-        scope = self._scope()
+    def _keyer(self, inner: str | None) -> CallKeyer | None:
+        """The native binder of derived keys in one identity's key space."""
         try:
-            keyer = self._keyers[scope]
+            return self._keyers[inner]
         except KeyError:
             if len(self._keyers) > 4096:  # one per session: keep the table bounded
                 self._keyers.clear()
-            raw = scope.encode()
+            raw = self._full_scope(inner).encode()
             head = _KEY_TAG + len(raw).to_bytes(8, "big") + raw
-            keyer = self._keyers[scope] = _make_keyer(
+            keyer = self._keyers[inner] = make_keyer(
                 self.fn, "idem:", head, 0, hidden=(KEY_PARAM,)
             )[0]
+            return keyer
+
+    def _fast(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """The record key ("idem:" + 64 hex) of a derived key in one native call, or None
+        (the slow path)."""
+        if self._key_fn is not None or self._explicit_key_given(args, kwargs):
+            return None
+        keyer = self._keyer(self._inner(_CURRENT_SESSION.get()))
         if keyer is None:
             return None
         record_key = keyer.key(args, kwargs)
-        return None if record_key is None else (str(record_key), scope)  # "idem:" + 64 hex
+        return None if record_key is None else str(record_key)
 
     def _keys(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[IdempKey | None, str, str, str]:
         """(key or None when derived fast, its hex, record key, argument fingerprint)."""
-        fast = self._fast(args, kwargs)
-        if fast is not None:
-            record_key = fast[0]
+        record_key = self._fast(args, kwargs)
+        if record_key is not None:
             # A derived key hashes the arguments itself: it is their fingerprint too.
             return None, record_key[5:], record_key, record_key
         key, record_key, fp = self._resolve_key(args, kwargs)
@@ -306,19 +351,63 @@ class IdempotencyHandle:
             key = made if isinstance(made, IdempKey) else IdempKey.explicit(str(made))
         else:
             key = IdempKey.for_args(scope=self._scope(), args=arguments)
-        return key, self._record_key(key), digest
+            return key, f"idem:{key.hex}", digest
+        return key, self._explicit_record_key(key), digest
+
+    def _explicit_record_key(self, key: IdempKey) -> str:
+        """Where a caller-given key's record lives: inside the caller's principal and tenant
+        (never its conversation: an order id names one intent across them) and this tool's
+        scope, so "order-1" of another tenant, principal or tool never meets this one."""
+        scope = f"e/{partition_of(_CURRENT_SESSION.get())}:{self._base_escaped}"
+        return "idem:" + idempotency_digest(scope, key.hex)
 
     def _record_key(self, key: IdempKey) -> str:
-        # A derived key already hashes its scope; an explicit one is namespaced by the tool's
-        # scope, so "order-1" of two different tools never meets.
-        if key.scope is not None:
+        """The record key of ``key`` as this context would use it: a key this handle derived
+        already hashes its identity; any other is placed in the current partition."""
+        scope = key.scope
+        if scope is not None and (scope.startswith("s/") or scope.startswith("g:")):
             return f"idem:{key.hex}"
-        return f"idem:{self.scope or self.tool}:{key.hex}"
+        return self._explicit_record_key(key)
+
+    # --- turns: a repeat in a later turn is a new intent only once confirmed ----------------
+
+    def _turns_key(self, sess: Session, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The conversation-wide history of this call's turns (derived keys only)."""
+        keyer = self._keyer(sess.scope)
+        found = None if keyer is None else keyer.key(args, kwargs)
+        if found is None:
+            arguments = self._bind(args, kwargs)[0]
+            return f"idem:{idempotency_digest(self._full_scope(sess.scope), arguments)}:turns"
+        return f"{found!s}:turns"
+
+    def _gated(self, key: IdempKey | None) -> Session | None:
+        """The session whose turn gates this call (``repeat="confirm"``), or None."""
+        if self.repeat != "confirm" or (key is not None and key.scope is None):
+            return None
+        sess = _CURRENT_SESSION.get()
+        return sess if sess is not None and sess.turn is not None else None
+
+    def _refuse_repeat(
+        self, key: IdempKey, verdict: tuple[str, str | None, float | None, str | None]
+    ) -> RepeatNeedsConfirmationError:
+        return RepeatNeedsConfirmationError(
+            f"{self.tool}: an identical call already ran in an earlier turn of this "
+            f"conversation (key {key}); not run again until a later turn confirms it",
+            key=key,
+            tool=self.tool,
+            earlier_at=verdict[2],
+            turn=verdict[3],
+        )
 
     # --- settling ---------------------------------------------------------------------------
 
     def resolve(
-        self, key: IdempKey, *, applied: Any = _UNSET, not_applied: bool = False
+        self,
+        key: IdempKey,
+        *,
+        applied: Any = _UNSET,
+        not_applied: bool = False,
+        record_key: str | None = None,
     ) -> str | None:
         """Settle an UNKNOWN (or any) record: ``applied=result`` stores the result to replay,
         ``not_applied=True`` removes the record so the call can run again. Returns the state
@@ -326,7 +415,10 @@ class IdempotencyHandle:
         if (applied is _UNSET) == (not not_applied):
             raise ValueError("resolve() takes exactly one of applied=... or not_applied=True")
         before = self.store.resolve(
-            self._record_key(key), None if not_applied else applied, not not_applied, self.ttl
+            record_key or self._record_key(key),
+            None if not_applied else applied,
+            not not_applied,
+            self.ttl,
         )
         if before == "unknown":
             _telemetry.note_unknown(self.tool, -1)
@@ -467,8 +559,7 @@ class IdempotencyHandle:
             and (sess is not None or not self._needs_session)
             and not self._explicit_key_given(args, kwargs)
         ):
-            scope = self._base_scope if sess is None else f"{sess.scope}:{self._base_scope}"
-            keyer = self._keyers.get(scope)
+            keyer = self._keyers.get(self._inner(sess))
             if keyer is not None:
                 record_key = keyer.key(args, kwargs)
         if record_key is None:
@@ -565,7 +656,17 @@ class IdempotencyHandle:
         kwargs: dict[str, Any],
     ) -> Any:
         store = self.store
+        gate = self._gated(key)
+        turns: tuple[str, str] | None = None
         try:
+            if gate is not None:
+                turns = (self._turns_key(gate, args, kwargs), escape(str(gate.turn)))
+                history = await store.arecent(turns[0], None, _TURNS_KEPT, self.ttl)
+                verdict = turn_verdict(history, str(gate.turn), time.time())
+                if verdict[1] is not None:
+                    await store.arecent(turns[0], verdict[1], _TURNS_KEPT, self.ttl)
+                if verdict[0] == "refuse":
+                    raise self._refuse_repeat(key, verdict)
             # Only a key claimed before can have been released with a server's wait: the
             # first claim of a key reads nothing more (claim + complete stay two trips).
             pause = (
@@ -590,12 +691,12 @@ class IdempotencyHandle:
                 self.lease / 3,
             )
         except Exception as error:
-            if await self._asettle_failure(error, state, record_key, fence) == "unknown":
+            if await self._asettle_failure(error, state, record_key, fence, turns) == "unknown":
                 raise self._unknown(key, record_key, error) from error
             raise
         except BaseException as exc:  # cancelled mid-call
             with anyio.CancelScope(shield=True):
-                await self._asettle_failure(exc, state, record_key, fence)
+                await self._asettle_failure(exc, state, record_key, fence, turns)
             raise
         finally:
             _STATE.reset(token)
@@ -611,12 +712,21 @@ class IdempotencyHandle:
             await self.store.arelease(record_key, fence)
 
     async def _asettle_failure(
-        self, exc: BaseException, state: _CallState, record_key: str, fence: int
+        self,
+        exc: BaseException,
+        state: _CallState,
+        record_key: str,
+        fence: int,
+        turns: tuple[str, str] | None = None,
     ) -> str:
         outcome = self._after_error(exc, state)
         try:
             if outcome == "release":
                 await self.store.arelease(record_key, fence)
+                if turns is not None:  # it never acted: not an earlier turn's run
+                    await self.store.arecent(
+                        turns[0], f"x/{turns[1]}/{time.time():.3f}", _TURNS_KEPT, self.ttl
+                    )
                 not_before = self._not_before_after(exc)
                 if not_before is not None:
                     await self.store.aset(record_key + _NOT_BEFORE, *not_before)
@@ -695,7 +805,17 @@ class IdempotencyHandle:
         kwargs: dict[str, Any],
     ) -> Any:
         store = self.store
+        gate = self._gated(key)
+        turns: tuple[str, str] | None = None
         try:
+            if gate is not None:
+                turns = (self._turns_key(gate, args, kwargs), escape(str(gate.turn)))
+                history = store.recent(turns[0], None, _TURNS_KEPT, self.ttl)
+                verdict = turn_verdict(history, str(gate.turn), time.time())
+                if verdict[1] is not None:
+                    store.recent(turns[0], verdict[1], _TURNS_KEPT, self.ttl)
+                if verdict[0] == "refuse":
+                    raise self._refuse_repeat(key, verdict)
             pause = (
                 self._wait_before_sending(store.get(record_key + _NOT_BEFORE), key)
                 if claim_number(fence) > 1
@@ -722,6 +842,10 @@ class IdempotencyHandle:
             try:
                 if outcome == "release":
                     store.release(record_key, fence)
+                    if turns is not None:  # it never acted: not an earlier turn's run
+                        store.recent(
+                            turns[0], f"x/{turns[1]}/{time.time():.3f}", _TURNS_KEPT, self.ttl
+                        )
                     not_before = self._not_before_after(exc)
                     if not_before is not None:
                         store.set(record_key + _NOT_BEFORE, *not_before)
@@ -759,6 +883,7 @@ def idempotent(
     require_session: bool | None = None,
     require_durable: bool = False,
     remote_idempotent: bool = False,
+    repeat: str = "confirm",
 ) -> Any:
     """Run a tool at most once per idempotency key; retries get the stored result.
 
@@ -793,6 +918,16 @@ def idempotent(
     - Durability: records on a store that may lose them across a restart (``store.durable``
       not True: MemoryStore, a Redis without AOF or snapshots) log one warning per store;
       ``require_durable=True`` raises :class:`StoreError` instead.
+    - Identity: a derived key lives inside the session's principal, tenant and conversation;
+      a caller-given key (``idempotency_key=``, ``key=``) inside its principal and tenant and
+      this tool. No caller of another principal or tenant can replay, block or detect it.
+    - ``repeat``: an identical call in a later *turn* of the conversation (where the session
+      knows its turn). ``"confirm"`` (default): it is not run, and the caller gets
+      :class:`RepeatNeedsConfirmationError`, whose hint tells the model when the earlier call
+      ran and to ask the user; the identical call in the turn of the user's reply runs as a new
+      intent. Calls within one turn (the model looping, a lost response, a crashed run
+      re-executed) replay. ``"replay"``: every identical call of the conversation replays.
+      ``"allow"``: each turn is a new intent.
 
     The store is an in-process ``MemoryStore`` by default; use Redis for a swarm. If the store
     fails, the call fails closed with :class:`StoreError`.
@@ -825,8 +960,9 @@ def idempotent(
             require_session=require_session,
             require_durable=require_durable,
             remote_idempotent=remote_idempotent,
+            repeat=repeat,
         )
-        if _is_async(func) and handle._sync_claim is not None:
+        if is_async(func) and handle._sync_claim is not None:
             replay = handle.replay
 
             async def memory_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -836,7 +972,7 @@ def idempotent(
                 return await handle.acall(args, kwargs, found[1], found[2])
 
             wrapper: Any = functools.wraps(func)(memory_wrapper)
-        elif _is_async(func):
+        elif is_async(func):
 
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await handle.acall(args, kwargs)
@@ -868,4 +1004,9 @@ def resolve(
     handle = getattr(error, "handle", None)
     if not isinstance(handle, IdempotencyHandle) or not isinstance(error.key, IdempKey):
         raise TypeError("resolve() takes an OutcomeUnknownError raised by an @idempotent tool")
-    return handle.resolve(error.key, applied=applied, not_applied=not_applied)
+    return handle.resolve(
+        error.key,
+        applied=applied,
+        not_applied=not_applied,
+        record_key=getattr(error, "record_key", None),
+    )

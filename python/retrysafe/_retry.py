@@ -33,6 +33,7 @@ from ._callables import check_decoratable
 from ._classify import is_transient, server_hint
 from ._effects import get_effect
 from ._exceptions import RetryExhausted, RetryRefusedError, StoreError
+from ._identity import escape, is_async, name_of
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec, Self
@@ -141,7 +142,7 @@ class RetryBudget:
             from .stores import resolve_store
 
             self._store = resolve_store(store)
-        self._key = f"retry-budget:{name}"
+        self._key = f"budget:{escape(name, 'a budget name')}"
         self._warned = False
         _telemetry.track_budget(self)
 
@@ -753,21 +754,10 @@ def _run_sync(
         time.sleep(wait)
 
 
-def _is_async(fn: Any) -> bool:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    call = getattr(type(fn), "__call__", None)  # noqa: B004 - an object with an async __call__
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
-
-
-def _name_of(fn: Any) -> str:
-    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))
-
-
 def _check_refused(fn: Any, remote_idempotent: bool) -> None:
     kind = get_effect(fn)
     if kind is not None and kind.repeats_side_effect and not remote_idempotent:
-        name = _name_of(fn)
+        name = name_of(fn)
         raise RetryRefusedError(
             f"{name} is tagged {kind.value}: retrying it could repeat its side effect. Pass "
             "remote_idempotent=True only if the remote deduplicates by an idempotency key that "
@@ -808,10 +798,10 @@ def with_retry(
     elif not isinstance(config, RetryConfig):
         raise TypeError(f"config must be a RetryConfig, got {config!r}")
     _check_refused(fn, remote_idempotent)
-    name = _name_of(fn)
+    name = name_of(fn)
     simple = config.deadline is None and config.attempt_timeout is None and config.budget is None
     simple = simple and config._result_pred is None
-    if _is_async(fn):
+    if is_async(fn):
         if simple:
 
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -66,7 +66,7 @@ class CallRecord:
 
 
 _CALL: ContextVar[CallRecord | None] = ContextVar("retrysafe_call", default=None)
-_TOOL_CALL_ID: ContextVar[str | None] = ContextVar("retrysafe_tool_call_id", default=None)
+from ._identity import TOOL_CALL_ID as _TOOL_CALL_ID
 
 # --- per-tool counts for the report (this process) ------------------------------------------
 

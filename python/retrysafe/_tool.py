@@ -22,7 +22,8 @@ from ._dispatch import ArgumentError, ToolOutcome, failure_hint, invoke, make_va
 from ._effects import Effect, effect, get_effect, mcp_annotations
 from ._guard import LoopGuard, LoopStop, bound_arguments, current_guard
 from ._idempotent import KEY_PARAM, idempotent
-from ._retry import RetryConfig, _is_async, _name_of, with_retry
+from ._identity import is_async, name_of
+from ._retry import RetryConfig, with_retry
 
 logger = logging.getLogger("retrysafe")
 
@@ -290,7 +291,7 @@ class ToolRegistry:
         spec, kwargs, failed = self._prepare(name, arguments)
         if failed is not None:
             return failed
-        if _is_async(spec.fn):
+        if is_async(spec.fn):
             raise TypeError(f"tool {name!r} is async: use `await registry.call(...)`")
         try:
             value = spec.fn(**kwargs)
@@ -473,6 +474,8 @@ class _ToolFactory:
         lease_seconds: float = 30,
         wait_seconds: float = 30,
         checkpoint: bool = False,
+        same_for_everyone: bool = False,
+        repeat: str = "confirm",
     ) -> Callable[[F], F]: ...
 
     def __call__(
@@ -493,6 +496,8 @@ class _ToolFactory:
         lease_seconds: float = 30,
         wait_seconds: float = 30,
         checkpoint: bool = False,
+        same_for_everyone: bool = False,
+        repeat: str = "confirm",
     ) -> Any:
         """Apply the policy of an effect to a tool (sync or async):
 
@@ -503,6 +508,11 @@ class _ToolFactory:
         - DESTRUCTIVE: key + record; retry refused unless ``remote_idempotent=True``.
 
         ``retry``: a RetryConfig, ``False`` for none, ``None`` for the effect's default.
+        ``same_for_everyone``: a READ tool's results are the same for every caller (weather,
+        a catalog): one cache entry per call for all principals and tenants (by default each
+        principal and tenant has its own). ``repeat``: what an identical write does in a later
+        turn of the conversation (``"confirm"``, ``"replay"``, ``"allow"``; see
+        :func:`~retrysafe.idempotent`).
         ``guard``: a LoopGuard checked first (else the one bound by ``with guard:``).
         The tool is registered (name, description, JSON schema) in ``registry``.
         """
@@ -523,6 +533,8 @@ class _ToolFactory:
                 lease_seconds=lease_seconds,
                 wait_seconds=wait_seconds,
                 checkpoint=checkpoint,
+                same_for_everyone=same_for_everyone,
+                repeat=repeat,
             )
 
         return decorate(fn) if fn is not None else decorate
@@ -574,6 +586,8 @@ def _build(
     lease_seconds: float,
     wait_seconds: float,
     checkpoint: bool,
+    same_for_everyone: bool = False,
+    repeat: str = "confirm",
 ) -> Any:
     check_decoratable(func, "@tool")
     tagged = get_effect(func)
@@ -606,6 +620,7 @@ def _build(
                 ttl_seconds=cache_ttl,
                 store=store,
                 namespace=f"tool:{name or func.__qualname__}",
+                same_for_everyone=same_for_everyone,
             )
             if cache_ttl
             else inner
@@ -623,19 +638,20 @@ def _build(
             # A write's record is per conversation: never one shared by every caller.
             require_session=chosen in (Effect.WRITE, Effect.DESTRUCTIVE),
             remote_idempotent=remote_idempotent,
+            repeat=repeat,
         )
     tool_name = name or func.__name__
     guarded_args = bound_arguments(func, (KEY_PARAM,))
     cached = getattr(layered, "cache", None)
     recorded = getattr(layered, "idempotency", None)
-    _telemetry.track_tool(tool_name, _name_of(func), cached, recorded)
+    _telemetry.track_tool(tool_name, name_of(func), cached, recorded)
     # What a traced call was when no layer's slow path said otherwise.
     unset = (
         "cache_hit" if cached is not None else "replayed" if recorded is not None else "executed"
     )
     kind = chosen.value
 
-    if _is_async(func):
+    if is_async(func):
 
         async def plain_async(*args: Any, **kwargs: Any) -> Any:
             try:

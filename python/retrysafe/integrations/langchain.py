@@ -33,9 +33,8 @@ from typing import Any
 from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import StructuredTool, ToolException
 
-from .._dispatch import failure_hint
-from .._retry import _is_async
-from .._session import session
+from ..framework import bind_call as session
+from ..framework import failure_hint, is_async
 
 __all__ = ["CONVERSATION_KEYS", "as_tool", "conversation_of"]
 
@@ -71,7 +70,7 @@ def as_tool(
     of its run config; the description defaults to the docstring."""
 
     def make(func: Callable[..., Any]) -> StructuredTool:
-        if _is_async(func):
+        if is_async(func):
 
             async def acall(*args: Any, **kwargs: Any) -> Any:
                 try:

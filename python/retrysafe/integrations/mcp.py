@@ -14,15 +14,24 @@ framework's)::
     async def charge_card(customer: str, amount_cents: int, idempotency_key: str | None = None):
         ...
 
-What ``protect`` does, through each server's middleware:
+What ``protect`` does, through each server's middleware, for every ``tools/call``:
 
-- every ``tools/call`` runs inside :func:`retrysafe.session` for the conversation the client
-  names in the request's ``_meta`` (``"retrysafe/conversation"``, or ``conversation_id``,
-  ``conversationId``, ``thread_id``, ``threadId``; the tenant under ``"retrysafe/tenant"``).
-  Never the transport's session id: under the current protocol it is new for every request,
-  so a write would never be deduplicated. A write called without a conversation fails with
-  :class:`~retrysafe.SessionRequiredError` (as a tool error the model reads), never under a
-  record shared by every client;
+- **who is calling** is bound on the server, never taken from the request: the principal of
+  the access token the server's auth verified (FastMCP's ``auth=``, the MCP SDK's token
+  verifier: client id, issuer and subject). Without auth, the transport stands for the
+  caller: a stdio (or in-memory) server serves one client, and an HTTP client that
+  negotiated an MCP session (``mcp-session-id``) is that session. A stateless HTTP client
+  without auth and without a conversation cannot be told from another: its writes are
+  refused with a hint (name a conversation, or configure auth), its reads run. ``principal=`` (a function of the access token, or of
+  nothing) replaces that rule, e.g. to name a tenant's users your own way; ``tenant=`` names
+  the tenant from the access token (e.g. a claim). Nothing in ``_meta`` can set either;
+- **the conversation** is the one the client names in the request's ``_meta``
+  (``"retrysafe/conversation"``, or ``conversation_id``, ``conversationId``, ``thread_id``,
+  ``threadId``), always *within* that caller: another principal naming the same id never
+  meets its records. A client that names none (an off-the-shelf MCP host) has one
+  conversation per caller, so its repeated write runs once;
+- the model's tool-call id (``_meta`` ``claudecode/toolUseId``, ``toolCallId``) is reported
+  in spans;
 - ``tools/list`` carries the MCP annotations of each tool's effect (``readOnlyHint``,
   ``destructiveHint``, ``idempotentHint``), unless the tool set its own. With ``MCPServer``
   register tools through :func:`add_tools` for that (its tool objects are not public).
@@ -37,12 +46,17 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from .._dispatch import failure_hint
-from .._effects import get_effect, mcp_annotations
-from .._retry import _is_async
-from .._session import session
+from .. import get_effect, mcp_annotations
+from ..framework import bind_call, failure_hint, is_async
 
-__all__ = ["CONVERSATION_KEYS", "TENANT_KEY", "add_tools", "conversation_of", "protect"]
+__all__ = [
+    "CALL_ID_KEYS",
+    "CONVERSATION_KEYS",
+    "add_tools",
+    "conversation_of",
+    "principal_of_token",
+    "protect",
+]
 
 #: The ``_meta`` keys a conversation id is read from, first found wins.
 CONVERSATION_KEYS = (
@@ -52,34 +66,139 @@ CONVERSATION_KEYS = (
     "thread_id",
     "threadId",
 )
-#: The ``_meta`` key of the tenant (optional).
-TENANT_KEY = "retrysafe/tenant"
+#: The ``_meta`` keys the model's tool-call id is read from (for spans only).
+CALL_ID_KEYS = ("claudecode/toolUseId", "toolCallId", "tool_call_id")
+
+#: A caller from the access token (or, without one, None): server-side code only.
+PrincipalRule = Callable[[Any], "str | None"]
 
 
 def conversation_of(
     meta: Mapping[str, Any] | None, keys: Sequence[str] = CONVERSATION_KEYS
-) -> tuple[str, str | None] | None:
-    """``(conversation id, tenant)`` from a request's ``_meta``, or None when it names none."""
+) -> str | None:
+    """The conversation id a request's ``_meta`` names, or None. A client's choice: it is
+    only ever used within the caller the server authenticated."""
     if not meta:
         return None
     for key in keys:
         value = meta.get(key)
         if isinstance(value, str) and value:
-            tenant = meta.get(TENANT_KEY)
-            return value, tenant if isinstance(tenant, str) and tenant else None
+            return value
     return None
 
 
-async def _in_conversation(
-    meta: Mapping[str, Any] | None,
-    keys: Sequence[str],
-    run: Callable[[], Awaitable[Any]],
-) -> Any:
-    found = conversation_of(meta, keys)
-    if found is None:
-        return await run()
-    async with session(found[0], tenant=found[1]):
-        return await run()
+def _first(meta: Mapping[str, Any] | None, keys: Sequence[str]) -> str | None:
+    for key in keys:
+        value = None if not meta else meta.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def principal_of_token(token: Any) -> str | None:
+    """The principal of a verified access token: its client id, issuer and subject (the MCP
+    SDK's ``principal_components``), each part escaped so no two tokens' principals meet."""
+    if token is None:
+        return None
+    try:
+        from mcp.server.auth.provider import principal_components
+
+        parts: tuple[Any, ...] = tuple(principal_components(token))
+    except (ImportError, AttributeError, TypeError):
+        parts = (getattr(token, "client_id", None), None, getattr(token, "subject", None))
+    if all(part is None for part in parts):
+        return None
+    # "oauth" + each part as "" (absent) or "=" + its text: injective, and never equal to a
+    # connection's principal ("connection/...").
+    return "oauth/" + "/".join("" if p is None else "=" + _quote(str(p)) for p in parts)
+
+
+def _quote(text: str) -> str:
+    return text.replace("%", "%25").replace("/", "%2F").replace("=", "%3D")
+
+
+_LOCAL: list[Any] = [None, ""]  # [pid, name]: this process's local transport
+
+
+def _local_name() -> str:
+    """A random name for this process's local transport (stdio, in-memory), made anew in a
+    forked child: a process on a stdio pipe serves exactly one client."""
+    import os
+    import secrets
+
+    pid = os.getpid()
+    if _LOCAL[0] != pid:
+        _LOCAL[:] = [pid, secrets.token_hex(16)]
+    return str(_LOCAL[1])
+
+
+def _fastmcp_token() -> Any:
+    try:
+        from fastmcp.server.dependencies import get_access_token
+    except ImportError:
+        return _sdk_token()
+    return get_access_token()
+
+
+def _sdk_token() -> Any:
+    try:
+        from mcp.server.auth.middleware.auth_context import get_access_token
+    except ImportError:
+        return None
+    return get_access_token()
+
+
+class _Binder:
+    """Turns one ``tools/call`` into the identity it runs under."""
+
+    def __init__(
+        self,
+        keys: Sequence[str],
+        principal: PrincipalRule | None,
+        tenant: PrincipalRule | None,
+    ) -> None:
+        self.keys = tuple(keys)
+        self.principal = principal
+        self.tenant = tenant
+
+    def caller(self, token: Any, http_request: Any) -> str | None:
+        """Who is calling: the rule's answer, else the verified token's principal; without
+        auth, the local transport (stdio, in-memory: this process serves its one client), or
+        the HTTP transport's MCP session where the client negotiated one; else None."""
+        principal = self.principal(token) if self.principal is not None else None
+        if principal is None:
+            principal = principal_of_token(token)
+        if principal is not None:
+            return principal
+        if http_request is None:
+            return f"local/{_local_name()}"
+        headers = getattr(http_request, "headers", None)
+        negotiated = None if headers is None else headers.get("mcp-session-id")
+        return None if not negotiated else f"http-session/{_quote(str(negotiated))}"
+
+    async def run(
+        self,
+        token: Any,
+        http_request: Any,
+        meta: Mapping[str, Any] | None,
+        run: Callable[[], Awaitable[Any]],
+    ) -> Any:
+        principal = self.caller(token, http_request)
+        conversation = conversation_of(meta, self.keys)
+        if conversation is None and principal is not None:
+            conversation = "connection"  # the caller's one conversation
+        if conversation is None:
+            # Stateless HTTP without auth and no conversation: nothing tells two callers
+            # apart, so a write is refused (SessionRequiredError, as a hint) and reads run.
+            return await run()
+        tenant = self.tenant(token) if self.tenant is not None else None
+        async with bind_call(
+            conversation,
+            principal=principal or "anonymous",
+            tenant=tenant,
+            tool_call_id=_first(meta, CALL_ID_KEYS),
+        ):
+            return await run()
 
 
 def _merged_annotations(fn: Any, current: Any) -> dict[str, Any] | None:
@@ -100,17 +219,22 @@ def _fastmcp_middleware_class() -> type:
     from mcp.types import ToolAnnotations
 
     class RetrysafeMiddleware(Middleware):
-        """FastMCP middleware: the conversation's session for each tool call, and each
-        tool's effect as MCP annotations in ``tools/list``."""
+        """FastMCP middleware: the caller's identity for each tool call, and each tool's
+        effect as MCP annotations in ``tools/list``."""
 
-        def __init__(self, keys: Sequence[str]) -> None:
-            self.keys = tuple(keys)
+        def __init__(self, binder: _Binder) -> None:
+            self.binder = binder
 
         async def on_call_tool(self, context: Any, call_next: Any) -> Any:
             request = getattr(context.fastmcp_context, "request_context", None)
             meta = getattr(request, "meta", None) or getattr(context.message, "meta", None)
             try:
-                return await _in_conversation(meta, self.keys, lambda: call_next(context))
+                return await self.binder.run(
+                    _fastmcp_token(),
+                    getattr(request, "request", None),
+                    meta,
+                    lambda: call_next(context),
+                )
             except ToolError:
                 raise
             except Exception as error:
@@ -132,16 +256,18 @@ def _fastmcp_middleware_class() -> type:
 
 
 class _SdkMiddleware:
-    """MCP SDK server middleware: the conversation's session for each ``tools/call``, and
-    the annotations of tools registered through :func:`add_tools` in ``tools/list``."""
+    """MCP SDK server middleware: the caller's identity for each ``tools/call``, and the
+    annotations of tools registered through :func:`add_tools` in ``tools/list``."""
 
-    def __init__(self, keys: Sequence[str]) -> None:
-        self.keys = tuple(keys)
+    def __init__(self, binder: _Binder) -> None:
+        self.binder = binder
         self.effects: dict[str, Any] = {}
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
         if ctx.method == "tools/call":
-            return await _in_conversation(ctx.meta, self.keys, lambda: call_next(ctx))
+            return await self.binder.run(
+                _sdk_token(), getattr(ctx, "request", None), ctx.meta, lambda: call_next(ctx)
+            )
         result = await call_next(ctx)
         if ctx.method == "tools/list" and self.effects and hasattr(result, "tools"):
             from mcp.types import ToolAnnotations
@@ -164,11 +290,23 @@ def _is_fastmcp(server: Any) -> bool:
     )
 
 
-def protect(server: Any, *, conversation_keys: Sequence[str] = CONVERSATION_KEYS) -> Any:
-    """Bind each tool call to its conversation's session and describe each tool's effect in
-    ``tools/list``; returns the middleware installed. Call it once per server."""
+def protect(
+    server: Any,
+    *,
+    conversation_keys: Sequence[str] = CONVERSATION_KEYS,
+    principal: PrincipalRule | None = None,
+    tenant: PrincipalRule | None = None,
+) -> Any:
+    """Bind each tool call to its caller's identity (see the module's docstring) and
+    describe each tool's effect in ``tools/list``; returns the middleware installed. Call it
+    once per server.
+
+    ``principal``/``tenant``: functions of the verified access token (None without auth)
+    returning who is calling and their tenant; by default the token's client id, issuer and
+    subject, and no tenant."""
+    binder = _Binder(conversation_keys, principal, tenant)
     if _is_fastmcp(server):
-        middleware = _fastmcp_middleware_class()(conversation_keys)
+        middleware = _fastmcp_middleware_class()(binder)
         server.add_middleware(middleware)
         return middleware
     chain = getattr(server, "middleware", None)
@@ -179,7 +317,7 @@ def protect(server: Any, *, conversation_keys: Sequence[str] = CONVERSATION_KEYS
     for existing in chain:
         if isinstance(existing, _SdkMiddleware):
             return existing
-    sdk = _SdkMiddleware(conversation_keys)
+    sdk = _SdkMiddleware(binder)
     chain.append(sdk)
     return sdk
 
@@ -213,7 +351,7 @@ def _hints_as_tool_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     retrysafe error, a transient failure of the remote)."""
     from mcp.server.mcpserver.exceptions import ToolError
 
-    if _is_async(fn):
+    if is_async(fn):
 
         async def async_reported(*args: Any, **kwargs: Any) -> Any:
             try:

@@ -33,8 +33,8 @@ from typing import Any
 import agents
 from agents import Runner
 
-from .._dispatch import failure_hint
-from .._session import session as _session
+from ..framework import bind_call as _session
+from ..framework import failure_hint
 
 __all__ = ["conversation", "conversation_of", "function_tool", "run", "run_sync"]
 

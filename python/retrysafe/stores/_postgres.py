@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from .._exceptions import StoreError
+from .._identity import current_call, escape
 from ._base import MISS, Key
 from ._codec import Codec
 from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
@@ -244,6 +245,7 @@ class PostgresStore:
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"prefix must be a non-empty str, got {prefix!r}")
         self.prefix = prefix
+        self._escaped_prefix = escape(prefix, "a store prefix")
         self._codec = Codec(serializer, "PostgreSQL")
         digest = hashlib.sha256(prefix.encode()).hexdigest()[:16]
         self._channel = f"retrysafe_{digest}"
@@ -415,7 +417,8 @@ class PostgresStore:
     # --- keys -------------------------------------------------------------------------------
 
     def _k(self, key: Key) -> str:
-        return f"{self.prefix}:{key_text(key)}"
+        # The prefix escaped (no raw ":" or "%"): "prod" never reaches "prod:eu"'s rows.
+        return f"{self._escaped_prefix}:{key_text(key)}"
 
     # --- each operation: its statement, and what its result means ---------------------------
 
@@ -876,9 +879,7 @@ class OutcomeTransaction:
     @staticmethod
     def _call(store: PostgresStore) -> Any:
         """The recorded call running in this context on ``store``, or None."""
-        from .._idempotent import _STATE
-
-        state = _STATE.get()
+        state = current_call()
         if state is None or state.record is None or state.store is not store:
             return None
         return state

@@ -224,6 +224,12 @@ _PORTABLE = (
 )
 
 
+
+def _glob_literal(text: str) -> str:
+    """``text`` as a literal in a Redis glob pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 @dataclass
 class _LoopClient:
     client: Any
@@ -724,8 +730,10 @@ class RedisStore:
         return int(self._sync_run(run))
 
     def _key_pattern(self, prefix: str) -> str:
-        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
-        return f"{self.prefix}:{{{escaped}*"
+        """A SCAN pattern matching exactly this store's keys that start with ``prefix``: the
+        store's prefix and ``prefix`` both with glob metacharacters escaped (a store named
+        ``*`` or ``vic*`` matches its own keys only)."""
+        return f"{_glob_literal(self.prefix)}:{{{_glob_literal(prefix)}*"
 
     def incr(self, key: Key, amount: float, ttl: float | None) -> float:
         script = self._sync_scripts["incr"]

@@ -16,6 +16,7 @@ import anyio
 import orjson
 
 from .._exceptions import StoreError
+from .._identity import escape
 from ._base import MISS, Key
 from ._codec import Codec
 from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
@@ -87,6 +88,7 @@ class SQLiteStore:
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"prefix must be a non-empty str, got {prefix!r}")
         self.prefix = prefix
+        self._escaped_prefix = escape(prefix, "a store prefix")
         self.path = os.fspath(path)
         if self.path == ":memory:":
             raise ValueError("SQLiteStore needs a file (use MemoryStore for one process)")
@@ -115,7 +117,8 @@ class SQLiteStore:
         return f"SQLiteStore({self.path!r}, prefix={self.prefix!r})"
 
     def _k(self, key: Key) -> str:
-        return f"{self.prefix}:{key_text(key)}"
+        # The prefix escaped (no raw ":" or "%"): "prod" never reaches "prod:eu"'s rows.
+        return f"{self._escaped_prefix}:{key_text(key)}"
 
     # --- connections and transactions -------------------------------------------------------
 
