@@ -96,7 +96,7 @@ async def test_sessions_are_context_local() -> None:
     async with anyio.create_task_group() as tg:
         for name in ("a", "b", "c"):
             tg.start_soon(agent, name)
-    assert {"a": "acme/a", "b": "acme/b", "c": "acme/c"} == seen
+    assert {"a": "t=acme/c=a", "b": "t=acme/c=b", "c": "t=acme/c=c"} == seen
     assert current_session() is None
     with session("outer"):
         with session("inner"):

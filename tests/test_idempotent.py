@@ -133,7 +133,8 @@ def test_sessions_scope_the_key(store: Store) -> None:
     assert seen[0][0] is not None and seen[0][0].startswith("ik_")
     with session("a"):
         tool = charge.idempotency.tool  # type: ignore[attr-defined]
-        expected = IdempKey.for_args(scope=f"a:{tool}", args={"customer": "c", "amount": 1})
+        # The key's scope: the session's encoded identity, then the tool's scope.
+        expected = IdempKey.for_args(scope=f"s/c=a:{tool}", args={"customer": "c", "amount": 1})
         assert expected == charge.idempotency.key_for("c", 1)  # type: ignore[attr-defined]
 
 

@@ -27,6 +27,7 @@ from ._exceptions import (
     IdempotencyKeyMismatchError,
     LeaseLostError,
     OutcomeUnknownError,
+    RepeatNeedsConfirmationError,
     RetryExhausted,
     RetryLaterError,
     RetryRefusedError,
@@ -44,6 +45,7 @@ from ._idempotent import (
     resolve,
     side_effect_started,
 )
+from ._identity import Session, current_session, session
 from ._keys import IdempKey
 from ._native import canonical_json, fingerprint
 from ._retry import (
@@ -58,7 +60,6 @@ from ._retry import (
     retrying,
     with_retry,
 )
-from ._identity import Session, current_session, session
 from ._telemetry import report
 from ._tool import ToolOutcome, ToolRegistry, ToolSpec, default_registry, json_schema, tool
 from .stores import MemoryStore, Store
@@ -102,6 +103,7 @@ __all__ = [
     "RetryConfig",
     "RetryEvent",
     "RetryExhausted",
+    "RepeatNeedsConfirmationError",
     "RetryLaterError",
     "RetryRefusedError",
     "RetryStats",

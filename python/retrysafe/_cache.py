@@ -22,9 +22,9 @@ from . import _telemetry
 from ._callables import check_decoratable, make_keyer
 from ._exceptions import StoreError
 from ._flights import ThreadFlights, join_or_lead
-from ._lease import run_with_heartbeat, start_heartbeat
 from ._identity import _CURRENT as _CURRENT_SESSION
 from ._identity import ANONYMOUS, escape, is_async
+from ._lease import run_with_heartbeat, start_heartbeat
 from ._native import CallKeyer, canonical_json, digest_with_head
 from .stores import MISS, Store, resolve_store
 from .stores._base import Key
@@ -99,6 +99,9 @@ class CacheInfo(Generic[T]):
         params = list(self._signature.parameters)
         self._skip = 1 if params and params[0] in ("self", "cls") else 0
         self._parts: dict[str, _Partition] = {}
+        #: The native binders of the partitions built so far, by the session's partition
+        #: string (the memory hit path's one lookup).
+        self._binders: dict[str, Callable[..., Any]] = {}
         self.cache_errors = cache_errors
         self.error_ttl = error_ttl_seconds
         self.lease_seconds = lease_seconds
@@ -127,6 +130,7 @@ class CacheInfo(Generic[T]):
     def _new_partition(self, name: str) -> _Partition:
         if len(self._parts) > 4096:  # one per principal and tenant: keep the table bounded
             self._parts.clear()
+            self._binders.clear()
         # The digest covers the namespace and the partition, each length-prefixed.
         head = _KEY_VERSION + b"".join(
             len(raw).to_bytes(8, "big") + raw for raw in (self.namespace.encode(), name.encode())
@@ -138,6 +142,8 @@ class CacheInfo(Generic[T]):
             else make_keyer(self.fn, prefix, head, self._raw_limit)[0]
         )
         part = self._parts[name] = _Partition(prefix, head, keyer)
+        if keyer is not None:
+            self._binders[name] = keyer.key
         return part
 
     def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | bytes:
@@ -500,6 +506,10 @@ class CacheInfo(Generic[T]):
         return value
 
 
+def _no_session() -> None:
+    return None
+
+
 class _Partition:
     """One caller partition of a cache: its key prefix, digest head and native binder."""
 
@@ -689,18 +699,20 @@ def _wrap(
     async_fn = is_async(fn)
 
     if async_fn and memory:
-        parts = info._parts
-        current = _CURRENT_SESSION.get
-        everyone = same_for_everyone
+        binders = info._binders
+        # A cache shared by every caller has one partition: no session to look up.
+        current = _no_session if same_for_everyone else _CURRENT_SESSION.get
 
         async def memory_wrapper(*args: Any, **kwargs: Any) -> Any:
-            # The hit path inlines _key: the caller's partition, then one native call.
+            # The hit path inlines _key: the caller's partition's native binder (a dict
+            # subscript by the session's precomputed partition), then one native call.
             sess = current()
-            part = parts.get(ANONYMOUS if sess is None or everyone else sess.partition)
-            keyer = None if part is None else part.keyer
-            key = (keyer.key(args, kwargs) if keyer is not None else None) or make_key(
-                args, kwargs
-            )
+            try:
+                native = binders[ANONYMOUS if sess is None else sess.partition]
+            except KeyError:
+                key = make_key(args, kwargs)
+            else:
+                key = native(args, kwargs) or make_key(args, kwargs)
             value = get(key)
             if value is not MISS:
                 counters.hits += 1

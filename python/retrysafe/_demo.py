@@ -29,8 +29,8 @@ import anyio
 from . import _telemetry
 from ._exceptions import OutcomeUnknownError, RetrysafeError
 from ._idempotent import resolve
-from ._retry import RetryConfig, RetryEvent
 from ._identity import session
+from ._retry import RetryConfig, RetryEvent
 from ._tool import tool
 from .stores import MISS
 

@@ -16,10 +16,9 @@ from types import TracebackType
 from typing import Any, Literal
 
 from ._exceptions import StoreError, ToolLoopError
-from ._native import canonical_json, fingerprint
-from ._identity import is_async, name_of
 from ._identity import _CURRENT as _CURRENT_SESSION
-from ._identity import ANONYMOUS, Session, escape
+from ._identity import ANONYMOUS, Session, escape, is_async, name_of
+from ._native import canonical_json, fingerprint
 from .stores import Store, resolve_store
 
 __all__ = ["LoopGuard", "LoopStop", "current_guard"]

@@ -15,7 +15,6 @@ import os
 import time
 import weakref
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -36,13 +35,13 @@ from ._exceptions import (
     StoreError,
 )
 from ._flights import ThreadFlights, join_or_lead
-from ._keys import IdempKey
-from ._lease import run_with_heartbeat, start_heartbeat
-from ._native import CallKeyer, fingerprint, idempotency_digest
 from ._identity import _CURRENT as _CURRENT_SESSION
 from ._identity import CURRENT_CALL as _STATE
 from ._identity import CallState as _CallState
-from ._identity import Session, current_session, escape, is_async, name_of, partition_of
+from ._identity import Session, escape, is_async, name_of, partition_of
+from ._keys import IdempKey
+from ._lease import run_with_heartbeat, start_heartbeat
+from ._native import CallKeyer, fingerprint, idempotency_digest
 from .stores import Store, resolve_store
 from .stores._records import Claim, claim_number
 

@@ -128,7 +128,9 @@ def _check_part(value: Any, what: str, *, optional: bool) -> None:
         return
     if not isinstance(value, str) or not value:
         got = "an empty str" if value == "" else type(value).__name__
-        raise ValueError(f"{what} must be a non-empty str{' or None' if optional else ''}, got {got}")
+        raise ValueError(
+            f"{what} must be a non-empty str{' or None' if optional else ''}, got {got}"
+        )
 
 
 class session:
@@ -256,9 +258,7 @@ class CallState:
         self.store = store
 
 
-CURRENT_CALL: ContextVar[CallState | None] = ContextVar(
-    "retrysafe_idempotent_call", default=None
-)
+CURRENT_CALL: ContextVar[CallState | None] = ContextVar("retrysafe_idempotent_call", default=None)
 
 
 def current_call() -> CallState | None:

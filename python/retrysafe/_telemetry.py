@@ -31,6 +31,8 @@ from collections import Counter
 from contextvars import ContextVar
 from typing import Any
 
+from ._identity import TOOL_CALL_ID as _TOOL_CALL_ID
+
 __all__ = [
     "CallRecord",
     "current_call",
@@ -66,7 +68,6 @@ class CallRecord:
 
 
 _CALL: ContextVar[CallRecord | None] = ContextVar("retrysafe_call", default=None)
-from ._identity import TOOL_CALL_ID as _TOOL_CALL_ID
 
 # --- per-tool counts for the report (this process) ------------------------------------------
 

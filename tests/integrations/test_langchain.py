@@ -76,11 +76,17 @@ class Shop:
 
 
 def test_the_schema_has_the_parameters_and_no_key() -> None:
-    """The tool's argument schema lists customer and amount_cents, with the docstring."""
+    """The schema the model is offered (LangChain's tool_call_schema, and the OpenAI tool a
+    chat model binds) lists customer and amount_cents, with the docstring: no key, and not
+    the graph state LangGraph injects."""
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
     charge = Shop().charge_card
     assert ["customer", "amount_cents"] == list(
-        charge.args_schema.model_json_schema()["properties"]
+        charge.tool_call_schema.model_json_schema()["properties"]
     )
+    bound = convert_to_openai_tool(charge)["function"]["parameters"]["properties"]
+    assert ["customer", "amount_cents"] == list(bound)
     assert "Charge a customer's card." == charge.description
 
 
@@ -128,3 +134,38 @@ async def test_a_model_supplied_key_is_never_used() -> None:
     await shop.turn("thread-1", ("charge_card", {**ARGS, "idempotency_key": "made-up-2"}))
     assert 1 == len(shop.charges)
     assert shop.charges[0][2].startswith("ik_")
+
+
+async def test_a_repeat_in_a_later_turn_needs_the_users_confirmation() -> None:
+    """Turn 1: the model charges twice -> 1 charge. Turn 2 ("another one"): the model is
+    told an identical charge ran in an earlier turn; nothing runs. Turn 3 (the user
+    confirms): the second charge runs. Turn 3 re-run from its checkpoint (a crash before
+    the graph went on): replayed, still 2 charges."""
+    from langchain_core.messages import HumanMessage
+
+    shop = Shop()
+    config: Any = {"configurable": {"thread_id": "thread-turns"}}
+
+    async def turn(prompt: str, calls: int) -> list[str]:
+        ask = AIMessage(
+            content="",
+            tool_calls=[
+                {"name": "charge_card", "args": ARGS, "id": f"{prompt}-{i}"} for i in range(calls)
+            ],
+        )
+        out = await shop.graph.ainvoke({"messages": [HumanMessage(prompt), ask]}, config=config)
+        return [str(m.content) for m in out["messages"][-calls:]]
+
+    await turn("charge me", 2)
+    assert 1 == len(shop.charges)
+    told = await turn("charge me another one", 1)
+    assert 1 == len(shop.charges)
+    assert "earlier turn" in told[0] and "confirm" in told[0]
+    confirmed = await turn("yes, charge again", 1)
+    assert 2 == len(shop.charges)
+    async for before_tools in shop.graph.aget_state_history(config):  # newest first
+        if before_tools.next == ("tools",):
+            break
+    rerun = await shop.graph.ainvoke(None, config=before_tools.config)
+    assert 2 == len(shop.charges)
+    assert confirmed[0] == str(rerun["messages"][-1].content)

@@ -147,3 +147,60 @@ async def test_retrysafe_errors_reach_the_model_as_results() -> None:
     assert 2 == len(returns)
     assert all(r["error"] == "OutcomeUnknownError" for r in returns)
     assert 1 == len(attempts)
+
+
+def _per_turn(calls_per_turn: int) -> FunctionModel:
+    """A model that makes ``calls_per_turn`` identical charges after each user prompt (more
+    than one: the model looping, or retrying after a lost response), then answers."""
+    from pydantic_ai.messages import ModelRequest, UserPromptPart
+
+    def respond(messages: list[Any], info: AgentInfo) -> ModelResponse:
+        made = 0
+        for message in reversed(messages):
+            if isinstance(message, ModelRequest) and any(
+                isinstance(part, UserPromptPart) for part in message.parts
+            ):
+                break
+            if isinstance(message, ModelResponse):
+                made += sum(isinstance(part, ToolCallPart) for part in message.parts)
+        if made < calls_per_turn:
+            return ModelResponse(parts=[ToolCallPart(*CHARGE)])
+        return ModelResponse(parts=[TextPart("done")])
+
+    return FunctionModel(respond)
+
+
+def _tool_results(messages: list[Any]) -> list[Any]:
+    from pydantic_ai.messages import ModelRequest, ToolReturnPart
+
+    return [
+        part.content
+        for message in messages
+        if isinstance(message, ModelRequest)
+        for part in message.parts
+        if isinstance(part, ToolReturnPart)
+    ]
+
+
+async def test_a_repeat_in_a_later_turn_needs_the_users_confirmation() -> None:
+    """Turn 1: the model repeats its charge -> 1 charge. Turn 2 ("charge me ANOTHER"): the
+    model is told an identical charge ran earlier, and when; nothing runs. Turn 3 (the user
+    confirms): the second charge runs. Turn 3 re-run after a crash (same history, same
+    prompt): replayed, still 2 charges."""
+    shop = Shop()
+    agent = shop.agent(Script())
+    first = await agent.run("charge me $19.99", model=_per_turn(2))
+    assert 1 == len(shop.charges)
+    second = await agent.run(
+        "charge me ANOTHER $19.99", model=_per_turn(1), message_history=first.all_messages()
+    )
+    assert 1 == len(shop.charges)
+    told = _tool_results(second.new_messages())[-1]
+    assert "RepeatNeedsConfirmationError" == told["error"]
+    assert "earlier turn" in told["message"] and "confirm" in told["message"]
+    history = second.all_messages()
+    third = await agent.run("yes, charge it again", model=_per_turn(2), message_history=history)
+    assert 2 == len(shop.charges)
+    rerun = await agent.run("yes, charge it again", model=_per_turn(1), message_history=history)
+    assert 2 == len(shop.charges)
+    assert _tool_results(third.new_messages())[0] == _tool_results(rerun.new_messages())[0]

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import StructuredTool, ToolException
@@ -36,10 +37,18 @@ from langchain_core.tools import StructuredTool, ToolException
 from ..framework import bind_call as session
 from ..framework import failure_hint, is_async
 
-__all__ = ["CONVERSATION_KEYS", "as_tool", "conversation_of"]
+__all__ = ["CONVERSATION_KEYS", "PRINCIPAL_KEY", "as_tool", "conversation_of", "turn_of"]
 
 #: The ``configurable`` keys a conversation id is read from, first found wins.
 CONVERSATION_KEYS = ("thread_id", "conversation_id", "session_id")
+
+
+#: The ``configurable`` key of the authenticated user: LangGraph's server sets it from its
+#: auth handler (a client cannot), and an application invoking a graph sets it itself.
+PRINCIPAL_KEY = "langgraph_auth_user_id"
+#: The keyword argument through which ToolNode hands a wrapped tool the graph's state
+#: (``InjectedState``: never in the model's schema); retrysafe reads the turn from it.
+_STATE_ARG = "retrysafe_graph_state"
 
 
 def conversation_of(config: Mapping[str, Any] | None) -> tuple[str, str | None] | None:
@@ -53,10 +62,50 @@ def conversation_of(config: Mapping[str, Any] | None) -> tuple[str, str | None] 
     return None
 
 
-def _in_conversation() -> Any:
+def turn_of(state: Any) -> str | None:
+    """The user turn of a graph's state: how many human messages its ``messages`` hold
+    (a turn re-run from its checkpoint after a crash is the same turn), or None."""
+    messages = state.get("messages") if isinstance(state, Mapping) else None
+    if not isinstance(messages, list):
+        return None
+    return str(sum(1 for m in messages if getattr(m, "type", None) == "human"))
+
+
+def _in_conversation(state: Any = None) -> Any:
     """The session of the run config the tool is invoked with (sync and async), or nothing."""
-    found = conversation_of(ensure_config())
-    return contextlib.nullcontext() if found is None else session(found[0], tenant=found[1])
+    config = ensure_config()
+    found = conversation_of(config)
+    if found is None:
+        return contextlib.nullcontext()
+    principal = (config.get("configurable") or {}).get(PRINCIPAL_KEY)
+    return session(
+        found[0],
+        tenant=found[1],
+        principal=principal if isinstance(principal, str) and principal else None,
+        turn=turn_of(state),
+    )
+
+
+def _accepting_state(wrapper: Any) -> Any:
+    """``wrapper`` with a keyword-only parameter annotated ``InjectedState`` (LangGraph's own
+    way to hand a tool the graph's state, left out of the model's schema), where LangGraph
+    is installed; the wrapper pops it before calling the tool."""
+    try:
+        from langgraph.prebuilt import InjectedState
+    except ImportError:
+        return wrapper
+    annotation = Annotated[Any, InjectedState]
+    signature = inspect.signature(wrapper)
+    params = list(signature.parameters.values())
+    extra = inspect.Parameter(
+        _STATE_ARG, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+    )
+    at = next(
+        (i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params)
+    )
+    wrapper.__signature__ = signature.replace(parameters=[*params[:at], extra, *params[at:]])
+    wrapper.__annotations__ = {**getattr(wrapper, "__annotations__", {}), _STATE_ARG: annotation}
+    return wrapper
 
 
 def as_tool(
@@ -73,23 +122,25 @@ def as_tool(
         if is_async(func):
 
             async def acall(*args: Any, **kwargs: Any) -> Any:
+                state = kwargs.pop(_STATE_ARG, None)
                 try:
-                    async with _in_conversation():
+                    async with _in_conversation(state):
                         return await func(*args, **kwargs)
                 except Exception as error:
                     raise _as_tool_exception(error) from error
 
-            wrapped: dict[str, Any] = {"coroutine": functools.wraps(func)(acall)}
+            wrapped: dict[str, Any] = {"coroutine": _accepting_state(functools.wraps(func)(acall))}
         else:
 
             def call(*args: Any, **kwargs: Any) -> Any:
+                state = kwargs.pop(_STATE_ARG, None)
                 try:
-                    with _in_conversation():
+                    with _in_conversation(state):
                         return func(*args, **kwargs)
                 except Exception as error:
                     raise _as_tool_exception(error) from error
 
-            wrapped = {"func": functools.wraps(func)(call)}
+            wrapped = {"func": _accepting_state(functools.wraps(func)(call))}
         return StructuredTool.from_function(
             name=name, description=description, handle_tool_error=True, **wrapped
         )

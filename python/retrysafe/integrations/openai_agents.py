@@ -16,7 +16,8 @@ text retrysafe gives the model)::
 ``run`` binds the run's conversation to :func:`retrysafe.session` while the run lasts, so
 every tool call of the run (each runs in a task started from it) is recorded per
 conversation: the memory ``session``'s id, else ``conversation_id`` (a server-side
-conversation), else ``run_config.group_id``; ``tenant=`` names the tenant. Without any of
+conversation), else ``run_config.group_id``; ``principal=`` and ``tenant=`` name who is
+calling (server-side values), ``turn=`` the user turn (see :func:`conversation`). Without any of
 them a write fails with :class:`~retrysafe.SessionRequiredError`, which the model reads,
 never under a record shared by every user.
 
@@ -61,14 +62,23 @@ def conversation(
     run_config: Any = None,
     *,
     tenant: str | None = None,
+    principal: str | None = None,
+    turn: str | int | None = None,
 ) -> Iterator[str | None]:
     """Bind a run's conversation (see :func:`conversation_of`) as the retrysafe session,
-    for code that calls ``Runner`` itself; yields the id, or None when there is none."""
+    for code that calls ``Runner`` itself; yields the id, or None when there is none.
+
+    ``principal`` and ``tenant``: who is calling, as your server authenticated them (never a
+    value the model or the client chose). ``turn``: the user turn the run answers (e.g. the
+    index of the user's message); with it, an identical write in a later turn asks for the
+    user's confirmation instead of replaying silently (``repeat=`` of the tool)."""
     found = conversation_of(session, conversation_id, run_config)
     if found is None:
         yield None
         return
-    with _session(found, tenant=tenant):
+    with _session(
+        found, tenant=tenant, principal=principal, turn=None if turn is None else str(turn)
+    ):
         yield found
 
 
@@ -77,13 +87,17 @@ async def run(
     input: Any,
     *,
     tenant: str | None = None,
+    principal: str | None = None,
+    turn: str | int | None = None,
     session: Any = None,
     conversation_id: str | None = None,
     run_config: Any = None,
     **kwargs: Any,
 ) -> Any:
     """``Runner.run`` inside the run's conversation (retrysafe.session)."""
-    with conversation(session, conversation_id, run_config, tenant=tenant):
+    with conversation(
+        session, conversation_id, run_config, tenant=tenant, principal=principal, turn=turn
+    ):
         return await Runner.run(
             starting_agent,
             input,
@@ -99,13 +113,17 @@ def run_sync(
     input: Any,
     *,
     tenant: str | None = None,
+    principal: str | None = None,
+    turn: str | int | None = None,
     session: Any = None,
     conversation_id: str | None = None,
     run_config: Any = None,
     **kwargs: Any,
 ) -> Any:
     """``Runner.run_sync`` inside the run's conversation (retrysafe.session)."""
-    with conversation(session, conversation_id, run_config, tenant=tenant):
+    with conversation(
+        session, conversation_id, run_config, tenant=tenant, principal=principal, turn=turn
+    ):
         return Runner.run_sync(
             starting_agent,
             input,

@@ -40,7 +40,7 @@ from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.tools import RunContext
 
 from ..framework import bind_call as session
-from ..framework import failure_hint, is_async
+from ..framework import failure_hint
 
 __all__ = ["Retrysafe", "turn_of"]
 

@@ -252,8 +252,8 @@ class PostgresStore:
         self._sizes = (min_size, max_size)
         #: Seconds to wait for a pooled connection before the operation fails (StoreError).
         self.timeout = timeout
-        #: The asyncio pools, by event loop: (loop, pool).
-        self._async_pools: dict[int, tuple[Any, Any]] = {}
+        #: The asyncio connections, by event loop: (loop, connections).
+        self._async_pools: dict[int, tuple[Any, _LoopConnections]] = {}
         self._lock = threading.Lock()
         if isinstance(dsn_or_pool, str):
             self._dsn: str | None = dsn_or_pool
@@ -319,8 +319,9 @@ class PostgresStore:
                 raise self._failed(exc) from exc
         raise AssertionError("unreachable")
 
-    def _async_pool(self) -> Any | None:
-        """The asyncio pool of the running loop, or None (trio, or a pool you passed)."""
+    def _async_pool(self) -> _LoopConnections | None:
+        """The asyncio connections of the running loop, or None (trio, or a pool you
+        passed: their operations go through a worker thread and the sync pool)."""
         if self._dsn is None:
             return None
         try:
@@ -332,26 +333,21 @@ class PostgresStore:
             return None
         import asyncio
 
-        import psycopg_pool
-
         loop = asyncio.get_running_loop()
         found = self._async_pools.get(id(loop))
         if found is not None and found[0] is loop:
             return found[1]
-        pool = psycopg_pool.AsyncConnectionPool(
-            self._dsn,
-            min_size=self._sizes[0],
-            max_size=self._sizes[1],
-            kwargs={"autocommit": True, "prepare_threshold": 0},
-            open=False,
-            timeout=self.timeout,
-        )
-        self._async_pools[id(loop)] = (loop, pool)
-        return pool
+        with self._lock:
+            for key, (old_loop, old) in list(self._async_pools.items()):
+                if old_loop.is_closed():  # its loop ended: hang up its idle connections
+                    old.hang_up()
+                    del self._async_pools[key]
+            made = _LoopConnections(self._dsn, self._sizes[1], self.timeout)
+            self._async_pools[id(loop)] = (loop, made)
+        return made
 
     async def _aexecute(self, sql: str, params: Any, fetch: str) -> Any:
         import psycopg
-        import psycopg_pool
 
         pool = self._async_pool()
         if pool is None:
@@ -359,8 +355,6 @@ class PostgresStore:
         fetch, once = _fetch_mode(fetch)
         for attempt in (1, 2):
             try:
-                if pool.closed:
-                    await pool.open()
                 async with pool.connection() as conn:
                     cursor = await conn.execute(sql, params)
                     if fetch == "one":
@@ -371,8 +365,8 @@ class PostgresStore:
             except psycopg.OperationalError as exc:
                 if once or attempt == 2:
                     raise self._failed(exc) from exc
-                await pool.check()  # see _execute
-            except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+                pool.hang_up()  # the server restarted: its idle connections are dead too
+            except (psycopg.Error, OSError, TimeoutError) as exc:
                 raise self._failed(exc) from exc
         raise AssertionError("unreachable")
 
@@ -403,16 +397,19 @@ class PostgresStore:
         yours)."""
         with self._lock:
             listener, self._listener = self._listener, None
+            loops, self._async_pools = self._async_pools, {}
         if listener is not None:
             listener.stop()
+        for _, connections in loops.values():
+            connections.hang_up()
         if self._own_pool:
             self._pool.close()
 
     async def aclose(self) -> None:
-        """Close the current event loop's async pool, then the sync one."""
+        """Close the current event loop's connections (the sync pool stays: ``close()``)."""
         found = self._async_pools.pop(_loop_id(), None)
-        if found is not None and not found[1].closed:
-            await found[1].close()
+        if found is not None:
+            await found[1].aclose()
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -957,6 +954,80 @@ def _exc_info() -> tuple[Any, Any, Any]:
     import sys
 
     return sys.exc_info()
+
+
+class _LoopConnections:
+    """The asyncio connections of one event loop: a stack of idle ones and at most
+    ``max_size`` open, with no background task. (psycopg_pool's AsyncConnectionPool runs
+    maintenance tasks; one of them could outlive its loop's end, and asyncio's shutdown then
+    waited on it forever: a program hung at exit.) A connection cut off mid-statement is
+    hung up, never reused."""
+
+    def __init__(self, dsn: str, max_size: int, timeout: float) -> None:
+        import asyncio
+
+        self.dsn = dsn
+        self.timeout = timeout
+        self.idle: list[Any] = []
+        self.slots = asyncio.Semaphore(max_size)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        import asyncio
+
+        import psycopg
+
+        try:
+            await asyncio.wait_for(self.slots.acquire(), self.timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no PostgreSQL connection free after {self.timeout:g} s") from None
+        conn = None
+        try:
+            while self.idle and conn is None:
+                conn = self.idle.pop()
+                if conn.closed:
+                    conn = None
+            if conn is None:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.dsn,
+                    autocommit=True,
+                    prepare_threshold=0,
+                    connect_timeout=max(1, round(self.timeout)),
+                )
+            yield conn
+        except BaseException:
+            if conn is not None:
+                _hang_up(conn)  # mid-statement: its state is unknown
+            raise
+        else:
+            if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                _hang_up(conn)
+            else:
+                self.idle.append(conn)
+        finally:
+            self.slots.release()
+
+    def hang_up(self) -> None:
+        """Close the idle connections at once, without the event loop (it may be over)."""
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            _hang_up(conn)
+
+    async def aclose(self) -> None:
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            await conn.close()
+
+    def __del__(self) -> None:
+        self.hang_up()  # connections a store dropped are closed, not left to warn
+
+
+def _hang_up(conn: Any) -> None:
+    """Close a connection's socket synchronously (libpq's finish), from any context."""
+    try:
+        conn.pgconn.finish()
+    except Exception:  # already gone
+        pass
 
 
 def _loop_id() -> int:

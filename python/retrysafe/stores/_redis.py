@@ -224,7 +224,6 @@ _PORTABLE = (
 )
 
 
-
 def _glob_literal(text: str) -> str:
     """``text`` as a literal in a Redis glob pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
