@@ -82,6 +82,41 @@ def test_permanent_failures_are_not_retried(error: BaseException) -> None:
     assert not is_transient(error)
 
 
+# (code, status, transient): Bedrock's, DynamoDB's and S3's throttling and server errors as
+# the services document them, a code botocore does not know (its status decides), and
+# permanent ones.
+BOTOCORE_CASES = [
+    ("ServiceUnavailableException", 503, True),  # Bedrock
+    ("InternalServerException", 500, True),  # Bedrock
+    ("ModelTimeoutException", 408, True),  # Bedrock
+    ("ModelNotReadyException", 429, True),  # Bedrock
+    ("ThrottlingException", 429, True),  # Bedrock, DynamoDB
+    ("ProvisionedThroughputExceededException", 400, True),  # DynamoDB
+    ("RequestLimitExceeded", 400, True),  # DynamoDB
+    ("InternalServerError", 500, True),  # DynamoDB
+    ("TransactionConflictException", 400, True),  # DynamoDB
+    ("SlowDown", 503, True),  # S3
+    ("InternalError", 500, True),  # S3
+    ("ServiceUnavailable", 503, True),  # S3
+    ("RequestTimeout", 400, True),  # S3
+    ("SomeNewServerFault", 502, True),  # unknown code: the status decides
+    ("SomeNewClientFault", 400, False),  # unknown code: the status decides
+    ("ValidationException", 400, False),
+    ("ModelErrorException", 424, False),  # Bedrock: the model's own error
+    ("ServiceQuotaExceededException", 400, False),  # a quota, not a moment
+    ("AccessDeniedException", 403, False),
+    ("NoSuchKey", 404, False),  # S3
+]
+
+
+@pytest.mark.parametrize(("code", "status", "transient"), BOTOCORE_CASES, ids=lambda v: str(v))
+def test_botocore_codes_the_services_document(code: str, status: int, transient: bool) -> None:
+    """A retryable code is retried whatever its status; an unknown code falls back to the
+    status (Bedrock's 503, 500, 408 and 429 under their own names were classified permanent
+    once codes won over statuses)."""
+    assert transient == is_transient(_client_error(code, status))
+
+
 class ToolError(Exception):
     """A framework's wrapper exception."""
 

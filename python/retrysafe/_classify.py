@@ -82,9 +82,24 @@ _TRANSIENT_ERROR_TYPES = frozenset({"overloaded_error"})
 #: How far along ``__cause__``/``__context__`` a wrapped error is looked for.
 _CHAIN_DEPTH = 8
 
-# botocore ClientError codes: throttling, and transient server-side conditions.
+# botocore ClientError codes the services document as retryable: botocore's own retry
+# table (data/_retry.json: throttling and transient codes, every service's), the standard
+# retry mode's server codes, and those of the services agents call most (Bedrock, DynamoDB,
+# S3, Kinesis, SQS). A code not here is decided by its HTTP status (a 500 or 503 under a
+# service's own name is retried; a 400 validation error is not).
 _BOTOCORE_CODES = frozenset(
     {
+        "BadDigest",
+        "IDPCommunicationError",
+        "ReplicatedWriteConflictException",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "InternalServerError",
+        "InternalFailure",
+        "ModelTimeoutException",
+        "ModelNotReadyException",
+        "TransactionConflictException",
+        "KMSThrottlingException",
         "Throttling",
         "ThrottlingException",
         "ThrottledException",
@@ -138,6 +153,22 @@ def status_of(exc: BaseException) -> int | None:
     return None
 
 
+def failure_label(exc: BaseException | None) -> str:
+    """What may be said of a failure in logs and messages: its type, and the HTTP status or
+    provider code it carries; never its message, which often holds an argument (a token, an
+    e-mail, a URL with a key)."""
+    if exc is None:
+        return "a result the retry policy refused"
+    label = type(exc).__name__
+    status = status_of(exc)
+    code = _botocore_code(exc) or _error_field(exc, "code")
+    if status is not None:
+        label += f", HTTP {status}"
+    if code is not None and code.isidentifier():
+        label += f", code {code}"
+    return label
+
+
 def _botocore_code(exc: BaseException) -> str | None:
     response = getattr(exc, "response", None)
     if isinstance(response, Mapping):
@@ -172,9 +203,8 @@ def _own_verdict(exc: BaseException) -> bool | None:
         return True
     if isinstance(exc, (TimeoutError, ConnectionError)):
         return True
-    code = _botocore_code(exc)
-    if code is not None:
-        return code in _BOTOCORE_CODES  # the code wins over the status (throttling sent as 400)
+    if _botocore_code(exc) in _BOTOCORE_CODES:
+        return True  # a retryable code wins over the status (throttling sent as 400)
     status = status_of(exc)
     if status is not None:
         return status in RETRY_STATUSES

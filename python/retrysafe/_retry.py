@@ -30,7 +30,7 @@ import anyio
 
 from . import _telemetry
 from ._callables import check_decoratable
-from ._classify import is_transient, server_hint
+from ._classify import failure_label, is_transient, server_hint
 from ._effects import get_effect
 from ._exceptions import RetryExhausted, RetryRefusedError, StoreError
 from ._identity import escape, is_async, name_of
@@ -529,7 +529,7 @@ class _Run:
         attempts = self.stats.attempts
         err = RetryExhausted(
             f"{self.name}: {why} after {attempts} attempt{'s' if attempts != 1 else ''}"
-            + (f"; last error: {error!r}" if error is not None else ""),
+            + (f"; last error: {failure_label(error)}" if error is not None else ""),
             last_error=error,
             attempts=attempts,
         )
@@ -583,7 +583,7 @@ class _Run:
             wait = 0.0
         event = RetryEvent(self.name, stats.attempts, error, result, wait, stats)
         if logger.isEnabledFor(logging.WARNING):
-            what = repr(error) if error is not None else f"result {result!r}"
+            what = failure_label(error)
             logger.warning(
                 "retrysafe: %s attempt %d of %d failed (%s); retrying in %.2fs",
                 self.name,
@@ -618,10 +618,10 @@ class _Run:
             sink.append(self.stats)
         if why is not None and logger.isEnabledFor(logging.WARNING):
             logger.warning(
-                "retrysafe: %s not retried: %s (%r)",
+                "retrysafe: %s not retried: %s (%s)",
                 self.name,
                 why,
-                error,
+                failure_label(error),
                 extra={
                     "retrysafe_tool": self.name,
                     "retrysafe_decision": "give_up",

@@ -74,10 +74,14 @@ class Bank:
 
 
 @asynccontextmanager
-async def serving(bank: Bank) -> AsyncIterator[str]:
+async def serving(bank: Bank, **app_options: Any) -> AsyncIterator[str]:
     port = _free_port()
     config = uvicorn.Config(
-        bank.server.http_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        bank.server.http_app(**app_options),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     async with anyio.create_task_group() as tg:
@@ -216,3 +220,24 @@ async def test_an_off_the_shelf_stdio_client_writes_once(tmp_path: Path) -> None
         ]
     assert all(not r.is_error for r in results)
     assert ["c 5"] == ledger.read_text().split("\n")[:-1]
+
+
+async def test_stateless_http_without_auth_keys_transport_retries_by_request_key() -> None:
+    """No auth, no MCP session, no conversation: nothing tells two callers apart, so a write
+    is refused with a hint; one that carries a request key (SEP-3182 idempotencyKey) runs,
+    its transport retry (same key) replays, and a new key is a new call."""
+    bank = Bank()
+    bank.server.auth = None
+    arguments = {"card": "4242424242424242", "amount_cents": 1999}
+    async with serving(bank, stateless_http=True) as url, fastmcp.Client(url) as client:
+        refused = await client.call_tool("charge_card", arguments, raise_on_error=False)
+        keyed = [
+            await client.call_tool(
+                "charge_card", arguments, meta={"idempotencyKey": key}, raise_on_error=False
+            )
+            for key in ("req-1", "req-1", "req-2")
+        ]
+    assert refused.is_error and "session" in refused.content[0].text
+    assert [False, False, False] == [r.is_error for r in keyed]
+    assert _data(keyed[0]) == _data(keyed[1]) != _data(keyed[2])
+    assert 2 == len(bank.charges)

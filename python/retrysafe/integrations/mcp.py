@@ -31,7 +31,9 @@ What ``protect`` does, through each server's middleware, for every ``tools/call`
   meets its records. A client that names none (an off-the-shelf MCP host) has one
   conversation per caller, so its repeated write runs once;
 - the model's tool-call id (``_meta`` ``claudecode/toolUseId``, ``toolCallId``) is reported
-  in spans;
+  in spans. Where nothing else tells callers apart (stateless HTTP without auth, no
+  conversation), a request key (``idempotencyKey`` of MCP SEP-3182, else the tool-use id)
+  names the call: its transport retries replay it;
 - ``tools/list`` carries the MCP annotations of each tool's effect (``readOnlyHint``,
   ``destructiveHint``, ``idempotentHint``), unless the tool set its own. With ``MCPServer``
   register tools through :func:`add_tools` for that (its tool objects are not public).
@@ -52,6 +54,7 @@ from ..framework import bind_call, failure_hint, is_async
 __all__ = [
     "CALL_ID_KEYS",
     "CONVERSATION_KEYS",
+    "REQUEST_KEY_KEYS",
     "add_tools",
     "conversation_of",
     "principal_of_token",
@@ -66,8 +69,12 @@ CONVERSATION_KEYS = (
     "thread_id",
     "threadId",
 )
-#: The ``_meta`` keys the model's tool-call id is read from (for spans only).
+#: The ``_meta`` keys the model's tool-call id is read from: reported in spans, and, where
+#: nothing else tells callers apart, the identity of one call's transport retries.
 CALL_ID_KEYS = ("claudecode/toolUseId", "toolCallId", "tool_call_id")
+#: The ``_meta`` keys of a client's per-request idempotency key (MCP SEP-3182): the same key
+#: is the same call, retried by the transport.
+REQUEST_KEY_KEYS = ("idempotencyKey", "io.modelcontextprotocol/idempotencyKey")
 
 #: A caller from the access token (or, without one, None): server-side code only.
 PrincipalRule = Callable[[Any], "str | None"]
@@ -189,8 +196,13 @@ class _Binder:
             conversation = "connection"  # the caller's one conversation
         if conversation is None:
             # Stateless HTTP without auth and no conversation: nothing tells two callers
-            # apart, so a write is refused (SessionRequiredError, as a hint) and reads run.
-            return await run()
+            # apart. A request key the client sends (SEP-3182, or its tool-use id) names one
+            # call: its transport retries replay it. Without one, a write is refused
+            # (SessionRequiredError, as a hint) and reads run.
+            request_key = _first(meta, REQUEST_KEY_KEYS) or _first(meta, CALL_ID_KEYS)
+            if request_key is None:
+                return await run()
+            conversation = f"request/{request_key}"
         tenant = self.tenant(token) if self.tenant is not None else None
         async with bind_call(
             conversation,

@@ -68,6 +68,39 @@ class Codec:
             self._foreign(key, f"it does not deserialize ({exc})")
             return MISS
 
+    def load_result(self, data: Any, key: str) -> Any:
+        """A completed record's stored result; a StoreError naming ``key`` when it is missing
+        or unreadable (foreign bytes, bad JSON, nested too deep, NULL): a record is never
+        replayed as something it does not hold, and never runs its write again."""
+        if isinstance(data, memoryview):
+            data = bytes(data)
+        if not isinstance(data, bytes) or not data.startswith(HEADER):
+            raise StoreError(
+                f"the stored result of record {key} in {self.where} is unreadable: "
+                + ("it is missing" if data is None else "it lacks retrysafe's header")
+            )
+        try:
+            return self.serializer.loads(data[len(HEADER) :])
+        except Exception as exc:
+            raise StoreError(
+                f"the stored result of record {key} in {self.where} is unreadable: "
+                f"it does not deserialize ({type(exc).__name__})"
+            ) from exc
+
+    def fence(self, value: Any, key: str) -> int:
+        """A record's stored fence as an int; a StoreError naming ``key`` when tampered."""
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        try:
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise ValueError
+            return int(value)
+        except ValueError:
+            raise StoreError(
+                f"the fence of record {key} in {self.where} is not a number: the record was "
+                "changed by something other than retrysafe"
+            ) from None
+
     def _foreign(self, key: str | None, why: str) -> None:
         if not self._warned:
             self._warned = True

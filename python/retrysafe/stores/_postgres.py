@@ -577,16 +577,18 @@ class PostgresStore:
 
     def _claimed(self, k: str, row: Any) -> Claim:
         status, fence, payload, lease_left, took, expired_now = row
-        if status == COMPLETED:
-            self._saw_completed(k)
-            return Claim(COMPLETED, int(fence), self._codec.load(payload))
         if status == "mismatch":
             return Claim("mismatch")
+        fence = self._codec.fence(fence, k)
+        if status == COMPLETED:
+            result = self._codec.load_result(payload, k)
+            self._saw_completed(k)
+            return Claim(COMPLETED, fence, result)
         if status == IN_PROGRESS:
-            return Claim(IN_PROGRESS, int(fence), lease_left=float(lease_left))
+            return Claim(IN_PROGRESS, fence, lease_left=float(lease_left))
         if status == UNKNOWN:
-            return Claim(UNKNOWN, int(fence), expired_now=bool(expired_now))
-        return Claim("claimed", int(fence), takeover=bool(took))
+            return Claim(UNKNOWN, fence, expired_now=bool(expired_now))
+        return Claim("claimed", fence, takeover=bool(took))
 
     def _saw_completed(self, k: str) -> None:
         seen = self._seen
@@ -600,7 +602,7 @@ class PostgresStore:
         if row is None:
             self._seen.pop(k, None)
             return None
-        return Claim(COMPLETED, int(row[0]), self._codec.load(row[1]))
+        return Claim(COMPLETED, self._codec.fence(row[0], k), self._codec.load_result(row[1], k))
 
     def _op_fenced(
         self, key: Key, fence: int, states: tuple[str, ...], change: str, params: dict[str, Any]
@@ -745,7 +747,8 @@ class PostgresStore:
         if row is None:
             return None
         payload = self._codec.load(row[4]) if row[4] is not None else None
-        return RecordView(row[0], row[1], int(row[2]), row[3], None if payload is MISS else payload)
+        fence = self._codec.fence(row[2], self._k(key))
+        return RecordView(row[0], row[1], fence, row[3], None if payload is MISS else payload)
 
     # --- async operations: the same statements ----------------------------------------------
 

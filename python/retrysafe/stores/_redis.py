@@ -18,6 +18,7 @@ from ._base import MISS, Key
 from ._codec import Codec, Serializer
 from ._records import Claim, RecordView
 from ._sql import fence_nonce
+from ._urls import redact_url
 
 __all__ = ["RedisStore", "Serializer"]
 
@@ -224,6 +225,15 @@ _PORTABLE = (
 )
 
 
+def _accepted(cls: Any, ssl_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The TLS settings of a sync client that ``cls`` (an asyncio twin) takes: redis.asyncio
+    has no OCSP options (``ssl_validate_ocsp_stapled``...), and refuses them."""
+    import inspect
+
+    taken = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in ssl_kwargs.items() if k in taken}
+
+
 def _glob_literal(text: str) -> str:
     """``text`` as a literal in a Redis glob pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
@@ -415,7 +425,7 @@ class RedisStore:
                 self._url = client_or_url
             else:
                 raise ValueError(
-                    f"not a Redis URL: {client_or_url!r} (expected redis://, rediss:// or "
+                    f"not a Redis URL: {redact_url(client_or_url)!r} (expected redis://, rediss:// or "
                     "redis+cluster://host:port for a cluster)"
                 )
             self._sync = self._build_sync()
@@ -486,7 +496,7 @@ class RedisStore:
 
     def _describe(self) -> str:
         if self._url is not None:
-            text = self._url.split("@")[-1]  # never print credentials
+            text = redact_url(self._url)  # never print credentials
             return f"cluster {text}" if self._cluster is not None else text
         if self._cluster:
             host, port = self._cluster[0]
@@ -579,7 +589,11 @@ class RedisStore:
                     **self._TIMEOUTS,
                 )
             nodes = [cluster.ClusterNode(host, port) for host, port in self._cluster]
-            extra = {"ssl": True, **self._ssl_kwargs} if self._ssl else {}
+            extra = (
+                {"ssl": True, **_accepted(cluster.RedisCluster, self._ssl_kwargs)}
+                if self._ssl
+                else {}
+            )
             return cluster.RedisCluster(
                 startup_nodes=nodes, max_connections=self._ASYNC_POOL, **self._kwargs, **extra
             )
@@ -592,7 +606,7 @@ class RedisStore:
             )
         else:
             cls = aredis.SSLConnection if self._ssl else aredis.Connection
-            extra = self._ssl_kwargs if self._ssl else {}
+            extra = _accepted(cls, self._ssl_kwargs) if self._ssl else {}
             pool = aredis.ConnectionPool(
                 connection_class=cls, max_connections=self._ASYNC_POOL, **self._kwargs, **extra
             )
@@ -805,12 +819,9 @@ class RedisStore:
 
     def _to_claim(self, key: Key, raw: list[Any]) -> Claim:
         status = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
-        fence = int(raw[1]) if len(raw) > 1 else 0
+        fence = self._codec.fence(raw[1], self._record(key)) if len(raw) > 1 else 0
         if status == "completed":
-            payload = self._load(key, raw[2])
-            if payload is MISS:
-                raise StoreError(f"the stored result under {self._record(key)} is unreadable")
-            return Claim(status, fence, payload)
+            return Claim(status, fence, self._codec.load_result(raw[2], self._record(key)))
         if status == "in_progress":
             return Claim(status, fence, lease_left=int(raw[2]) / 1000)
         if status == "unknown":
@@ -904,7 +915,7 @@ class RedisStore:
         return RecordView(
             fields[b"state"].decode(),
             fields[b"fp"].decode(),
-            int(fields[b"fence"]),
+            self._codec.fence(fields[b"fence"], self._record(key)),
             owner.decode() if owner else None,
             None if payload is MISS else payload,
         )

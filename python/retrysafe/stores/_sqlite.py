@@ -377,7 +377,9 @@ class SQLiteStore:
             (text, fingerprint, time.time()),
         )
         if row is not None:
-            return Claim(COMPLETED, int(row[0]), self._codec.load(row[1]))
+            return Claim(
+                COMPLETED, self._codec.fence(row[0], text), self._codec.load_result(row[1], text)
+            )
 
         def run(conn: sqlite3.Connection, now: float) -> Claim:
             rec = conn.execute(
@@ -389,12 +391,13 @@ class SQLiteStore:
                 state, fp, fence, lease_until, payload = rec
                 if fp != fingerprint:
                     return Claim("mismatch")
+                fence = self._codec.fence(fence, text)
                 if state == COMPLETED:
-                    return Claim(COMPLETED, int(fence), self._codec.load(payload))
+                    return Claim(COMPLETED, fence, self._codec.load_result(payload, text))
                 if state == UNKNOWN:
-                    return Claim(UNKNOWN, int(fence))
+                    return Claim(UNKNOWN, fence)
                 if lease_until > now:
-                    return Claim(IN_PROGRESS, int(fence), lease_left=lease_until - now)
+                    return Claim(IN_PROGRESS, fence, lease_left=lease_until - now)
                 if not takeover:  # a write's owner vanished mid-call: it may have acted
                     conn.execute(
                         "UPDATE retrysafe_records SET state = ?, expires = ? WHERE key = ?",
@@ -513,7 +516,8 @@ class SQLiteStore:
         if row is None:
             return None
         payload = self._codec.load(row[4]) if row[4] is not None else None
-        return RecordView(row[0], row[1], int(row[2]), row[3], None if payload is MISS else payload)
+        fence = self._codec.fence(row[2], self._k(key))
+        return RecordView(row[0], row[1], fence, row[3], None if payload is MISS else payload)
 
     # --- waiting ----------------------------------------------------------------------------
 

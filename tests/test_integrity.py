@@ -1,0 +1,159 @@
+"""Nothing leaked, nothing returned that was not stored: tampered records, secrets in URLs
+and log lines, TLS clients' asyncio twins."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import uuid
+from typing import Any
+
+import pytest
+
+from retrysafe import Effect, RetryConfig, RetryExhausted, StoreError, idempotent, session
+from retrysafe import with_retry as with_retry_fn
+from retrysafe.stores import Store
+from retrysafe.stores._codec import HEADER
+from retrysafe.testing import retries_disabled_waits
+
+from .conftest import _make_store
+
+SHARED = ["redis", "cluster", "sqlite", "postgres"]
+
+
+def _tamper(store: Any, kind: str, key: str, request: pytest.FixtureRequest, **fields: Any) -> None:
+    """Overwrite fields of a record behind the store's back, as a stray script would."""
+    if kind == "sqlite":
+        with sqlite3.connect(store.path) as conn:
+            for name, value in fields.items():
+                conn.execute(
+                    f"UPDATE retrysafe_records SET {name} = ? WHERE key = ?", (value, store._k(key))
+                )
+        return
+    if kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(request.getfixturevalue("postgres_url"), autocommit=True) as conn:
+            for name, value in fields.items():
+                conn.execute(
+                    f"UPDATE retrysafe_records SET {name} = %s WHERE key = %s",
+                    (value, store._k(key)),
+                )
+        return
+    for name, value in fields.items():
+        store._sync.hset(store._record(key), name, value if value is not None else b"")
+
+
+@pytest.mark.parametrize("kind", SHARED)
+@pytest.mark.parametrize(
+    "payload",
+    [b"garbage", HEADER + b'{"unclosed', HEADER + b"[" * 5000 + b"]" * 5000, None],
+    ids=["foreign", "bad-json", "too-deep", "null"],
+)
+def test_an_unreadable_completed_result_is_a_store_error(
+    kind: str, payload: bytes | None, request: pytest.FixtureRequest
+) -> None:
+    """A COMPLETED record whose result cannot be read: StoreError naming the key, never the
+    MISS sentinel as a result, never a second run of the write."""
+    store = _store(kind, request)
+    ran: list[int] = []
+
+    @idempotent(store=store, effect=Effect.WRITE, scope=f"pay-{uuid.uuid4().hex}")
+    def pay(n: int) -> int:
+        ran.append(n)
+        return n
+
+    try:
+        with session("c"):
+            assert 1 == pay(1)
+            record_key = f"idem:{pay.idempotency.key_for(1).hex}"  # type: ignore[attr-defined]
+            _tamper(store, kind, record_key, request, payload=payload)
+            with pytest.raises(StoreError, match="unreadable") as caught:
+                pay(1)
+            assert record_key in str(caught.value)
+        assert [1] == ran
+    finally:
+        _close(store)
+
+
+@pytest.mark.parametrize("kind", SHARED)
+def test_a_tampered_fence_is_a_store_error(kind: str, request: pytest.FixtureRequest) -> None:
+    """A fence that is not a number: StoreError naming the key, not a raw ValueError."""
+    store = _store(kind, request)
+    try:
+        claim = store.claim("idem:k", "fp", "o", 30, 60, False)
+        assert store.complete("idem:k", claim.fence, "done", 60)
+        _tamper(store, kind, "idem:k", request, fence="not-a-number")
+        with pytest.raises(StoreError, match=r"fence of record .*idem:k"):
+            store.claim("idem:k", "fp", "o", 30, 60, False)
+    finally:
+        _close(store)
+
+
+def _store(kind: str, request: pytest.FixtureRequest) -> Any:
+    return _make_store(kind, request)
+
+
+def _close(store: Store) -> None:
+    store.clear("")
+    closer = getattr(store, "close", None)
+    if closer is not None:
+        closer()
+
+
+def test_passwords_in_redis_urls_are_never_shown(caplog: pytest.LogCaptureFixture) -> None:
+    """``user:pass@`` and ``?password=`` are redacted in the repr, in every StoreError and in
+    the durability warning."""
+    from retrysafe.stores import RedisStore
+
+    url = "redis://ada:SEKRET1@127.0.0.1:1/0?password=SEKRET2&socket_timeout=0.2"
+    store = RedisStore(url, prefix="p")
+    assert "SEKRET" not in repr(store)
+    assert "***" in repr(store)
+    with pytest.raises(StoreError) as caught:
+        store.get("k")
+    assert "SEKRET" not in str(caught.value)
+
+    @idempotent(store=store, effect=Effect.WRITE, scope="x")
+    def write(n: int) -> int:
+        return n
+
+    with caplog.at_level("INFO", logger="retrysafe"), pytest.raises(StoreError) as again:
+        write(1)
+    assert "SEKRET" not in str(again.value)
+    assert all("SEKRET" not in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError) as bad:
+        RedisStore("http://u:SEKRET3@host/?token=SEKRET4")
+    assert "SEKRET" not in str(bad.value)
+
+
+def test_retry_log_lines_and_errors_carry_no_error_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A retried error's message often holds an argument (a token): the log lines and
+    RetryExhausted say its type (and status), never its text."""
+
+    def lookup(token: str) -> str:
+        raise TimeoutError(f"upstream timed out for token={token}")
+
+    retried = with_retry_fn(lookup, config=RetryConfig(max_attempts=3, base_delay=0.01))
+    with retries_disabled_waits(), caplog.at_level(logging.WARNING, logger="retrysafe"):
+        with pytest.raises(RetryExhausted) as caught:
+            retried("SEKRET-123")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines and all("SEKRET" not in line for line in lines)
+    assert any("TimeoutError" in line for line in lines)
+    assert "SEKRET" not in str(caught.value)
+    assert isinstance(caught.value.last_error, TimeoutError)  # the error itself is kept
+
+
+def test_an_ssl_redis_client_gets_an_asyncio_twin() -> None:
+    """redis.Redis(ssl=True) carries OCSP settings redis.asyncio refuses: the twin is built
+    with those it takes."""
+    import redis
+
+    from retrysafe.stores import RedisStore
+
+    store = RedisStore(redis.Redis(host="127.0.0.1", port=1, ssl=True))
+    client = store._build_async()
+    assert client.connection_pool.connection_class.__name__ == "SSLConnection"
