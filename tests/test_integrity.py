@@ -157,3 +157,79 @@ def test_an_ssl_redis_client_gets_an_asyncio_twin() -> None:
     store = RedisStore(redis.Redis(host="127.0.0.1", port=1, ssl=True))
     client = store._build_async()
     assert client.connection_pool.connection_class.__name__ == "SSLConnection"
+
+
+class Receipt:
+    """A result no store can serialize."""
+
+
+def _generator() -> Any:
+    yield 1
+
+
+UNSTORABLE = [
+    ({"a", "b"}, "set"),
+    (b"\x00bytes", "bytes"),
+    (Receipt(), "object"),
+    ({1: "int key"}, "int-keys"),
+    (2**70, "big-int"),
+    (_generator(), "generator"),
+]
+
+
+@pytest.mark.parametrize(("value", "what"), UNSTORABLE, ids=[w for _, w in UNSTORABLE])
+def test_a_result_no_store_can_keep_is_never_lost(store: Store, value: Any, what: str) -> None:
+    """A write that ran and returned what the store cannot keep: OutcomeUnknownError with
+    the value on it (every store alike, memory included), the record UNKNOWN at once (not
+    IN_PROGRESS until the lease ends), and resolve() settles it from the error."""
+    from retrysafe import OutcomeUnknownError, resolve
+
+    charges: list[int] = []
+
+    @idempotent(store=store, effect=Effect.WRITE, scope=f"w-{uuid.uuid4().hex}")
+    def charge(n: int) -> Any:
+        charges.append(n)
+        return value
+
+    with session("c"):
+        with pytest.raises(OutcomeUnknownError) as caught:
+            charge(1)
+        assert caught.value.result is value
+        assert isinstance(caught.value.__cause__, StoreError)
+        with pytest.raises(OutcomeUnknownError) as again:  # UNKNOWN now, not in progress
+            charge(1)
+        assert again.value.result is None
+        resolve(caught.value, applied={"receipt": what})
+        assert {"receipt": what} == charge(1)
+    assert [1] == charges
+
+
+def test_results_round_trip_alike_on_every_store(store: Store) -> None:
+    """A tuple comes back a list from every store (memory included), a nested dict as is."""
+
+    @idempotent(store=store, effect=Effect.WRITE, scope=f"t-{uuid.uuid4().hex}")
+    def made(n: int) -> Any:
+        return (n, {"k": [1.5, None, True]})
+
+    with session("c"):
+        first = made(1)
+        assert (1, {"k": [1.5, None, True]}) == first  # the caller gets what ran
+        assert [1, {"k": [1.5, None, True]}] == made(1)  # a replay: what the store kept
+
+
+async def test_an_async_write_whose_result_is_not_stored_keeps_it(
+    astore: Store, anyio_backend: str
+) -> None:
+    """The async path alike: OutcomeUnknownError carrying the value, the record UNKNOWN."""
+    from retrysafe import OutcomeUnknownError
+
+    @idempotent(store=astore, effect=Effect.WRITE, scope=f"a-{uuid.uuid4().hex}")
+    async def charge(n: int) -> Any:
+        return {n, n + 1}
+
+    async with session("c"):
+        with pytest.raises(OutcomeUnknownError) as caught:
+            await charge(1)
+        assert {1, 2} == caught.value.result
+        with pytest.raises(OutcomeUnknownError):
+            await charge(1)

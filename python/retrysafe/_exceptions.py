@@ -95,11 +95,17 @@ class IdempotencyInProgressError(RetrysafeError):
 
 
 class OutcomeUnknownError(RetrysafeError):
-    """A write was cut off after it may have acted; ``resolve()`` settles the record."""
+    """A write was cut off after it may have acted; ``resolve()`` settles the record.
+
+    Also raised when the write ran but its result could not be stored (the store failed on
+    the completion, or cannot keep a value of that type): then ``result`` holds the value
+    the tool returned, so nothing is lost; else it is None."""
 
     llm_hint = (
         "The operation may or may not have happened. Do not repeat it; check its status first."
     )
+    #: The tool's return value when it ran but could not be stored, else None.
+    result: Any = None
 
     def __init__(self, message: str, *, key: Any = None, tool: str | None = None) -> None:
         super().__init__(message)
@@ -108,7 +114,11 @@ class OutcomeUnknownError(RetrysafeError):
 
 
 class LeaseLostError(RetrysafeError):
-    """A record owner finished after another caller took its record over (fenced out)."""
+    """A record owner finished after another caller took its record over (fenced out);
+    ``result`` holds what it returned (not stored)."""
+
+    #: The fenced-out owner's return value, when it got that far.
+    result: Any = None
 
     def __init__(self, message: str, *, key: Any = None) -> None:
         super().__init__(message)

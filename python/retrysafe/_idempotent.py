@@ -447,6 +447,33 @@ class IdempotencyHandle:
         err.__cause__ = cause
         return err
 
+    def _unstored(
+        self, key: IdempKey, record_key: str, value: Any, cause: StoreError
+    ) -> OutcomeUnknownError:
+        """The write ran but its result was not stored (the store failed, or cannot keep a
+        value of this type): an UNKNOWN outcome whose error carries the result."""
+        _telemetry.note_unknown(self.tool, +1)
+        err = OutcomeUnknownError(
+            f"{self.tool}: the call with key {key} ran, but its result was not stored "
+            f"({type(cause).__name__}); the record is UNKNOWN. The result is on this error's "
+            "`.result`: settle the record with resolve(error, applied=...) before trying again",
+            key=key,
+            tool=self.tool,
+        )
+        err.result = value
+        err.record_key = record_key  # type: ignore[attr-defined]
+        err.handle = self  # type: ignore[attr-defined]
+        return err
+
+    def _lease_lost(self, key: IdempKey, value: Any) -> LeaseLostError:
+        err = LeaseLostError(
+            f"{self.tool}: the lease on key {key} was lost (taken over); the result was not "
+            "stored (it is on this error's `.result`)",
+            key=key,
+        )
+        err.result = value
+        return err
+
     def _claim_outcome(self, claim: Claim, key: IdempKey, record_key: str) -> tuple[bool, Any]:
         """(True, payload) to replay; (False, None) to keep waiting; raises otherwise."""
         status = claim.status
@@ -699,11 +726,16 @@ class IdempotencyHandle:
             raise
         finally:
             _STATE.reset(token)
-        if not await store.acomplete(record_key, fence, value, self.ttl):
-            raise LeaseLostError(
-                f"{self.tool}: the lease on key {key} was lost (taken over); the result was not stored",
-                key=key,
-            )
+        try:
+            stored = await store.acomplete(record_key, fence, value, self.ttl)
+        except StoreError as exc:
+            # The side effect ran; its result could not be kept. Never drop it: the record
+            # turns UNKNOWN at once where the store answers, and the caller gets the value.
+            with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
+                await store.amark_unknown(record_key, fence, self.unknown_ttl)
+            raise self._unstored(key, record_key, value, exc) from exc
+        if not stored:
+            raise self._lease_lost(key, value)
         return value
 
     async def _arelease_quietly(self, record_key: str, fence: int) -> None:
@@ -858,11 +890,14 @@ class IdempotencyHandle:
         finally:
             stop.set()
             _STATE.reset(token)
-        if not store.complete(record_key, fence, value, self.ttl):
-            raise LeaseLostError(
-                f"{self.tool}: the lease on key {key} was lost (taken over); the result was not stored",
-                key=key,
-            )
+        try:
+            stored = store.complete(record_key, fence, value, self.ttl)
+        except StoreError as exc:
+            with contextlib.suppress(StoreError):  # as in _arun
+                store.mark_unknown(record_key, fence, self.unknown_ttl)
+            raise self._unstored(key, record_key, value, exc) from exc
+        if not stored:
+            raise self._lease_lost(key, value)
         return value
 
 

@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any
 
 from ._base import MISS, Key
+from ._codec import Codec, Serializer
 from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
 from ._sql import LocalWatchers
 
@@ -34,10 +35,14 @@ class MemoryStore:
         """False: records die with the process."""
         return False
 
-    def __init__(self, max_size: int = 10_000) -> None:
+    def __init__(self, max_size: int = 10_000, *, serializer: Serializer | None = None) -> None:
         if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
             raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")
         self.max_size = max_size
+        # A write's result is kept as a shared store would keep it: serialized and read back
+        # (orjson unless told otherwise), so what a store refuses, or turns a tuple into, is
+        # the same in development as in production. Cache entries stay by reference.
+        self._codec = Codec(serializer, "MemoryStore")
         # Keys are str, or bytes (the cache keys small calls by their canonical bytes).
         self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
@@ -266,6 +271,7 @@ class MemoryStore:
                 return False
             if rec["state"] == COMPLETED:
                 return True  # this fence's completion, made before (as RedisStore's resend)
+            payload = self._as_stored(key, payload)
             rec.update(
                 state=COMPLETED,
                 payload=payload,
@@ -299,6 +305,7 @@ class MemoryStore:
             before = None if rec is None else str(rec["state"])
             if rec is not None:
                 if applied:
+                    payload = self._as_stored(key, payload)
                     rec.update(
                         state=COMPLETED,
                         payload=payload,
@@ -310,6 +317,10 @@ class MemoryStore:
                     del self._records[key]
         self._notify(key)
         return before
+
+    def _as_stored(self, key: Key, payload: Any) -> Any:
+        """``payload`` serialized and read back; StoreError for what cannot be kept."""
+        return self._codec.load_result(self._codec.dump(payload), str(key))
 
     def record(self, key: Key) -> RecordView | None:
         with self._lock:
