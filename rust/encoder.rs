@@ -12,7 +12,7 @@ use std::ptr::addr_of_mut;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering as AtomicOrdering};
 
-use pyo3::exceptions::{PyUnicodeEncodeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyUnicodeEncodeError, PyValueError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -568,8 +568,22 @@ static TYPES: GILOnceCell<Types> = GILOnceCell::new();
 
 fn types(py: Python<'_>) -> PyResult<&'static Types> {
     TYPES.get_or_try_init(py, || {
+        // An import cut short (a KeyboardInterrupt on 3.10 could leave a half-initialised
+        // module in sys.modules) fails here without caching anything, so the next call
+        // tries again; a module found without its attribute is dropped from sys.modules
+        // and imported once more.
         let get = |module: &str, name: &str| -> PyResult<Py<PyAny>> {
-            Ok(py.import(module)?.getattr(name)?.unbind())
+            match py.import(module)?.getattr(name) {
+                Ok(found) => Ok(found.unbind()),
+                Err(missing) if missing.is_instance_of::<PyAttributeError>(py) => {
+                    py.import("sys")?
+                        .getattr("modules")?
+                        .del_item(module)
+                        .or_else(|_| Ok::<(), PyErr>(()))?;
+                    Ok(py.import(module)?.getattr(name)?.unbind())
+                }
+                Err(other) => Err(other),
+            }
         };
         Ok(Types {
             enum_: get("enum", "Enum")?,

@@ -1,11 +1,13 @@
 //! Every message of the encoder in one enum, and one conversion at the boundary into
 //! `retrysafe.FingerprintError` (a `TypeError` or `ValueError` subclass, with `.path`).
 
-use pyo3::exceptions::{PyException, PyMemoryError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyAttributeError, PyException, PyImportError, PyMemoryError, PyTypeError, PyValueError,
+};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyDict, PyType};
+use pyo3::types::{PyDict, PyString, PyType};
 
 use crate::encoder::MAX_DEPTH;
 
@@ -97,13 +99,8 @@ impl EncodeError {
             match seg {
                 Seg::Index(i) => out.push_str(&format!("[{i}]")),
                 Seg::Key(k) => {
-                    let r = k
-                        .bind(py)
-                        .repr()
-                        .map(|r| r.to_string())
-                        .unwrap_or_else(|_| "?".into());
                     out.push('[');
-                    out.push_str(&clip(&r, KEY_REPR_MAX));
+                    out.push_str(&shown_key(k.bind(py)));
                     out.push(']');
                 }
                 Seg::Attr(name) => {
@@ -139,7 +136,10 @@ impl EncodeError {
             ),
             ErrorKind::DuplicateKey(k) => (
                 false,
-                format!("duplicate key {k:?} at {path} after converting keys to strings (e.g. 1 and \"1\")"),
+                format!(
+                    "duplicate key {} at {path} after converting keys to strings (e.g. 1 and \"1\")",
+                    if is_name(k) { format!("{k:?}") } else { "<a key>".into() }
+                ),
             ),
             ErrorKind::NonFinite(v) => {
                 let what = if v.is_nan() { "NaN" } else if *v > 0.0 { "Infinity" } else { "-Infinity" };
@@ -190,6 +190,39 @@ impl EncodeError {
         err
     }
 }
+
+/// Whether a dict key may be shown in an error: a name (ASCII identifier of at most
+/// [`NAME_MAX`] characters: a parameter's or a field's). Any other key may be an argument's
+/// value (an e-mail address, a token keying a map), and messages end up in logs.
+fn is_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    text.len() <= NAME_MAX
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A dict key as a path shows it: `'name'` for a name ([`is_name`]), else only its type
+/// (`<str key>`, `<int key>`). Reads a str's text in place (no Python code runs) and the
+/// type's name; never calls `repr()`.
+fn shown_key(key: &Bound<'_, PyAny>) -> String {
+    if let Ok(text) = key.downcast::<PyString>() {
+        if let Ok(text) = text.to_str() {
+            if is_name(text) {
+                return format!("'{text}'");
+            }
+        }
+    }
+    let ty = key
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    format!("<{} key>", clip(&ty, KEY_REPR_MAX))
+}
+
+const NAME_MAX: usize = 64;
 
 /// Key reprs in paths and causes in messages are cut to this many characters.
 const KEY_REPR_MAX: usize = 80;
@@ -251,12 +284,22 @@ fn build(py: Python<'_>, is_type_error: bool, message: String, path: String) -> 
         let exc = cls.bind(py).call((message.clone(),), Some(&kwargs))?;
         Ok(PyErr::from_value(exc))
     });
-    // Without the Python package (the native module alone), fall back to the builtins.
-    made.unwrap_or_else(|_| {
-        if is_type_error {
-            PyTypeError::new_err(message)
-        } else {
-            PyValueError::new_err(message)
+    match made {
+        Ok(err) => err,
+        // Without the Python package (the native module alone), fall back to the builtins.
+        Err(failed)
+            if failed.is_instance_of::<PyImportError>(py)
+                || failed.is_instance_of::<PyAttributeError>(py) =>
+        {
+            if is_type_error {
+                PyTypeError::new_err(message)
+            } else {
+                PyValueError::new_err(message)
+            }
         }
-    })
+        // Anything else raised while the error was built (a KeyboardInterrupt from a signal
+        // handler that ran meanwhile, a RecursionError, a MemoryError) is what the caller
+        // gets, unchanged: never swallowed into a plain TypeError.
+        Err(failed) => failed,
+    }
 }

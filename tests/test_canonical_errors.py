@@ -119,7 +119,17 @@ def test_mixed_keys_that_collide_raise() -> None:
     """`{1: a, "1": b}` would be two members with one name: refused, not silently merged."""
     err = _error({"m": {1: "a", "1": "b"}})
     assert isinstance(err, FingerprintValueError)
-    assert "duplicate key \"1\" at args['m']" in str(err)
+    assert "duplicate key <a key> at args['m']" in str(err)
+
+
+def test_paths_name_keys_only_where_they_are_names() -> None:
+    """A key that is a name (a parameter's, a field's) is shown; any other key may be an
+    argument's value (an e-mail keying a map, a token) and is shown by its type only."""
+    err = _error({"users": {"alice@example.com": [object()]}})
+    assert "args['users'][<str key>][0]" == err.path
+    assert "alice" not in str(err)
+    err = _error({"by_id": {10_000_001: object()}})
+    assert "args['by_id'][<int key>]" == err.path
 
 
 def test_mixed_keys_that_do_not_collide_are_fine() -> None:

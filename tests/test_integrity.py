@@ -233,3 +233,24 @@ async def test_an_async_write_whose_result_is_not_stored_keeps_it(
         assert {1, 2} == caught.value.result
         with pytest.raises(OutcomeUnknownError):
             await charge(1)
+
+
+def test_postgres_connection_failures_say_which(postgres_url: str) -> None:
+    """An unreachable server, a refused login and a TLS demand the server cannot meet are
+    each named, not hidden behind the pool's PoolTimeout; no password is shown."""
+    from urllib.parse import urlsplit
+
+    from retrysafe.stores import PostgresStore
+
+    parts = urlsplit(postgres_url)
+    host, port = parts.hostname, parts.port
+    cases = {
+        "server unreachable": "postgresql://postgres:SEKRET@127.0.0.1:1/none",
+        "authentication failed": f"postgresql://no_such_role:SEKRET@{host}:{port}/postgres",
+        "TLS failed": f"postgresql://postgres:SEKRET@{host}:{port}/postgres?sslmode=require",
+    }
+    for kind, url in cases.items():
+        with pytest.raises(StoreError) as caught:
+            PostgresStore(url, prefix="x", timeout=0.5)
+        assert kind in str(caught.value), str(caught.value)
+        assert "SEKRET" not in str(caught.value)

@@ -9,7 +9,6 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any
 
 from ._base import MISS, Key
-from ._codec import Codec, Serializer
 from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
 from ._sql import LocalWatchers
 
@@ -25,7 +24,9 @@ class MemoryStore:
     shared stores (Redis) serialize, so every hit there is a fresh object.
 
     ``max_size`` bounds the number of entries; the least recently used goes first.
-    Expired entries read as missing and are dropped when met or evicted.
+    Expired entries read as missing and are dropped when met or evicted. Cache entries are
+    kept by reference; a write's result is kept as a shared store keeps it (``serializer``:
+    orjson unless given), so the same results are refused and read back alike.
     """
 
     shared = False
@@ -35,14 +36,17 @@ class MemoryStore:
         """False: records die with the process."""
         return False
 
-    def __init__(self, max_size: int = 10_000, *, serializer: Serializer | None = None) -> None:
+    def __init__(self, max_size: int = 10_000, *, serializer: Any = None) -> None:
         if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
             raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")
         self.max_size = max_size
         # A write's result is kept as a shared store would keep it: serialized and read back
         # (orjson unless told otherwise), so what a store refuses, or turns a tuple into, is
-        # the same in development as in production. Cache entries stay by reference.
-        self._codec = Codec(serializer, "MemoryStore")
+        # the same in development as in production. Cache entries stay by reference. (The
+        # codec, and orjson with it, loads at the first completion: `import retrysafe` stays
+        # free of uuid and datetime.)
+        self._serializer = serializer
+        self._codec: Any = None
         # Keys are str, or bytes (the cache keys small calls by their canonical bytes).
         self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
@@ -320,7 +324,12 @@ class MemoryStore:
 
     def _as_stored(self, key: Key, payload: Any) -> Any:
         """``payload`` serialized and read back; StoreError for what cannot be kept."""
-        return self._codec.load_result(self._codec.dump(payload), str(key))
+        codec = self._codec
+        if codec is None:
+            from ._codec import Codec
+
+            codec = self._codec = Codec(self._serializer, "MemoryStore")
+        return codec.load_result(codec.dump(payload), str(key))
 
     def record(self, key: Key) -> RecordView | None:
         with self._lock:

@@ -25,6 +25,7 @@ from ._base import MISS, Key
 from ._codec import Codec
 from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
 from ._sql import LocalWatchers, fence_nonce, key_text, like_prefix
+from ._urls import redact_url
 
 __all__ = ["SCHEMA_SQL", "PostgresStore"]
 
@@ -291,7 +292,34 @@ class PostgresStore:
         )
 
     def _failed(self, exc: BaseException) -> StoreError:
+        if type(exc).__name__ == "PoolTimeout":
+            cause = self._why_no_connection()
+            if cause is not None:
+                return StoreError(f"PostgreSQL failed: no connection: {cause}")
         return StoreError(f"PostgreSQL failed: {type(exc).__name__}: {exc}".strip())
+
+    def _why_no_connection(self) -> str | None:
+        """Why the pool gets no connection (its PoolTimeout says only that it waited): one
+        direct attempt, its failure named as authentication, TLS or an unreachable server.
+        The message is psycopg's (host, port, user), never the password."""
+        if self._dsn is None:
+            return None
+        import psycopg
+
+        try:
+            psycopg.connect(self._dsn, connect_timeout=max(1, round(min(self.timeout, 5)))).close()
+        except psycopg.Error as probe:
+            text = (str(probe).strip().splitlines() or [type(probe).__name__])[-1]
+            state = getattr(getattr(probe, "diag", None), "sqlstate", None) or ""
+            lowered = text.lower()
+            if state.startswith("28") or "authentication" in lowered or "password" in lowered:
+                kind = "authentication failed"
+            elif "ssl" in lowered or "certificate" in lowered or "tls" in lowered:
+                kind = "TLS failed"
+            else:
+                kind = "server unreachable"
+            return f"{kind} ({redact_url(text)})"
+        return None
 
     def _execute(self, sql: str, params: Any, fetch: str) -> Any:
         """One statement on a pooled connection. A connection found dead (the server
