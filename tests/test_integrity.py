@@ -254,3 +254,98 @@ def test_postgres_connection_failures_say_which(postgres_url: str) -> None:
             PostgresStore(url, prefix="x", timeout=0.5)
         assert kind in str(caught.value), str(caught.value)
         assert "SEKRET" not in str(caught.value)
+
+
+def _self_signed(directory: Any) -> tuple[str, str]:
+    """A certificate and key for 127.0.0.1 (cryptography, from the test extras)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_a_tls_redis_works_from_sync_asyncio_and_trio(tmp_path: Any) -> None:
+    """A real redis-server speaking only TLS: a store built from redis.Redis(ssl=True) and
+    one from a rediss:// URL read and write from sync code, asyncio and trio."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    import anyio
+    import redis
+
+    from retrysafe.stores import RedisStore
+
+    cert, key = _self_signed(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            os.environ.get("REDIS_SERVER") or "redis-server",
+            "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+            "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", cert,
+            "--tls-auth-clients", "no", "--save", "", "--appendonly", "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=cert)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        stores = [
+            RedisStore(client, prefix="tls"),
+            RedisStore(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}", prefix="tls"),
+        ]
+        for i, store in enumerate(stores):
+            store.set(f"k{i}", {"v": i}, 60)
+            assert {"v": i} == store.get(f"k{i}")
+
+            async def read(store: Any = store, i: int = i) -> Any:
+                return await store.aget(f"k{i}")
+
+            assert {"v": i} == anyio.run(read)
+            assert {"v": i} == anyio.run(read, backend="trio")
+            store.close()
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -312,10 +312,15 @@ class PostgresStore:
             text = (str(probe).strip().splitlines() or [type(probe).__name__])[-1]
             state = getattr(getattr(probe, "diag", None), "sqlstate", None) or ""
             lowered = text.lower()
-            if state.startswith("28") or "authentication" in lowered or "password" in lowered:
-                kind = "authentication failed"
-            elif "ssl" in lowered or "certificate" in lowered or "tls" in lowered:
+            if "ssl" in lowered or "certificate" in lowered or "tls" in lowered:
                 kind = "TLS failed"
+            elif state.startswith("28") or any(
+                word in lowered
+                for word in ("authentication", "password", "role ", "pg_hba", "permission denied")
+            ):
+                kind = "authentication failed"
+            elif "fatal:" in lowered:  # the server answered, and refused
+                kind = "server refused the connection"
             else:
                 kind = "server unreachable"
             return f"{kind} ({redact_url(text)})"
