@@ -75,7 +75,7 @@ def escape(part: str, what: str = "an identity part") -> str:
     return _UNSAFE.sub(_percent, part)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Session:
     """A call's identity: the conversation ``id``, and the ``tenant``, ``principal`` and
     ``turn`` where known (see :func:`session`)."""
