@@ -117,6 +117,8 @@ def test_session_parts_are_checked() -> None:
         session("chat", tenant="")
     with pytest.raises(ValueError, match="session id must be a non-empty str"):
         session(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="session id must be a non-empty str, got list"):
+        session(["chat"])  # type: ignore[arg-type]
 
 
 def test_the_old_scope_collisions_are_gone() -> None:

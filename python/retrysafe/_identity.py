@@ -169,7 +169,10 @@ class session:
         if outer is not None:
             principal = _inherit(outer.principal, principal, "principal")
             tenant = _inherit(outer.tenant, tenant, "tenant")
-        made = _MADE.get((id, tenant, principal, turn))
+        try:
+            made = _MADE.get((id, tenant, principal, turn))
+        except TypeError:  # an unhashable part: the checks below name it
+            made = None
         if made is None:
             _check_part(id, "a session id", optional=False)
             _check_part(tenant, "a tenant", optional=True)
