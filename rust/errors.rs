@@ -219,13 +219,13 @@ fn shown_key(key: &Bound<'_, PyAny>) -> String {
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "?".into());
-    format!("<{} key>", clip(&ty, KEY_REPR_MAX))
+    format!("<{} key>", clip(&ty, TYPE_NAME_MAX))
 }
 
 const NAME_MAX: usize = 64;
 
-/// Key reprs in paths and causes in messages are cut to this many characters.
-const KEY_REPR_MAX: usize = 80;
+/// A key's type name in a path, and a cause in a message, are cut to this many characters.
+const TYPE_NAME_MAX: usize = 80;
 const CAUSE_MAX: usize = 200;
 
 /// `text` cut to at most `max` characters, with an ellipsis where it was cut.

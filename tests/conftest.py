@@ -86,23 +86,26 @@ def postgres_url() -> str:
     return _server_url("POSTGRES_URL", "a PostgreSQL server")
 
 
-def _make_store(kind: str, request: pytest.FixtureRequest) -> Store:
+def _make_store(kind: str, request: pytest.FixtureRequest, prefix: str | None = None) -> Store:
+    """A store of ``kind`` under ``prefix`` (a fresh one when None; SQLite stores of a test
+    share one file)."""
+    prefix = prefix or f"test-{uuid.uuid4().hex[:12]}"
     if kind == "memory":
         return MemoryStore(max_size=10_000)
     if kind == "sqlite":
         from retrysafe.stores import SQLiteStore
 
-        return SQLiteStore(request.getfixturevalue("tmp_path") / "store.db")
+        return SQLiteStore(request.getfixturevalue("tmp_path") / "store.db", prefix=prefix)
     if kind == "postgres":
         from retrysafe.stores import PostgresStore
 
         url = request.getfixturevalue("postgres_url")
-        return PostgresStore(url, prefix=f"test-{uuid.uuid4().hex[:12]}")
+        return PostgresStore(url, prefix=prefix)
     from retrysafe.stores import RedisStore
 
     fixture = "redis_cluster_url" if kind == "cluster" else "redis_url"
     url = request.getfixturevalue(fixture)
-    return RedisStore(url, prefix=f"test-{uuid.uuid4().hex[:12]}")
+    return RedisStore(url, prefix=prefix)
 
 
 @pytest.fixture

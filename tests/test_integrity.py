@@ -55,7 +55,7 @@ def test_an_unreadable_completed_result_is_a_store_error(
 ) -> None:
     """A COMPLETED record whose result cannot be read: StoreError naming the key, never the
     MISS sentinel as a result, never a second run of the write."""
-    store = _store(kind, request)
+    store: Any = _make_store(kind, request)
     ran: list[int] = []
 
     @idempotent(store=store, effect=Effect.WRITE, scope=f"pay-{uuid.uuid4().hex}")
@@ -79,7 +79,7 @@ def test_an_unreadable_completed_result_is_a_store_error(
 @pytest.mark.parametrize("kind", SHARED)
 def test_a_tampered_fence_is_a_store_error(kind: str, request: pytest.FixtureRequest) -> None:
     """A fence that is not a number: StoreError naming the key, not a raw ValueError."""
-    store = _store(kind, request)
+    store: Any = _make_store(kind, request)
     try:
         claim = store.claim("idem:k", "fp", "o", 30, 60, False)
         assert store.complete("idem:k", claim.fence, "done", 60)
@@ -88,10 +88,6 @@ def test_a_tampered_fence_is_a_store_error(kind: str, request: pytest.FixtureReq
             store.claim("idem:k", "fp", "o", 30, 60, False)
     finally:
         _close(store)
-
-
-def _store(kind: str, request: pytest.FixtureRequest) -> Any:
-    return _make_store(kind, request)
 
 
 def _close(store: Store) -> None:

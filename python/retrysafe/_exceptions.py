@@ -7,6 +7,7 @@ to hand back to the model as the tool's result, so an agent can recover instead 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 __all__ = [
@@ -210,8 +211,6 @@ class RepeatNeedsConfirmationError(RetrysafeError):
         self.tool = tool
         self.earlier_at = earlier_at
         self.turn = turn
-        import time
-
         when = (
             "earlier"
             if earlier_at is None

@@ -117,10 +117,10 @@ def side_effect_started() -> None:
 
 
 def turn_verdict(
-    history: list[str], turn: str, now: float
+    history: list[str], mine: str, now: float
 ) -> tuple[str, str | None, float | None, str | None]:
-    """What a call claimed in ``turn`` does, from its conversation's turn history (oldest
-    first; entries ``r/TURN/AT`` a run started, ``x/TURN/AT`` a run released unapplied,
+    """What a call claimed in turn ``mine`` (escaped) does, from its conversation's turn
+    history (oldest first; entries ``r/TURN/AT`` a run started, ``x/TURN/AT`` a run released unapplied,
     ``n/TURN/AT`` a repeat refused for confirmation):
 
     ``("run", entry to append or None, None, None)``: the first run, a run of the same turn
@@ -128,7 +128,6 @@ def turn_verdict(
     the last run, and the user's reply is this turn);
     ``("refuse", entry or None, earlier run's time, its turn)``: an earlier turn ran it.
     """
-    mine = escape(turn)
     runs: list[tuple[int, str, float]] = []
     notices: list[tuple[int, str]] = []
     for index, entry in enumerate(history):
@@ -151,6 +150,11 @@ def turn_verdict(
         return "run", started, None, None
     notice = None if mine in later else f"n/{mine}/{now:.3f}"
     return "refuse", notice, last_at, last_turn
+
+
+def _released(turns: tuple[str, str]) -> str:
+    """The turn history's entry for a gated run released unapplied."""
+    return f"x/{turns[1]}/{time.time():.3f}"
 
 
 def _not_applied(exc: BaseException) -> bool:
@@ -261,7 +265,7 @@ class IdempotencyHandle:
 
     def _scope(self) -> str:
         """The key space of a derived key: the caller's identity and this tool's scope."""
-        return self._scope_of(_CURRENT_SESSION.get())
+        return self._full_scope(self._inner(_CURRENT_SESSION.get()))
 
     def _inner(self, sess: Session | None) -> str | None:
         """The identity part of a derived key's scope (None: the process-wide scope=)."""
@@ -276,12 +280,8 @@ class IdempotencyHandle:
                 )
             return None
         if sess.turn is not None and self.repeat != "replay":
-            return sess.turn_scope  # a record per turn; "confirm" gates turns in _gate_turn
+            return sess.turn_scope  # a record per turn ("confirm": see _turns)
         return sess.scope
-
-    def _scope_of(self, sess: Session | None) -> str:
-        inner = self._inner(sess)
-        return self._full_scope(inner)
 
     def _full_scope(self, inner: str | None) -> str:
         # "s/" + an identity's encoding, or "g:" for the process-wide scope of scope= outside
@@ -379,12 +379,17 @@ class IdempotencyHandle:
             return f"idem:{idempotency_digest(self._full_scope(sess.scope), arguments)}:turns"
         return f"{found!s}:turns"
 
-    def _gated(self, key: IdempKey | None) -> Session | None:
-        """The session whose turn gates this call (``repeat="confirm"``), or None."""
-        if self.repeat != "confirm" or (key is not None and key.scope is None):
+    def _turns(
+        self, key: IdempKey, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, str] | None:
+        """(turn history key, escaped turn) when this call's turn gates it (``repeat=
+        "confirm"``, a derived key, a session that knows its turn), else None."""
+        if self.repeat != "confirm" or key.scope is None:
             return None
         sess = _CURRENT_SESSION.get()
-        return sess if sess is not None and sess.turn is not None else None
+        if sess is None or sess.turn is None:
+            return None
+        return self._turns_key(sess, args, kwargs), escape(sess.turn)
 
     def _refuse_repeat(
         self, key: IdempKey, verdict: tuple[str, str | None, float | None, str | None]
@@ -682,13 +687,11 @@ class IdempotencyHandle:
         kwargs: dict[str, Any],
     ) -> Any:
         store = self.store
-        gate = self._gated(key)
-        turns: tuple[str, str] | None = None
+        turns = self._turns(key, args, kwargs)
         try:
-            if gate is not None:
-                turns = (self._turns_key(gate, args, kwargs), escape(str(gate.turn)))
+            if turns is not None:
                 history = await store.arecent(turns[0], None, _TURNS_KEPT, self.ttl)
-                verdict = turn_verdict(history, str(gate.turn), time.time())
+                verdict = turn_verdict(history, turns[1], time.time())
                 if verdict[1] is not None:
                     await store.arecent(turns[0], verdict[1], _TURNS_KEPT, self.ttl)
                 if verdict[0] == "refuse":
@@ -755,9 +758,7 @@ class IdempotencyHandle:
             if outcome == "release":
                 await self.store.arelease(record_key, fence)
                 if turns is not None:  # it never acted: not an earlier turn's run
-                    await self.store.arecent(
-                        turns[0], f"x/{turns[1]}/{time.time():.3f}", _TURNS_KEPT, self.ttl
-                    )
+                    await self.store.arecent(turns[0], _released(turns), _TURNS_KEPT, self.ttl)
                 not_before = self._not_before_after(exc)
                 if not_before is not None:
                     await self.store.aset(record_key + _NOT_BEFORE, *not_before)
@@ -836,13 +837,11 @@ class IdempotencyHandle:
         kwargs: dict[str, Any],
     ) -> Any:
         store = self.store
-        gate = self._gated(key)
-        turns: tuple[str, str] | None = None
+        turns = self._turns(key, args, kwargs)
         try:
-            if gate is not None:
-                turns = (self._turns_key(gate, args, kwargs), escape(str(gate.turn)))
+            if turns is not None:
                 history = store.recent(turns[0], None, _TURNS_KEPT, self.ttl)
-                verdict = turn_verdict(history, str(gate.turn), time.time())
+                verdict = turn_verdict(history, turns[1], time.time())
                 if verdict[1] is not None:
                     store.recent(turns[0], verdict[1], _TURNS_KEPT, self.ttl)
                 if verdict[0] == "refuse":
@@ -874,9 +873,7 @@ class IdempotencyHandle:
                 if outcome == "release":
                     store.release(record_key, fence)
                     if turns is not None:  # it never acted: not an earlier turn's run
-                        store.recent(
-                            turns[0], f"x/{turns[1]}/{time.time():.3f}", _TURNS_KEPT, self.ttl
-                        )
+                        store.recent(turns[0], _released(turns), _TURNS_KEPT, self.ttl)
                     not_before = self._not_before_after(exc)
                     if not_before is not None:
                         store.set(record_key + _NOT_BEFORE, *not_before)

@@ -90,6 +90,9 @@ class Session:
     #: The principal's and tenant's key space (``p=alice/t=acme``, or ``-`` for neither):
     #: caches and explicit idempotency keys live inside it, shared by its conversations.
     partition: str = field(init=False, repr=False, compare=False)
+    #: ``scope`` with the turn (``.../n=3``): the key space of one user turn (``scope``
+    #: itself without a turn). Computed once: the replay path reads it on every call.
+    turn_scope: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parts = []
@@ -98,18 +101,14 @@ class Session:
         if self.tenant is not None:
             parts.append("t=" + escape(self.tenant, "a tenant"))
         partition = "/".join(parts) or ANONYMOUS
-        conversation = "c=" + escape(self.id, "a session id")
-        if self.turn is not None:
-            escape(self.turn, "a turn")  # validated here; encoded where a policy uses it
+        scope = "/".join([*parts, "c=" + escape(self.id, "a session id")])
         object.__setattr__(self, "partition", partition)
-        object.__setattr__(self, "scope", "/".join([*parts, conversation]))
-
-    @property
-    def turn_scope(self) -> str:
-        """``scope`` with the turn (``.../n=3``): the key space of one user turn."""
-        if self.turn is None:
-            return self.scope
-        return f"{self.scope}/n={escape(self.turn)}"
+        object.__setattr__(self, "scope", scope)
+        object.__setattr__(
+            self,
+            "turn_scope",
+            scope if self.turn is None else f"{scope}/n={escape(self.turn, 'a turn')}",
+        )
 
 
 _CURRENT: ContextVar[Session | None] = ContextVar("retrysafe_session", default=None)

@@ -11,12 +11,22 @@ framework integration of your own should too::
   it propagate).
 - :func:`is_async`: whether a tool is a coroutine function (partials and async
   ``__call__`` included).
+- :func:`escape`: a part of an identity made of several values (``client/issuer/subject``)
+  with its delimiters escaped, so that distinct values never join into the same string.
 """
 
 from __future__ import annotations
 
 from ._dispatch import failure_hint
-from ._identity import Session, current_session, is_async, name_of
+from ._identity import Session, current_session, escape, is_async, name_of
 from ._identity import session as bind_call
 
-__all__ = ["Session", "bind_call", "current_session", "failure_hint", "is_async", "name_of"]
+__all__ = [
+    "Session",
+    "bind_call",
+    "current_session",
+    "escape",
+    "failure_hint",
+    "is_async",
+    "name_of",
+]

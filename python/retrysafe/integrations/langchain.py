@@ -34,8 +34,7 @@ from typing import Annotated, Any
 from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import StructuredTool, ToolException
 
-from ..framework import bind_call as session
-from ..framework import failure_hint, is_async
+from ..framework import bind_call, failure_hint, is_async
 
 __all__ = ["CONVERSATION_KEYS", "PRINCIPAL_KEY", "as_tool", "conversation_of", "turn_of"]
 
@@ -78,7 +77,7 @@ def _in_conversation(state: Any = None) -> Any:
     if found is None:
         return contextlib.nullcontext()
     principal = (config.get("configurable") or {}).get(PRINCIPAL_KEY)
-    return session(
+    return bind_call(
         found[0],
         tenant=found[1],
         principal=principal if isinstance(principal, str) and principal else None,

@@ -49,7 +49,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from .. import get_effect, mcp_annotations
-from ..framework import bind_call, failure_hint, is_async
+from ..framework import bind_call, escape, failure_hint, is_async
 
 __all__ = [
     "CALL_ID_KEYS",
@@ -85,16 +85,11 @@ def conversation_of(
 ) -> str | None:
     """The conversation id a request's ``_meta`` names, or None. A client's choice: it is
     only ever used within the caller the server authenticated."""
-    if not meta:
-        return None
-    for key in keys:
-        value = meta.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
+    return _first(meta, keys)
 
 
 def _first(meta: Mapping[str, Any] | None, keys: Sequence[str]) -> str | None:
+    """The first non-empty str under ``keys`` in ``meta``, or None."""
     for key in keys:
         value = None if not meta else meta.get(key)
         if isinstance(value, str) and value:
@@ -115,13 +110,9 @@ def principal_of_token(token: Any) -> str | None:
         parts = (getattr(token, "client_id", None), None, getattr(token, "subject", None))
     if all(part is None for part in parts):
         return None
-    # "oauth" + each part as "" (absent) or "=" + its text: injective, and never equal to a
-    # connection's principal ("connection/...").
-    return "oauth/" + "/".join("" if p is None else "=" + _quote(str(p)) for p in parts)
-
-
-def _quote(text: str) -> str:
-    return text.replace("%", "%25").replace("/", "%2F").replace("=", "%3D")
+    # "oauth" + each part as "" (absent) or "=" + its escaped text: injective, and never
+    # equal to a transport's principal ("local/...", "http-session/...").
+    return "oauth/" + "/".join("" if p is None else "=" + escape(str(p)) for p in parts)
 
 
 _LOCAL: list[Any] = [None, ""]  # [pid, name]: this process's local transport
@@ -181,7 +172,7 @@ class _Binder:
             return f"local/{_local_name()}"
         headers = getattr(http_request, "headers", None)
         negotiated = None if headers is None else headers.get("mcp-session-id")
-        return None if not negotiated else f"http-session/{_quote(str(negotiated))}"
+        return None if not negotiated else f"http-session/{escape(str(negotiated))}"
 
     async def run(
         self,

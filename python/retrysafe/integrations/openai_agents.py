@@ -34,8 +34,7 @@ from typing import Any
 import agents
 from agents import Runner
 
-from ..framework import bind_call as _session
-from ..framework import failure_hint
+from ..framework import bind_call, failure_hint
 
 __all__ = ["conversation", "conversation_of", "function_tool", "run", "run_sync"]
 
@@ -76,7 +75,7 @@ def conversation(
     if found is None:
         yield None
         return
-    with _session(
+    with bind_call(
         found, tenant=tenant, principal=principal, turn=None if turn is None else str(turn)
     ):
         yield found

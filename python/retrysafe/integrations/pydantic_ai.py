@@ -37,10 +37,10 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from pydantic_ai.capabilities import AbstractCapability
+from pydantic_ai.messages import ModelRequest, UserPromptPart
 from pydantic_ai.tools import RunContext
 
-from ..framework import bind_call as session
-from ..framework import failure_hint
+from ..framework import bind_call, failure_hint
 
 __all__ = ["Retrysafe", "turn_of"]
 
@@ -49,8 +49,6 @@ def turn_of(messages: list[Any]) -> str:
     """The user turn a run is in: how many user prompts its messages hold (the history and
     this run's prompt). A run re-executed after a crash with the same history is the same
     turn; the user's next message starts the next one."""
-    from pydantic_ai.messages import ModelRequest, UserPromptPart
-
     count = 0
     for message in messages:
         if isinstance(message, ModelRequest) and any(
@@ -92,7 +90,7 @@ class Retrysafe(AbstractCapability[Any]):
         try:
             if not conversation:  # Agent.run always resolves one; a bare RunContext may not
                 return await handler(args)
-            async with session(
+            async with bind_call(
                 str(conversation),
                 tenant=self.tenant(ctx) if self.tenant is not None else None,
                 principal=self.principal(ctx) if self.principal is not None else None,
