@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import anyio
 
 from . import _telemetry
-from ._callables import check_decoratable, make_keyer
+from ._callables import bound_self, check_decoratable, make_keyer
 from ._exceptions import StoreError
 from ._flights import ThreadFlights, join_or_lead
 from ._identity import _CURRENT as _CURRENT_SESSION
@@ -96,8 +96,7 @@ class CacheInfo(Generic[T]):
         self._custom_key = key
         self._raw_limit = 0 if store.shared else RAW_KEY_LIMIT
         self._signature = inspect.signature(fn)
-        params = list(self._signature.parameters)
-        self._skip = 1 if params and params[0] in ("self", "cls") else 0
+        self._self = bound_self(self._signature.parameters)
         self._parts: dict[str, _Partition] = {}
         #: The native binders of the partitions built so far, by the session's partition
         #: string (the memory hit path's one lookup).
@@ -139,7 +138,7 @@ class CacheInfo(Generic[T]):
         keyer = (
             None
             if self._custom_key is not None
-            else make_keyer(self.fn, prefix, head, self._raw_limit)[0]
+            else make_keyer(self.fn, prefix, head, self._raw_limit)
         )
         part = self._parts[name] = _Partition(prefix, head, keyer)
         if keyer is not None:
@@ -164,8 +163,8 @@ class CacheInfo(Generic[T]):
             bound = self._signature.bind(*args, **kwargs)  # raises the TypeError a call would
             bound.apply_defaults()
             value = dict(bound.arguments)
-            if self._skip:
-                value.pop(next(iter(self._signature.parameters)), None)
+            if self._self is not None:
+                value.pop(self._self, None)
         if self._raw_limit:
             raw = part.prefix.encode() + canonical_json(value)
             if len(raw) <= self._raw_limit:

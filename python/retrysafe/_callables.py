@@ -13,7 +13,7 @@ from typing import Any
 
 from ._native import CallKeyer
 
-__all__ = ["check_decoratable", "hide_parameters", "make_keyer"]
+__all__ = ["bound_self", "check_decoratable", "hide_parameters", "make_keyer"]
 
 #: Top-level packages whose tool objects wrap a function: a retrysafe decorator above such a
 #: decorator would wrap the framework's object, or nothing the framework calls.
@@ -65,23 +65,30 @@ def hide_parameters(wrapper: Any, func: Callable[..., Any], names: Iterable[str]
         wrapper.__annotations__ = {k: v for k, v in annotations.items() if k not in hidden}
 
 
+def bound_self(names: Iterable[str]) -> str | None:
+    """The name of a method's ``self``/``cls`` among a signature's parameter names (left out
+    of keys: the instance is not an argument), or None."""
+    first = next(iter(names), None)
+    return first if first in ("self", "cls") else None
+
+
 def make_keyer(
     fn: Callable[..., Any], prefix: str, head: bytes, raw_limit: int, hidden: tuple[str, ...] = ()
-) -> tuple[CallKeyer | None, int]:
+) -> CallKeyer | None:
     """A native binder for plain signatures; None where *args/**kwargs need inspect."""
     params = list(inspect.signature(fn).parameters.values())
-    skip = 1 if params and params[0].name in ("self", "cls") else 0
+    skip = 0 if bound_self(p.name for p in params) is None else 1
     params = params[skip:]
     kinds = {p.kind for p in params}
     if kinds & {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}:
-        return None, skip
+        return None
     positional = sum(
         p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         for p in params
     )
     if any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in params):
-        return None, skip  # keywords must not reach positional-only names: inspect decides
-    keyer = CallKeyer(
+        return None  # keywords must not reach positional-only names: inspect decides
+    return CallKeyer(
         head,
         [p.name for p in params],
         [p.default for p in params],
@@ -92,4 +99,3 @@ def make_keyer(
         hidden=list(hidden),
         empty=inspect.Parameter.empty,
     )
-    return keyer, skip

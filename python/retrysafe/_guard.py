@@ -115,8 +115,10 @@ def _local_for(store: Any, namespace: str) -> _Local:
         return local
 
 
+@functools.lru_cache(maxsize=4096)
 def _explicit_scope(session_id: str) -> str:
-    """The scope of a conversation named by ``session_id=``: that of ``session(session_id)``."""
+    """The scope of a conversation named by ``session_id=``: that of ``session(session_id)``
+    (remembered: a guard given ``session_id=`` looks it up on every call)."""
     return Session(session_id).scope
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from . import _telemetry
-from ._callables import check_decoratable, hide_parameters, make_keyer
+from ._callables import bound_self, check_decoratable, hide_parameters, make_keyer
 from ._classify import never_sent, server_hint, server_said, status_of
 from ._effects import Effect, get_effect
 from ._exceptions import (
@@ -205,11 +205,10 @@ class IdempotencyHandle:
         self.checkpoint = checkpoint
         self.takeover = kind in (Effect.READ, Effect.IDEMPOTENT)
         self._signature = inspect.signature(fn)
-        params = list(self._signature.parameters)
-        self._skip = params[0] if params and params[0] in ("self", "cls") else None
+        names = list(self._signature.parameters)
+        self._skip = bound_self(names)
         self._passes_key = KEY_PARAM in self._signature.parameters
         self._threads = ThreadFlights()
-        names = list(self._signature.parameters)
         self._key_position = names.index(KEY_PARAM) if self._passes_key else len(names) + 1
         self._keyers: dict[str | None, CallKeyer | None] = {}
         # Who holds a claim, for inspection; fences, not owners, tell claims apart.
@@ -307,9 +306,7 @@ class IdempotencyHandle:
                 self._keyers.clear()
             raw = self._full_scope(inner).encode()
             head = _KEY_TAG + len(raw).to_bytes(8, "big") + raw
-            keyer = self._keyers[inner] = make_keyer(
-                self.fn, "idem:", head, 0, hidden=(KEY_PARAM,)
-            )[0]
+            keyer = self._keyers[inner] = make_keyer(self.fn, "idem:", head, 0, hidden=(KEY_PARAM,))
             return keyer
 
     def _fast(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
