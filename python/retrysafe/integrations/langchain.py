@@ -29,7 +29,7 @@ import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import StructuredTool, ToolException
@@ -103,8 +103,19 @@ def _accepting_state(wrapper: Any) -> Any:
         (i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params)
     )
     wrapper.__signature__ = signature.replace(parameters=[*params[:at], extra, *params[at:]])
-    wrapper.__annotations__ = {**getattr(wrapper, "__annotations__", {}), _STATE_ARG: annotation}
+    wrapper.__annotations__ = {**_resolved(wrapper), _STATE_ARG: annotation}
     return wrapper
+
+
+def _resolved(fn: Any) -> dict[str, Any]:
+    """``fn``'s annotations evaluated once, here, where they are strings (``from __future__
+    import annotations``): LangChain reads a tool's type hints on every invoke, and would
+    compile each string again every time. Left as they are when one does not resolve."""
+    annotations = dict(getattr(fn, "__annotations__", {}))
+    try:
+        return dict(get_type_hints(fn, include_extras=True))
+    except Exception:  # a name only a type checker sees: LangChain resolves it as before
+        return annotations
 
 
 def as_tool(
