@@ -42,6 +42,12 @@ BEGIN
         RETURN QUERY SELECT 'completed'::text, rec.fence, rec.payload, 0::float8, false, false;
         RETURN;
     END IF;
+    -- A claim its caller abandoned before this statement arrived: refused, never recorded.
+    IF EXISTS (SELECT 1 FROM retrysafe_kv k WHERE k.key = p_key || E'abandoned' || p_nonce
+               AND k.expires > now_) THEN
+        RETURN QUERY SELECT 'abandoned'::text, NULL::text, NULL::bytea, 0::float8, false, false;
+        RETURN;
+    END IF;
     -- Claims of one key queue on its fence row (it outlives the record).
     INSERT INTO retrysafe_fences AS f (key, counter) VALUES (p_key, 0)
         ON CONFLICT (key) DO NOTHING;
@@ -125,6 +131,11 @@ BEGIN
      WHERE r.key = p_key AND r.expires > now_ FOR UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
+    END IF;
+    -- A live owner's record is not settled by hand: it is running, not unknown.
+    IF before_ = 'in_progress' AND EXISTS (SELECT 1 FROM retrysafe_records r
+        WHERE r.key = p_key AND r.lease > now_) THEN
+        RETURN 'held';
     END IF;
     IF p_applied THEN
         UPDATE retrysafe_records r SET state = 'completed', payload = p_payload, owner = NULL,

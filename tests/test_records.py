@@ -41,6 +41,7 @@ class RecordMachine(RuleBasedStateMachine):
         self.model: dict[str, dict[str, Any] | None] = {k: None for k in KEYS}
         self.fences: dict[str, int] = {k: 0 for k in KEYS}
         self.expired: set[str] = set()
+        self.nonces = 0
 
     def teardown(self) -> None:
         for store in self.stores:
@@ -68,7 +69,11 @@ class RecordMachine(RuleBasedStateMachine):
 
     @rule(key=st.sampled_from(KEYS), fp=st.sampled_from(FPS), takeover=st.booleans())
     def claim(self, key: str, fp: str, takeover: bool) -> None:
-        outcomes = [store.claim(key, fp, "owner", LEASE, 60, takeover) for store in self.stores]
+        self.nonces += 1
+        nonce = f"{self.nonces:012d}"
+        outcomes = [
+            store.claim(key, fp, "owner", LEASE, 60, takeover, nonce) for store in self.stores
+        ]
         rec = self.model[key]
         for claim in outcomes:
             if rec is None:
@@ -97,6 +102,7 @@ class RecordMachine(RuleBasedStateMachine):
                 "fp": fp,
                 "fences": [c.fence for c in outcomes],
                 "payload": None,
+                "nonce": nonce,
             }
             self.expired.discard(key)
         elif claim.status == "unknown" and rec is not None and rec["state"] == "in_progress":
@@ -118,7 +124,8 @@ class RecordMachine(RuleBasedStateMachine):
     def release(self, key: str, stale: bool) -> None:
         rec = self.model[key]
         ok = self._fenced("release", key, stale)
-        assert (rec is not None and not stale and rec["state"] == "in_progress") == ok
+        # From UNKNOWN too: the owner knows it did not act.
+        assert (rec is not None and not stale and rec["state"] != "completed") == ok
         if ok:
             self.model[key] = None
 
@@ -131,10 +138,24 @@ class RecordMachine(RuleBasedStateMachine):
         if ok and rec is not None:
             rec["state"] = "unknown"
 
+    @precondition(lambda self: any(r is not None for r in self.model.values()))
+    @rule(key=st.sampled_from(KEYS), stale=st.booleans())
+    def abandon(self, key: str, stale: bool) -> None:
+        """A claim given up by its nonce (its reply was lost): gone if it is still that claim's."""
+        rec = self.model[key]
+        nonce = "999999999999" if stale or rec is None else rec["nonce"]
+        [ok] = set(self._all("abandon", key, nonce))
+        assert (rec is not None and not stale and rec["state"] != "completed") == ok
+        if ok:
+            self.model[key] = None
+
     @rule(key=st.sampled_from(KEYS), applied=st.booleans())
     def resolve(self, key: str, applied: bool) -> None:
         rec = self.model[key]
         [before] = set(self._all("resolve", key, 7, applied, 60))
+        if rec is not None and rec["state"] == "in_progress" and key not in self.expired:
+            assert before == "held"  # a live owner's record is not settled by hand
+            return
         assert (rec["state"] if rec else None) == before
         if rec is not None:
             if applied:

@@ -40,6 +40,7 @@ from ._guard import LoopGuard, LoopStop, current_guard
 from ._idempotent import (
     IdempotencyHandle,
     NotApplied,
+    current_fence,
     current_key,
     idempotent,
     resolve,
@@ -82,6 +83,7 @@ __all__ = [
     "resolve",
     "idempotent",
     "current_key",
+    "current_fence",
     "Session",
     "NotApplied",
     "IdempotencyHandle",

@@ -7,7 +7,6 @@ unreachable the call fails closed with StoreError: a write never runs unprotecte
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import logging
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from . import _telemetry
 from ._callables import bound_self, check_decoratable, hide_parameters, make_keyer
@@ -40,10 +40,13 @@ from ._identity import CURRENT_CALL as _STATE
 from ._identity import CallState as _CallState
 from ._identity import Session, escape, is_async, name_of, partition_of
 from ._keys import IdempKey
-from ._lease import run_with_heartbeat, start_heartbeat
+from ._lease import Held, run_with_heartbeat, start_heartbeat
 from ._native import CallKeyer, fingerprint, idempotency_digest
+from ._settle import settle_later
 from .stores import Store, resolve_store
-from .stores._records import Claim, claim_number
+from .stores._codec import CodecError
+from .stores._records import HELD, Claim, claim_number
+from .stores._sql import fence_nonce
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "IdempotencyHandle",
     "NotApplied",
+    "current_fence",
     "current_key",
     "idempotent",
     "resolve",
@@ -75,6 +79,12 @@ _NOT_BEFORE = ":not-before"
 REPEAT_POLICIES = ("confirm", "replay", "allow")
 #: How many entries of a call's turn history are kept (runs, notices, released runs).
 _TURNS_KEPT = 16
+#: Seconds past the caller's deadline (or its cancellation) that the record transitions a
+#: failed or cancelled call owes may take inline; what is not done by then is handed to the
+#: background (``_settle``), so a caller is never held longer.
+SETTLE_GRACE = 0.5
+#: The share of the lease a holder counts on: the rest covers the claim's round trip.
+_LEASE_SHARE = 0.9
 
 
 class NotApplied(RetrysafeError):
@@ -100,20 +110,71 @@ def _first_warning_for(store: Any) -> bool:
 def current_key() -> IdempKey | None:
     """The idempotency key of the ``@idempotent`` call running in this context, or None.
 
-    Send ``str(current_key())`` as the remote's Idempotency-Key header.
+    Send ``str(current_key())`` as the remote's Idempotency-Key header, right before sending:
+    once the call's lease ran out or was taken over it raises :class:`LeaseLostError`, and
+    the call stops before acting (its record is released).
     """
     state = _STATE.get()
-    return None if state is None else state.key
+    if state is None:
+        return None
+    _still_held(state)
+    return state.key  # type: ignore[no-any-return]
+
+
+def current_fence() -> int | None:
+    """The fence token of the ``@idempotent`` call running in this context, or None outside
+    one: a number that grows with every claim of the key. Send it to a remote that keeps the
+    highest token it has seen and refuses lower ones, and a cut-off owner can never act
+    after a newer claim did. Raises :class:`LeaseLostError` once the lease ran out or was
+    taken over (the call stops before acting; its record is released)."""
+    state = _STATE.get()
+    if state is None or state.record is None:
+        return None
+    _still_held(state)
+    return state.record[1]
 
 
 def side_effect_started() -> None:
     """Inside an ``@idempotent(checkpoint=True)`` tool: mark the point after which the side
     effect may have happened (call it right before sending the request). A failure before
-    it releases the record; an ambiguous failure after it leaves the outcome UNKNOWN."""
+    it releases the record; an ambiguous failure after it leaves the outcome UNKNOWN.
+    Raises :class:`LeaseLostError`, without marking anything, once the call's lease ran out
+    or was taken over: the tool stops before acting, and the record is released."""
     state = _STATE.get()
     if state is None:
         raise RuntimeError("side_effect_started() is only meaningful inside an @idempotent call")
+    _still_held(state)
     state.started = True
+
+
+class _Stopped(LeaseLostError):
+    """Raised by a checkpoint: the call stopped before acting (its record is released)."""
+
+
+def _still_held(state: _CallState) -> None:
+    held = state.held
+    if held is not None and not held.valid():
+        raise _Stopped(
+            f"the lease on key {state.key} ran out or was taken over, so this call no longer "
+            "holds its record: it must stop before acting",
+            key=state.key,
+        )
+
+
+async def _not_past_deadline() -> None:
+    """Let a caller whose deadline has passed be cancelled now, before its side effect
+    starts: a store call that could not be interrupted (trio's worker threads) may return
+    after the deadline without a checkpoint in between."""
+    for _ in range(64):
+        if anyio.current_effective_deadline() > anyio.current_time():
+            return
+        await anyio.lowlevel.checkpoint()  # the cancellation is delivered at a checkpoint
+
+
+def _unserializable(exc: BaseException) -> bool:
+    """The store answered, and refused the value or could not read its own (its serializer
+    failed): trying again later cannot help, and a claim that got this was read."""
+    return isinstance(exc, CodecError)
 
 
 def turn_verdict(
@@ -421,6 +482,12 @@ class IdempotencyHandle:
             not not_applied,
             self.ttl,
         )
+        if before == HELD:
+            raise IdempotencyInProgressError(
+                f"{self.tool}: the call with key {key} is running (its owner's lease is live): "
+                "it is not settled by hand; wait for it, or for its lease to run out",
+                key=key,
+            )
         if before == "unknown":
             _telemetry.note_unknown(self.tool, -1)
         return before
@@ -467,14 +534,28 @@ class IdempotencyHandle:
         err.handle = self  # type: ignore[attr-defined]
         return err
 
-    def _lease_lost(self, key: IdempKey, value: Any) -> LeaseLostError:
-        err = LeaseLostError(
-            f"{self.tool}: the lease on key {key} was lost (taken over); the result was not "
-            "stored (it is on this error's `.result`)",
+    def _lease_lost(
+        self, key: IdempKey, value: Any, *, before: bool | None = None
+    ) -> LeaseLostError:
+        """The call no longer holds its record: ``before`` it started (nothing ran), during
+        it (stopped at its next checkpoint), or after (None: the result was not stored)."""
+        if before is None:
+            err = LeaseLostError(
+                f"{self.tool}: the lease on key {key} was lost (taken over); the result was not "
+                "stored (it is on this error's `.result`)",
+                key=key,
+            )
+            err.result = value
+            return err
+        return LeaseLostError(
+            f"{self.tool}: the lease on key {key} ran out or was taken over "
+            + (
+                "before the call started: it did not run"
+                if before
+                else "while it ran: it was stopped"
+            ),
             key=key,
         )
-        err.result = value
-        return err
 
     def _claim_outcome(self, claim: Claim, key: IdempKey, record_key: str) -> tuple[bool, Any]:
         """(True, payload) to replay; (False, None) to keep waiting; raises otherwise."""
@@ -489,6 +570,8 @@ class IdempotencyHandle:
             )
         if status == "unknown":
             raise self._unknown(key, record_key, None)
+        if status == "abandoned":  # only a claim given up before it arrived gets this
+            raise StoreError(f"{self.tool}: the claim of key {key} arrived after it was given up")
         return False, None
 
     def _in_progress(self, key: IdempKey) -> IdempotencyInProgressError:
@@ -520,6 +603,8 @@ class IdempotencyHandle:
             # Whatever happened, the next call resends the same key and the remote answers
             # it once: nothing is left to settle by hand. (A derived key is the same for the
             # same arguments; an explicit one is the caller's.)
+            return "release"
+        if isinstance(exc, _Stopped):  # a checkpoint stopped it before it acted
             return "release"
         if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt
             return "unknown" if self.effect.repeats_side_effect and state.started else "release"
@@ -572,6 +657,62 @@ class IdempotencyHandle:
             tool=self.tool,
         )
 
+    # --- claims: one the caller could not read is given up by it ----------------------------
+
+    async def _aclaim(self, record_key: str, digest: str) -> Claim:
+        nonce = fence_nonce()
+        try:
+            return await self.store.aclaim(
+                record_key, digest, self._owner_id, self.lease, self.ttl, self.takeover, nonce
+            )
+        except BaseException as exc:  # no reply (lost, timed out) or cancelled: it may have landed
+            if not _unserializable(exc):
+                self._abandon_later(record_key, nonce)
+            raise
+
+    def _claim(self, record_key: str, digest: str) -> Claim:
+        nonce = fence_nonce()
+        try:
+            return self.store.claim(
+                record_key, digest, self._owner_id, self.lease, self.ttl, self.takeover, nonce
+            )
+        except BaseException as exc:
+            if not _unserializable(exc):
+                self._abandon_later(record_key, nonce)
+            raise
+
+    def _abandon_later(self, record_key: str, nonce: str) -> None:
+        """A claim whose reply this caller never read never ran: its record (if it landed, or
+        lands later) is removed by its nonce, in the background, so it is not left for its
+        lease to run out and turn UNKNOWN."""
+        store = self.store
+        settle_later(
+            f"give up a claim of {self.tool} whose reply was lost",
+            lambda: store.abandon(record_key, nonce),
+        )
+
+    async def _bounded(
+        self,
+        what: str,
+        attempt: Callable[[], Any],
+        later: Callable[[], object],
+    ) -> bool:
+        """Make a record transition the call owes, shielded from the caller's cancellation
+        but not past its deadline (plus :data:`SETTLE_GRACE`); if the store fails or does not
+        answer in time, hand it to the background. True if it was made inline; a value the
+        store cannot take raises its :class:`StoreError`."""
+        start = anyio.current_time()
+        deadline = max(anyio.current_effective_deadline(), start) + SETTLE_GRACE
+        with anyio.CancelScope(shield=True, deadline=deadline):
+            try:
+                await attempt()
+                return True
+            except StoreError as exc:
+                if _unserializable(exc):  # the store answered: no later attempt can help
+                    raise
+        settle_later(f"{what} ({self.tool})", later)
+        return False
+
     # --- async ------------------------------------------------------------------------------
 
     def replay(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -610,12 +751,10 @@ class IdempotencyHandle:
         claim: Claim | None = None,
     ) -> Any:
         if not self._durability_checked:
-            await anyio.to_thread.run_sync(self._check_durable)  # CONFIG GET, once
+            await anyio.to_thread.run_sync(self._check_durable, abandon_on_cancel=True)  # once
         key, digest_hex, record_key, digest = keys or self._keys(args, kwargs)
         if claim is None:
-            claim = await self.store.aclaim(
-                record_key, digest, self._owner_id, self.lease, self.ttl, self.takeover
-            )
+            claim = await self._aclaim(record_key, digest)
         if claim.status == "completed":
             self.replays += 1
             return claim.payload  # a replay: one store call
@@ -646,13 +785,10 @@ class IdempotencyHandle:
         if first is not None:
             return await self._arun(key, record_key, self._claimed_fence(first), args, kwargs)
         store = self.store
-        owner = self._owner_id
         give_up_at = time.monotonic() + self.wait
         delay = 0.01
         while True:
-            claim = await store.aclaim(
-                record_key, digest, owner, self.lease, self.ttl, self.takeover
-            )
+            claim = await self._aclaim(record_key, digest)
             if claim.status == "claimed":
                 return await self._arun(key, record_key, self._claimed_fence(claim), args, kwargs)
             done, payload = self._claim_outcome(claim, key, record_key)
@@ -661,9 +797,7 @@ class IdempotencyHandle:
             if time.monotonic() >= give_up_at:
                 raise self._in_progress(key)
             async with store.awatch(record_key) as watcher:
-                again = await store.aclaim(
-                    record_key, digest, owner, self.lease, self.ttl, self.takeover
-                )
+                again = await self._aclaim(record_key, digest)
                 if again.status == "claimed":
                     return await self._arun(
                         key, record_key, self._claimed_fence(again), args, kwargs
@@ -684,6 +818,7 @@ class IdempotencyHandle:
         kwargs: dict[str, Any],
     ) -> Any:
         store = self.store
+        held = Held(self.lease * _LEASE_SHARE)
         turns = self._turns(key, args, kwargs)
         try:
             if turns is not None:
@@ -695,18 +830,22 @@ class IdempotencyHandle:
                     raise self._refuse_repeat(key, verdict)
             # Only a key claimed before can have been released with a server's wait: the
             # first claim of a key reads nothing more (claim + complete stay two trips).
-            pause = (
-                self._wait_before_sending(await store.aget(record_key + _NOT_BEFORE), key)
-                if claim_number(fence) > 1
-                else 0.0
-            )
+            if claim_number(fence) > 1:
+                pause = self._wait_before_sending(await store.aget(record_key + _NOT_BEFORE), key)
+                if pause:
+                    await anyio.sleep(pause)
+            # Never start past the caller's deadline, nor on a lease that ran out meanwhile.
+            await _not_past_deadline()
+            if not held.valid():
+                raise self._lease_lost(key, None, before=True)
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._arelease_quietly(record_key, fence)
+            await self._bounded(
+                "release a claim that did not run",
+                lambda: store.arelease(record_key, fence),
+                lambda: store.release(record_key, fence),
+            )
             raise
-        if pause:
-            await anyio.sleep(pause)
-        state = _CallState(key, not self.checkpoint, (record_key, fence, self.ttl), store)
+        state = _CallState(key, not self.checkpoint, (record_key, fence, self.ttl), store, held)
         self._started(key)
         token = _STATE.set(state)
         try:
@@ -715,32 +854,83 @@ class IdempotencyHandle:
                 lambda: self.fn(*call_args, **call_kwargs),
                 lambda: store.aheartbeat(record_key, fence, self.lease),
                 self.lease / 3,
+                held,
+                lambda: self._lease_lost(key, None, before=False),
             )
-        except Exception as error:
-            if await self._asettle_failure(error, state, record_key, fence, turns) == "unknown":
-                raise self._unknown(key, record_key, error) from error
-            raise
-        except BaseException as exc:  # cancelled mid-call
-            with anyio.CancelScope(shield=True):
-                await self._asettle_failure(exc, state, record_key, fence, turns)
+        except BaseException as exc:
+            outcome = await self._asettle_failure(exc, state, record_key, fence, turns)
+            if outcome == "unknown" and isinstance(exc, Exception) and not held.lost:
+                raise self._unknown(key, record_key, exc) from exc
             raise
         finally:
             _STATE.reset(token)
-        try:
+        stored: bool | None = None
+
+        async def complete() -> None:
+            nonlocal stored
             stored = await store.acomplete(record_key, fence, value, self.ttl)
-        except StoreError as exc:
-            # The side effect ran; its result could not be kept. Never drop it: the record
-            # turns UNKNOWN at once where the store answers, and the caller gets the value.
-            with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
-                await store.amark_unknown(record_key, fence, self.unknown_ttl)
-            raise self._unstored(key, record_key, value, exc) from exc
+
+        try:
+            # The side effect ran: its result is stored even if the caller was cancelled
+            # meanwhile (within its deadline's grace; else in the background).
+            done = await self._bounded(
+                "store a result",
+                complete,
+                lambda: store.complete(record_key, fence, value, self.ttl),
+            )
+        except StoreError as exc:  # the value itself cannot be stored
+            done, stored = False, None
+            cause: StoreError | None = exc
+        else:
+            cause = None
+        if not done:
+            error = cause or StoreError(f"{self.tool}: the store did not take the result in time")
+            if cause is not None or stored is None:
+                await self._bounded(
+                    "mark a record UNKNOWN",
+                    lambda: store.amark_unknown(record_key, fence, self.unknown_ttl),
+                    lambda: store.mark_unknown(record_key, fence, self.unknown_ttl),
+                )
+            raise self._unstored(key, record_key, value, error) from error
         if not stored:
             raise self._lease_lost(key, value)
         return value
 
-    async def _arelease_quietly(self, record_key: str, fence: int) -> None:
-        with contextlib.suppress(StoreError):  # else the lease runs out
-            await self.store.arelease(record_key, fence)
+    def _failure_steps(
+        self,
+        exc: BaseException,
+        state: _CallState,
+        record_key: str,
+        fence: int,
+        turns: tuple[str, str] | None,
+    ) -> tuple[str, Callable[[], Any], Callable[[], object]]:
+        """What a failed run owes its record: ``(outcome, async steps, the same steps sync)``."""
+        store = self.store
+        outcome = self._after_error(exc, state)
+        if outcome == "unknown":
+            return (
+                outcome,
+                lambda: store.amark_unknown(record_key, fence, self.unknown_ttl),
+                lambda: store.mark_unknown(record_key, fence, self.unknown_ttl),
+            )
+        not_before = self._not_before_after(exc)
+        entry = None if turns is None else _released(turns)  # it never acted
+
+        async def steps() -> None:
+            await store.arelease(record_key, fence)
+            if turns is not None and entry is not None:
+                await store.arecent(turns[0], entry, _TURNS_KEPT, self.ttl)
+            if not_before is not None:
+                await store.aset(record_key + _NOT_BEFORE, *not_before)
+
+        def sync_steps() -> None:
+            store.release(record_key, fence)
+            if turns is not None and entry is not None:
+                store.recent(turns[0], entry, _TURNS_KEPT, self.ttl)
+            if not_before is not None:
+                store.set(record_key + _NOT_BEFORE, *not_before)
+
+        return outcome, steps, sync_steps
 
     async def _asettle_failure(
         self,
@@ -750,19 +940,8 @@ class IdempotencyHandle:
         fence: int,
         turns: tuple[str, str] | None = None,
     ) -> str:
-        outcome = self._after_error(exc, state)
-        try:
-            if outcome == "release":
-                await self.store.arelease(record_key, fence)
-                if turns is not None:  # it never acted: not an earlier turn's run
-                    await self.store.arecent(turns[0], _released(turns), _TURNS_KEPT, self.ttl)
-                not_before = self._not_before_after(exc)
-                if not_before is not None:
-                    await self.store.aset(record_key + _NOT_BEFORE, *not_before)
-            else:
-                await self.store.amark_unknown(record_key, fence, self.unknown_ttl)
-        except StoreError:
-            pass  # the lease runs out; the next claim applies the expired-lease rule
+        outcome, steps, sync_steps = self._failure_steps(exc, state, record_key, fence, turns)
+        await self._bounded(f"settle a failed call ({outcome})", steps, sync_steps)
         return outcome
 
     # --- sync -------------------------------------------------------------------------------
@@ -771,9 +950,7 @@ class IdempotencyHandle:
         if not self._durability_checked:
             self._check_durable()
         key, digest_hex, record_key, digest = self._keys(args, kwargs)
-        claim = self.store.claim(
-            record_key, digest, self._owner_id, self.lease, self.ttl, self.takeover
-        )
+        claim = self._claim(record_key, digest)
         if claim.status == "completed":
             self.replays += 1
             return claim.payload  # a replay: one store call
@@ -802,11 +979,10 @@ class IdempotencyHandle:
         if first is not None:
             return self._run(key, record_key, self._claimed_fence(first), args, kwargs)
         store = self.store
-        owner = self._owner_id
         give_up_at = time.monotonic() + self.wait
         delay = 0.01
         while True:
-            claim = store.claim(record_key, digest, owner, self.lease, self.ttl, self.takeover)
+            claim = self._claim(record_key, digest)
             if claim.status == "claimed":
                 return self._run(key, record_key, self._claimed_fence(claim), args, kwargs)
             done, payload = self._claim_outcome(claim, key, record_key)
@@ -815,7 +991,7 @@ class IdempotencyHandle:
             if time.monotonic() >= give_up_at:
                 raise self._in_progress(key)
             with store.watch(record_key) as watcher:
-                again = store.claim(record_key, digest, owner, self.lease, self.ttl, self.takeover)
+                again = self._claim(record_key, digest)
                 if again.status == "claimed":
                     return self._run(key, record_key, self._claimed_fence(again), args, kwargs)
                 done, payload = self._claim_outcome(again, key, record_key)
@@ -834,6 +1010,7 @@ class IdempotencyHandle:
         kwargs: dict[str, Any],
     ) -> Any:
         store = self.store
+        held = Held(self.lease * _LEASE_SHARE)
         turns = self._turns(key, args, kwargs)
         try:
             if turns is not None:
@@ -843,42 +1020,31 @@ class IdempotencyHandle:
                     store.recent(turns[0], verdict[1], _TURNS_KEPT, self.ttl)
                 if verdict[0] == "refuse":
                     raise self._refuse_repeat(key, verdict)
-            pause = (
-                self._wait_before_sending(store.get(record_key + _NOT_BEFORE), key)
-                if claim_number(fence) > 1
-                else 0.0
-            )
+            if claim_number(fence) > 1:
+                pause = self._wait_before_sending(store.get(record_key + _NOT_BEFORE), key)
+                if pause:
+                    time.sleep(pause)
+            if not held.valid():
+                raise self._lease_lost(key, None, before=True)
         except BaseException:
-            with contextlib.suppress(StoreError):  # else the lease runs out
-                store.release(record_key, fence)
+            self._settle_now_or_later(
+                "release a claim that did not run", lambda: store.release(record_key, fence)
+            )
             raise
-        if pause:
-            time.sleep(pause)
-        state = _CallState(key, not self.checkpoint, (record_key, fence, self.ttl), store)
+        state = _CallState(key, not self.checkpoint, (record_key, fence, self.ttl), store, held)
         self._started(key)
         token = _STATE.set(state)
         stop = start_heartbeat(
-            lambda: store.heartbeat(record_key, fence, self.lease), self.lease / 3
+            lambda: store.heartbeat(record_key, fence, self.lease), self.lease / 3, held
         )
         try:
             call_args, call_kwargs = self._with_key(args, kwargs, key)
             value = self.fn(*call_args, **call_kwargs)
         except BaseException as exc:
             stop.set()
-            outcome = self._after_error(exc, state)
-            try:
-                if outcome == "release":
-                    store.release(record_key, fence)
-                    if turns is not None:  # it never acted: not an earlier turn's run
-                        store.recent(turns[0], _released(turns), _TURNS_KEPT, self.ttl)
-                    not_before = self._not_before_after(exc)
-                    if not_before is not None:
-                        store.set(record_key + _NOT_BEFORE, *not_before)
-                else:
-                    store.mark_unknown(record_key, fence, self.unknown_ttl)
-            except StoreError:
-                pass
-            if outcome == "unknown" and isinstance(exc, Exception):
+            outcome, _, steps = self._failure_steps(exc, state, record_key, fence, turns)
+            self._settle_now_or_later(f"settle a failed call ({outcome})", steps)
+            if outcome == "unknown" and isinstance(exc, Exception) and not held.lost:
                 raise self._unknown(key, record_key, exc) from exc
             raise
         finally:
@@ -887,12 +1053,25 @@ class IdempotencyHandle:
         try:
             stored = store.complete(record_key, fence, value, self.ttl)
         except StoreError as exc:
-            with contextlib.suppress(StoreError):  # as in _arun
-                store.mark_unknown(record_key, fence, self.unknown_ttl)
+            self._settle_now_or_later(
+                "mark a record UNKNOWN",
+                lambda: store.mark_unknown(record_key, fence, self.unknown_ttl),
+            )
+            if not _unserializable(exc):  # the store may take it when it is back
+                settle_later(
+                    f"store a result ({self.tool})",
+                    lambda: store.complete(record_key, fence, value, self.ttl),
+                )
             raise self._unstored(key, record_key, value, exc) from exc
         if not stored:
             raise self._lease_lost(key, value)
         return value
+
+    def _settle_now_or_later(self, what: str, steps: Callable[[], object]) -> None:
+        try:
+            steps()
+        except StoreError:
+            settle_later(f"{what} ({self.tool})", steps)
 
 
 def idempotent(

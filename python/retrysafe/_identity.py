@@ -245,7 +245,7 @@ class CallState:
     may have started, and its record (record key, fence, ttl) in ``store``, which a store's
     own transaction can complete (``PostgresStore.transaction``)."""
 
-    __slots__ = ("key", "record", "started", "store")
+    __slots__ = ("held", "key", "record", "started", "store")
 
     def __init__(
         self,
@@ -253,11 +253,14 @@ class CallState:
         started: bool,
         record: tuple[str, int, float] | None = None,
         store: Any = None,
+        held: Any = None,
     ) -> None:
         self.key = key
         self.started = started
         self.record = record
         self.store = store
+        #: What the call knows of its lease (``_lease.Held``): its checkpoints read it.
+        self.held = held
 
 
 CURRENT_CALL: ContextVar[CallState | None] = ContextVar("retrysafe_idempotent_call", default=None)

@@ -1,8 +1,18 @@
-"""Keeping a lease alive while its holder works: the cache and the records both need it."""
+"""Keeping a lease alive while its holder works: the cache and the records both need it.
+
+A heartbeat renews the lease every third of its length. What it learns is kept on a
+:class:`Held` that the holder's checkpoints read without I/O: ``lost`` once the store said
+the lease is someone else's, and ``until``, the monotonic time the last renewal the store
+confirmed is good for (measured from before it was sent, so never later than the store's
+own deadline). A holder paused past ``until`` (SIGSTOP, a long GC, a blocked loop) knows at
+its next checkpoint that it may have been cut off, before it acts.
+"""
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -12,54 +22,101 @@ from ._exceptions import StoreError
 
 T = TypeVar("T")
 
-__all__ = ["heartbeat", "run_with_heartbeat", "start_heartbeat"]
+__all__ = ["Held", "heartbeat", "run_with_heartbeat", "start_heartbeat"]
 
 
-def start_heartbeat(renew: Callable[[], bool], every: float) -> threading.Event:
+class Held:
+    """What the holder knows of its lease: ``lost`` (the store fenced it out) and ``until``
+    (monotonic seconds it is good for; ``inf`` for a lease that is not tracked)."""
+
+    __slots__ = ("lease", "lost", "until")
+
+    def __init__(self, lease: float = math.inf, since: float | None = None) -> None:
+        self.lease = lease
+        self.lost = False
+        self.until = (time.monotonic() if since is None else since) + lease
+
+    def valid(self) -> bool:
+        return not self.lost and time.monotonic() < self.until
+
+
+def start_heartbeat(
+    renew: Callable[[], bool], every: float, held: Held | None = None
+) -> threading.Event:
     """Call ``renew`` every ``every`` seconds from a daemon thread until the returned event is
-    set, ``renew`` returns False (the lease was lost) or the store fails (the lease then runs
-    out on its own, and its rules apply)."""
+    set or ``renew`` returns False (the lease was lost: ``held.lost``). A store failure does
+    not stop it (the store may come back); ``held.until`` runs out meanwhile."""
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(every):
+            began = time.monotonic()
             try:
-                if not renew():
-                    return
+                kept = renew()
             except StoreError:
+                continue
+            if not kept:
+                if held is not None:
+                    held.lost = True
                 return
+            if held is not None:
+                held.until = began + held.lease
 
     threading.Thread(target=beat, name="retrysafe-lease", daemon=True).start()
     return stop
 
 
-async def heartbeat(renew: Callable[[], Awaitable[bool]], every: float) -> None:
-    """The async form: run it in a task group and cancel it when the work is done."""
+async def heartbeat(
+    renew: Callable[[], Awaitable[bool]], every: float, held: Held | None = None
+) -> bool:
+    """The async form: run it in a task group and cancel it when the work is done. Returns
+    False when the lease was lost (``held.lost``)."""
     while True:
         await anyio.sleep(every)
+        began = time.monotonic()
         try:
-            if not await renew():
-                return
+            kept = await renew()
         except StoreError:
-            return
+            continue
+        if not kept:
+            if held is not None:
+                held.lost = True
+            return False
+        if held is not None:
+            held.until = began + held.lease
 
 
 async def run_with_heartbeat(
-    work: Callable[[], Awaitable[T]], renew: Callable[[], Awaitable[bool]], every: float
+    work: Callable[[], Awaitable[T]],
+    renew: Callable[[], Awaitable[bool]],
+    every: float,
+    held: Held | None = None,
+    lost: Callable[[], BaseException] | None = None,
 ) -> T:
     """Await ``work()`` while a heartbeat renews the lease. The work's exception is re-raised
     as itself, outside the task group (trio would wrap it in an ExceptionGroup); cancellation
-    propagates as usual."""
+    propagates as usual. With ``lost``: once the store says the lease is lost, the work is
+    cancelled at its next checkpoint and ``lost()`` is raised instead (a fenced-out holder
+    stops, rather than acting for a record that is no longer its own)."""
     value: T | None = None
-    error: Exception | None = None
+    error: BaseException | None = None
+    finished = False
+
+    async def beat() -> None:
+        if not await heartbeat(renew, every, held) and lost is not None:
+            tg.cancel_scope.cancel()
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(heartbeat, renew, every)
+        tg.start_soon(beat)
         try:
             value = await work()
+            finished = True
         except Exception as exc:
             error = exc
         finally:
             tg.cancel_scope.cancel()
     if error is not None:
         raise error
+    if not finished and lost is not None:
+        raise lost()
     return value  # type: ignore[return-value]

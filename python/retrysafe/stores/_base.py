@@ -109,11 +109,20 @@ class Store(Protocol):
     # --- idempotency records: every transition checks the fence --------------------------
 
     def claim(
-        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self,
+        key: Key,
+        fingerprint: str,
+        owner: str,
+        lease: float,
+        ttl: float,
+        takeover: bool,
+        nonce: str | None = None,
     ) -> Claim:
         """Claim a record: start it, replay it, or report who holds it (see :class:`Claim`).
         An expired lease is taken over when ``takeover`` (READ/IDEMPOTENT), else the record
-        turns UNKNOWN."""
+        turns UNKNOWN. ``nonce`` (12 digits, the caller's; the store draws one if None)
+        names this claim: the claim resent with it is recognised as itself, and
+        :meth:`abandon` finds it by it."""
         ...
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
@@ -127,7 +136,13 @@ class Store(Protocol):
         ...
 
     def release(self, key: Key, fence: int) -> bool:
-        """Remove the record of the claim holding ``fence`` (nothing was applied)."""
+        """Remove the record of the claim holding ``fence`` (nothing was applied), in
+        progress or UNKNOWN (its lease ran out, but its owner knows it did not act)."""
+        ...
+
+    def abandon(self, key: Key, nonce: str) -> bool:
+        """Remove the record of the claim made with ``nonce`` (in progress, or UNKNOWN since
+        its lease ran out) whose reply its caller never read: that caller never ran it."""
         ...
 
     def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
@@ -135,7 +150,8 @@ class Store(Protocol):
         ...
 
     def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
-        """Settle a record by hand: COMPLETED with ``payload`` or removed; returns the old state."""
+        """Settle a record by hand: COMPLETED with ``payload`` or removed; returns the old
+        state, or ``"held"`` (changing nothing) while an owner's lease on it is live."""
         ...
 
     def record(self, key: Key) -> RecordView | None:
@@ -165,8 +181,16 @@ class Store(Protocol):
     ) -> None: ...
     def awatch(self, key: Key) -> AbstractAsyncContextManager[AsyncWatcher]: ...
     async def aclaim(
-        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self,
+        key: Key,
+        fingerprint: str,
+        owner: str,
+        lease: float,
+        ttl: float,
+        takeover: bool,
+        nonce: str | None = None,
     ) -> Claim: ...
+    async def aabandon(self, key: Key, nonce: str) -> bool: ...
     async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool: ...
     async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool: ...
     async def arelease(self, key: Key, fence: int) -> bool: ...

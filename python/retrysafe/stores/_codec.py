@@ -19,6 +19,12 @@ logger = logging.getLogger("retrysafe")
 HEADER = b"rs1:"
 
 
+class CodecError(StoreError):
+    """The store answered, but a value could not be written or read (its serializer failed,
+    or the data is not retrysafe's): trying again cannot help, and a claim that got this
+    answer was read."""
+
+
 class Serializer(Protocol):
     """How values are turned into bytes for a shared store."""
 
@@ -49,7 +55,7 @@ class Codec:
         try:
             return HEADER + bytes(self.serializer.dumps(value))
         except Exception as exc:
-            raise StoreError(
+            raise CodecError(
                 f"cannot serialize a {type(value).__name__} for {self.where}: {exc}"
             ) from exc
 
@@ -75,14 +81,14 @@ class Codec:
         if isinstance(data, memoryview):
             data = bytes(data)
         if not isinstance(data, bytes) or not data.startswith(HEADER):
-            raise StoreError(
+            raise CodecError(
                 f"the stored result of record {key} in {self.where} is unreadable: "
                 + ("it is missing" if data is None else "it lacks retrysafe's header")
             )
         try:
             return self.serializer.loads(data[len(HEADER) :])
         except Exception as exc:
-            raise StoreError(
+            raise CodecError(
                 f"the stored result of record {key} in {self.where} is unreadable: "
                 f"it does not deserialize ({type(exc).__name__})"
             ) from exc
@@ -96,7 +102,7 @@ class Codec:
                 raise ValueError
             return int(value)
         except ValueError:
-            raise StoreError(
+            raise CodecError(
                 f"the fence of record {key} in {self.where} is not a number: the record was "
                 "changed by something other than retrysafe"
             ) from None

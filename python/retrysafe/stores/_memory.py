@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any
 
 from ._base import MISS, Key
-from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
+from ._records import COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, RecordView
 from ._sql import LocalWatchers
 
 __all__ = ["MemoryStore"]
@@ -206,7 +206,14 @@ class MemoryStore:
         return rec
 
     def claim(
-        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self,
+        key: Key,
+        fingerprint: str,
+        owner: str,
+        lease: float,
+        ttl: float,
+        takeover: bool,
+        nonce: str | None = None,
     ) -> Claim:
         now = time.monotonic()
         # The replay path: a live completed record is read without the lock (one dict get is
@@ -242,6 +249,7 @@ class MemoryStore:
                     "fp": fingerprint,
                     "owner": owner,
                     "fence": fence,
+                    "nonce": nonce,
                     "lease": now + lease,
                     "payload": None,
                     "expires": now + ttl,
@@ -287,12 +295,25 @@ class MemoryStore:
         return True
 
     def release(self, key: Key, fence: int) -> bool:
-        with self._lock:
-            rec = self._with_fence(key, fence, (IN_PROGRESS,))
+        with self._lock:  # from UNKNOWN too: the owner knows it did not act
+            rec = self._with_fence(key, fence, (IN_PROGRESS, UNKNOWN))
             if rec is not None:
                 del self._records[key]
         self._notify(key)
         return rec is not None
+
+    def abandon(self, key: Key, nonce: str) -> bool:
+        with self._lock:
+            rec = self._live_record(key, time.monotonic())
+            found = (
+                rec is not None
+                and rec.get("nonce") == nonce
+                and rec["state"] in (IN_PROGRESS, UNKNOWN)
+            )
+            if found:
+                del self._records[key]
+        self._notify(key)
+        return found
 
     def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         with self._lock:
@@ -305,8 +326,11 @@ class MemoryStore:
 
     def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
         with self._lock:
-            rec = self._live_record(key, time.monotonic())
+            now = time.monotonic()
+            rec = self._live_record(key, now)
             before = None if rec is None else str(rec["state"])
+            if rec is not None and rec["state"] == IN_PROGRESS and rec["lease"] > now:
+                return HELD  # its owner runs it: not settled by hand
             if rec is not None:
                 if applied:
                     payload = self._as_stored(key, payload)
@@ -339,9 +363,19 @@ class MemoryStore:
             return RecordView(rec["state"], rec["fp"], rec["fence"], rec["owner"], rec["payload"])
 
     async def aclaim(
-        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self,
+        key: Key,
+        fingerprint: str,
+        owner: str,
+        lease: float,
+        ttl: float,
+        takeover: bool,
+        nonce: str | None = None,
     ) -> Claim:
-        return self.claim(key, fingerprint, owner, lease, ttl, takeover)
+        return self.claim(key, fingerprint, owner, lease, ttl, takeover, nonce)
+
+    async def aabandon(self, key: Key, nonce: str) -> bool:
+        return self.abandon(key, nonce)
 
     async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
         return self.heartbeat(key, fence, lease)

@@ -11,6 +11,7 @@ interval if a notification is missed.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -32,7 +33,8 @@ __all__ = ["SCHEMA_SQL", "PostgresStore"]
 #: Bumped when the tables or functions change; the store creates what is missing.
 #: The server's clock is written inline as ``extract(epoch FROM clock_timestamp())``: a SQL
 #: function wrapping it (version 1's ``retrysafe_now()``) cost ~30 us per statement.
-SCHEMA_VERSION = 2
+#: Version 3: releases and abandoned claims also from UNKNOWN; resolve leaves a live owner's record.
+SCHEMA_VERSION = 3
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS retrysafe_kv (
@@ -75,6 +77,12 @@ BEGIN
      WHERE r.key = p_key AND r.state = 'completed' AND r.fp = p_fp AND r.expires > now_;
     IF FOUND THEN
         RETURN QUERY SELECT 'completed'::text, rec.fence, rec.payload, 0::float8, false, false;
+        RETURN;
+    END IF;
+    -- A claim its caller abandoned before this statement arrived: refused, never recorded.
+    IF EXISTS (SELECT 1 FROM retrysafe_kv k WHERE k.key = p_key || E'\x1fabandoned\x1f' || p_nonce
+               AND k.expires > now_) THEN
+        RETURN QUERY SELECT 'abandoned'::text, NULL::text, NULL::bytea, 0::float8, false, false;
         RETURN;
     END IF;
     -- Claims of one key queue on its fence row (it outlives the record).
@@ -161,6 +169,11 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
+    -- A live owner's record is not settled by hand: it is running, not unknown.
+    IF before_ = 'in_progress' AND EXISTS (SELECT 1 FROM retrysafe_records r
+        WHERE r.key = p_key AND r.lease > now_) THEN
+        RETURN 'held';
+    END IF;
     IF p_applied THEN
         UPDATE retrysafe_records r SET state = 'completed', payload = p_payload, owner = NULL,
                expires = now_ + p_ttl WHERE r.key = p_key;
@@ -202,6 +215,7 @@ _REPLAY = (
 _SEEN_MAX = 4096
 _LEASE_SUFFIX = "\x1flease"
 _RECENT_SUFFIX = "\x1frecent"
+_ABANDONED_SUFFIX = "\x1fabandoned\x1f"
 
 
 class PostgresStore:
@@ -234,6 +248,7 @@ class PostgresStore:
         min_size: int = 1,
         max_size: int = 10,
         timeout: float = 10.0,
+        command_timeout: float | None = 10.0,
         create_schema: bool = True,
     ) -> None:
         try:
@@ -253,6 +268,16 @@ class PostgresStore:
         self._sizes = (min_size, max_size)
         #: Seconds to wait for a pooled connection before the operation fails (StoreError).
         self.timeout = timeout
+        if command_timeout is not None and (
+            not isinstance(command_timeout, (int, float)) or command_timeout <= 0
+        ):
+            raise ValueError(
+                f"command_timeout must be a positive number or None, got {command_timeout!r}"
+            )
+        #: Seconds one statement may wait for its reply before its connection is hung up and
+        #: the operation fails (StoreError): a server cut off behind a middlebox that keeps
+        #: the connection open never holds a caller longer. None: no limit.
+        self.command_timeout = command_timeout
         #: The asyncio connections, by event loop: (loop, connections).
         self._async_pools: dict[int, tuple[Any, _LoopConnections]] = {}
         self._lock = threading.Lock()
@@ -298,6 +323,12 @@ class PostgresStore:
                 return StoreError(f"PostgreSQL failed: no connection: {cause}")
         return StoreError(f"PostgreSQL failed: {type(exc).__name__}: {exc}".strip())
 
+    def _no_reply(self) -> StoreError:
+        return StoreError(
+            f"PostgreSQL failed: no reply within {self.command_timeout:g} s (command_timeout); "
+            "the connection was hung up"
+        )
+
     def _why_no_connection(self) -> str | None:
         """Why the pool gets no connection (its PoolTimeout says only that it waited): one
         direct attempt, its failure named as authentication, TLS or an unreachable server.
@@ -336,15 +367,24 @@ class PostgresStore:
 
         fetch, once = _fetch_mode(fetch)
         for attempt in (1, 2):
+            alarm = None
             try:
                 with self._pool.connection() as conn:
+                    if self.command_timeout is not None:
+                        alarm = _WATCHDOG.arm(conn, self.command_timeout)
                     cursor = conn.execute(sql, params)
                     if fetch == "one":
-                        return cursor.fetchone()
-                    if fetch == "all":
-                        return cursor.fetchall()
-                    return cursor.rowcount
+                        found = cursor.fetchone()
+                    elif fetch == "all":
+                        found = cursor.fetchall()
+                    else:
+                        found = cursor.rowcount
+                    if alarm is not None:
+                        _WATCHDOG.disarm(alarm)
+                    return found
             except psycopg.OperationalError as exc:
+                if alarm is not None and _WATCHDOG.disarm(alarm):  # it fired: no resend
+                    raise self._no_reply() from exc
                 if once or attempt == 2:
                     raise self._failed(exc) from exc
                 self._pool.check()  # drop the dead idle connections before the resend
@@ -384,17 +424,24 @@ class PostgresStore:
 
         pool = self._async_pool()
         if pool is None:
-            return await anyio.to_thread.run_sync(self._execute, sql, params, fetch)
+            return await anyio.to_thread.run_sync(
+                self._execute, sql, params, fetch, abandon_on_cancel=True
+            )
         fetch, once = _fetch_mode(fetch)
+        limit = self.command_timeout
         for attempt in (1, 2):
             try:
-                async with pool.connection() as conn:
-                    cursor = await conn.execute(sql, params)
-                    if fetch == "one":
-                        return await cursor.fetchone()
-                    if fetch == "all":
-                        return await cursor.fetchall()
-                    return cursor.rowcount
+                with anyio.CancelScope() as scope:
+                    if limit is not None:
+                        scope.deadline = anyio.current_time() + limit
+                    async with pool.connection() as conn:  # hung up if cut off mid-statement
+                        cursor = await conn.execute(sql, params)
+                        if fetch == "one":
+                            return await cursor.fetchone()
+                        if fetch == "all":
+                            return await cursor.fetchall()
+                        return cursor.rowcount
+                raise self._no_reply()  # the scope ran out
             except psycopg.OperationalError as exc:
                 if once or attempt == 2:
                     raise self._failed(exc) from exc
@@ -594,7 +641,14 @@ class PostgresStore:
         return sql, params, "none"
 
     def _op_claim(
-        self, k: str, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self,
+        k: str,
+        fingerprint: str,
+        owner: str,
+        lease: float,
+        ttl: float,
+        takeover: bool,
+        nonce: str | None,
     ) -> tuple[str, Any, str]:
         params = {
             "key": k,
@@ -603,15 +657,15 @@ class PostgresStore:
             "lease": lease,
             "ttl": ttl,
             "takeover": takeover,
-            "nonce": fence_nonce(),
+            "nonce": nonce or fence_nonce(),
             "channel": self._channel,
         }
         return _CLAIM, params, "one"
 
     def _claimed(self, k: str, row: Any) -> Claim:
         status, fence, payload, lease_left, took, expired_now = row
-        if status == "mismatch":
-            return Claim("mismatch")
+        if status in ("mismatch", "abandoned"):
+            return Claim(status)
         fence = self._codec.fence(fence, k)
         if status == COMPLETED:
             result = self._codec.load_result(payload, k)
@@ -672,12 +726,33 @@ class PostgresStore:
         return done
 
     def _op_release(self, key: Key, fence: int) -> tuple[str, Any, str]:
+        # From UNKNOWN too: the owner knows it did not act.
         sql = (
             "WITH d AS (DELETE FROM retrysafe_records WHERE key = %(key)s AND fence = %(fence)s "
-            "AND state = 'in_progress' RETURNING 1) "
+            "AND state IN ('in_progress', 'unknown') RETURNING 1) "
             "SELECT (SELECT count(*) FROM d), pg_notify(%(channel)s, %(key)s)"
         )
         return sql, {"key": self._k(key), "fence": str(fence), "channel": self._channel}, "one"
+
+    def _op_abandon(self, key: Key, nonce: str) -> tuple[str, Any, str]:
+        # The nonce is remembered for an hour: the claim itself, if it arrives after this
+        # (held in a partitioned network), is refused instead of leaving a record nobody runs.
+        sql = (
+            "WITH g AS (INSERT INTO retrysafe_kv (key, value, num, owner, items, expires) "
+            "VALUES (%(gone)s, NULL, NULL, NULL, NULL, " + _NOW + " + 3600) "
+            "ON CONFLICT (key) DO UPDATE SET expires = excluded.expires), "
+            "d AS (DELETE FROM retrysafe_records WHERE key = %(key)s AND nonce = %(nonce)s "
+            "AND state IN ('in_progress', 'unknown') RETURNING 1) "
+            "SELECT (SELECT count(*) FROM d), pg_notify(%(channel)s, %(key)s)"
+        )
+        k = self._k(key)
+        params = {
+            "key": k,
+            "gone": k + _ABANDONED_SUFFIX + nonce,
+            "nonce": nonce,
+            "channel": self._channel,
+        }
+        return sql, params, "one"
 
     def _op_mark_unknown(self, key: Key, fence: int, ttl: float) -> tuple[str, Any, str]:
         return self._op_fenced(
@@ -737,7 +812,14 @@ class PostgresStore:
         self._do(self._op_set_and_release(key, value, ttl, owner))
 
     def claim(
-        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self,
+        key: Key,
+        fingerprint: str,
+        owner: str,
+        lease: float,
+        ttl: float,
+        takeover: bool,
+        nonce: str | None = None,
     ) -> Claim:
         k = self._k(key)
         if k in self._seen:
@@ -745,7 +827,7 @@ class PostgresStore:
             if replayed is not None:
                 return replayed
         return self._claimed(
-            k, self._do(self._op_claim(k, fingerprint, owner, lease, ttl, takeover))
+            k, self._do(self._op_claim(k, fingerprint, owner, lease, ttl, takeover, nonce))
         )
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
@@ -756,6 +838,9 @@ class PostgresStore:
 
     def release(self, key: Key, fence: int) -> bool:
         return self._counted(self._do(self._op_release(key, fence)))
+
+    def abandon(self, key: Key, nonce: str) -> bool:
+        return self._counted(self._do(self._op_abandon(key, nonce)))
 
     def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         return self._counted(self._do(self._op_mark_unknown(key, fence, ttl)))
@@ -825,14 +910,21 @@ class PostgresStore:
         await self._ado(self._op_set_and_release(key, value, ttl, owner))
 
     async def aclaim(
-        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self,
+        key: Key,
+        fingerprint: str,
+        owner: str,
+        lease: float,
+        ttl: float,
+        takeover: bool,
+        nonce: str | None = None,
     ) -> Claim:
         k = self._k(key)
         if k in self._seen:
             replayed = self._replayed(k, await self._aexecute(_REPLAY, (k, fingerprint), "one"))
             if replayed is not None:
                 return replayed
-        op = self._op_claim(k, fingerprint, owner, lease, ttl, takeover)
+        op = self._op_claim(k, fingerprint, owner, lease, ttl, takeover, nonce)
         return self._claimed(k, await self._ado(op))
 
     async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
@@ -843,6 +935,9 @@ class PostgresStore:
 
     async def arelease(self, key: Key, fence: int) -> bool:
         return self._counted(await self._ado(self._op_release(key, fence)))
+
+    async def aabandon(self, key: Key, nonce: str) -> bool:
+        return self._counted(await self._ado(self._op_abandon(key, nonce)))
 
     async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         return self._counted(await self._ado(self._op_mark_unknown(key, fence, ttl)))
@@ -1056,6 +1151,84 @@ class _LoopConnections:
 
     def __del__(self) -> None:
         self.hang_up()  # connections a store dropped are closed, not left to warn
+
+
+class _Watchdog:
+    """Shuts down the socket of a sync connection whose statement outlived its time: the
+    blocked read then fails at once (psycopg raises OperationalError, the pool discards the
+    connection). One thread for the process, started on first use; arming and disarming is a
+    heap push and a flag under a lock, so the common case costs a microsecond or two."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._heap: list[list[Any]] = []  # [deadline, sequence, connection, state]
+        self._count = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, conn: Any, seconds: float) -> list[Any]:
+        import time
+
+        with self._lock:
+            self._count += 1
+            alarm = [time.monotonic() + seconds, self._count, conn, "armed"]
+            heapq.heappush(self._heap, alarm)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="retrysafe-pg-watchdog", daemon=True
+                )
+                self._thread.start()
+            elif len(self._heap) == 1:
+                self._lock.notify()
+        return alarm
+
+    def disarm(self, alarm: list[Any]) -> bool:
+        """Stop the alarm; True if it had fired."""
+        with self._lock:
+            fired: bool = alarm[3] == "fired"
+            alarm[3] = "done"
+            alarm[2] = None
+            return fired
+
+    def _run(self) -> None:
+        import time
+
+        while True:
+            with self._lock:
+                while self._heap and self._heap[0][3] == "done":
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._lock.wait(1.0)
+                    continue
+                left = self._heap[0][0] - time.monotonic()
+                if left > 0:
+                    self._lock.wait(min(left, 1.0))
+                    continue
+                alarm = heapq.heappop(self._heap)
+                alarm[3] = "fired"
+                # Under the lock: the connection cannot go back to the pool (and to another
+                # caller) before its socket is shut.
+                _shut_down(alarm[2])
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _shut_down(conn: Any) -> None:
+    """Shut a connection's socket down in both directions (from another thread: the read
+    blocked on it returns at once)."""
+    import os
+    import socket
+
+    try:
+        duplicate = socket.socket(fileno=os.dup(conn.fileno()))
+    except Exception:  # already closed
+        return
+    try:
+        duplicate.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        duplicate.close()
 
 
 def _hang_up(conn: Any) -> None:

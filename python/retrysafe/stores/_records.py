@@ -11,6 +11,8 @@ __all__ = ["Claim", "RecordView", "claim_number"]
 IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
 UNKNOWN = "unknown"
+#: What ``resolve`` returns, changing nothing, for a record whose owner's lease is live.
+HELD = "held"
 
 
 class Claim:

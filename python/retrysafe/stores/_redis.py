@@ -101,7 +101,8 @@ _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.fl
 _CLAIM = (
     _NOW
     + """
--- KEYS: record, fence | ARGV: fp, owner, lease_ms, ttl_ms, takeover, channel, nonce
+-- KEYS: record, fence, abandoned | ARGV: fp, owner, lease_ms, ttl_ms, takeover, channel, nonce
+if redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1 then return {'abandoned'} end
 local state = redis.call('HGET', KEYS[1], 'state')
 local took_over = 0
 if state then
@@ -161,13 +162,28 @@ return 1
 _RELEASE_RECORD = (
     _FENCED
     + """
--- ARGV: fence, channel
-if state ~= 'in_progress' then return 0 end
+-- ARGV: fence, channel. From UNKNOWN too: the owner knows it did not act.
+if state ~= 'in_progress' and state ~= 'unknown' then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[2], 'released')
 return 1
 """
 )
+# A claim whose caller never read the reply (lost, or the caller was cancelled): it never
+# ran. Found by its nonce, in progress or turned UNKNOWN when its lease ran out; and the
+# nonce is remembered for an hour, so the claim itself, if it arrives after this (held in
+# a partitioned network), is refused instead of leaving a record nobody runs.
+_ABANDON = """
+-- KEYS: record, abandoned | ARGV: nonce, channel
+redis.call('HSET', KEYS[2], ARGV[1], '1')
+redis.call('PEXPIRE', KEYS[2], 3600000)
+local state = redis.call('HGET', KEYS[1], 'state')
+if redis.call('HGET', KEYS[1], 'nonce') ~= ARGV[1] then return 0 end
+if state ~= 'in_progress' and state ~= 'unknown' then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], 'released')
+return 1
+"""
 _MARK_UNKNOWN = (
     _FENCED
     + """
@@ -179,10 +195,15 @@ redis.call('PUBLISH', ARGV[3], 'unknown')
 return 1
 """
 )
-_RESOLVE = """
--- ARGV: applied, payload, ttl_ms, channel
+_RESOLVE = (
+    _NOW
+    + """
+-- ARGV: applied, payload, ttl_ms, channel. A live owner's record is not settled by hand.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return false end
+if state == 'in_progress' and tonumber(redis.call('HGET', KEYS[1], 'lease')) > now then
+  return 'held'
+end
 if ARGV[1] == '1' then
   redis.call('HSET', KEYS[1], 'state', 'completed', 'payload', ARGV[2])
   redis.call('HDEL', KEYS[1], 'owner', 'lease')
@@ -193,6 +214,7 @@ end
 redis.call('PUBLISH', ARGV[4], 'resolved')
 return state
 """
+)
 _SCRIPTS = {
     "acquire": _ACQUIRE,
     "extend": _EXTEND,
@@ -205,6 +227,7 @@ _SCRIPTS = {
     "heartbeat": _HEARTBEAT,
     "complete": _COMPLETE,
     "release_record": _RELEASE_RECORD,
+    "abandon": _ABANDON,
     "mark_unknown": _MARK_UNKNOWN,
     "resolve": _RESOLVE,
 }
@@ -383,8 +406,13 @@ class RedisStore:
 
     Every multi-step operation is one Lua script; all keys of one entry share a hash tag
     (``{prefix}:{key}...``), so Redis Cluster works. Values are serialized with orjson behind
-    a short header (pickle only with a serializer that you pass). ``command_timeout``: seconds
-    a command may take on the clients built from a URL (none by default, as on a bare client).
+    a short header (pickle only with a serializer that you pass).
+
+    ``command_timeout`` (10 s by default; None for none): how long one command may wait for
+    its reply on the clients retrysafe builds (from a URL, or the other kind built from your
+    client when yours sets none), so that a server cut off behind a middlebox that keeps the
+    connection open fails the call with :class:`StoreError` instead of holding it forever.
+    A client you pass keeps its own ``socket_timeout``.
     """
 
     shared = True
@@ -395,7 +423,7 @@ class RedisStore:
         prefix: str = "retrysafe",
         *,
         serializer: Serializer | None = None,
-        command_timeout: float | None = None,
+        command_timeout: float | None = 10.0,
     ) -> None:
         redis = _import_redis()
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
@@ -404,8 +432,13 @@ class RedisStore:
         self._codec = Codec(serializer, "Redis")
         self.serializer: Serializer = self._codec.serializer
         self._redis = redis
-        # Seconds a command may take on clients built from a URL. Off by default, as on a bare
-        # client: redis.asyncio wraps every read in a timeout when it is set (~15 us a GET).
+        if command_timeout is not None and (
+            not isinstance(command_timeout, (int, float)) or command_timeout <= 0
+        ):
+            raise ValueError(
+                f"command_timeout must be a positive number or None, got {command_timeout!r}"
+            )
+        # Seconds a command may wait for its reply on the clients retrysafe builds.
         self._command_timeout = command_timeout
         self._url: str | None = None
         self._kwargs: dict[str, Any] = {}
@@ -528,12 +561,19 @@ class RedisStore:
             (kwargs or {}).get("connection_class", "")
         )
         self._ssl_kwargs = {k: v for k, v in (kwargs or {}).items() if k.startswith("ssl_")}
+        self._default_timeout()
+
+    def _default_timeout(self) -> None:
+        # The other kind, built from your client's settings: a timeout where yours has none.
+        if self._kwargs.get("socket_timeout") is None:
+            self._kwargs["socket_timeout"] = self._command_timeout
 
     def _take_kwargs(self, pool: Any) -> None:
         kwargs = getattr(pool, "connection_kwargs", {}) or {}
         self._kwargs = {k: v for k, v in kwargs.items() if k in _PORTABLE}
         self._ssl = "SSL" in getattr(getattr(pool, "connection_class", None), "__name__", "")
         self._ssl_kwargs = {k: v for k, v in kwargs.items() if k.startswith("ssl_")}
+        self._default_timeout()
 
     # Blocking pools: a burst of concurrent callers queues for a connection instead of
     # failing with "Too many connections".
@@ -674,8 +714,8 @@ class RedisStore:
         for attempt in (1, 2):
             found = self._loop_client()
             try:
-                if found is None:
-                    return await anyio.to_thread.run_sync(sync_call)
+                if found is None:  # trio: the sync client in a worker thread, left on cancel
+                    return await anyio.to_thread.run_sync(sync_call, abandon_on_cancel=True)
                 async with found.gate:
                     return await async_call(found.client, found.scripts)
             except StoreError:
@@ -802,10 +842,20 @@ class RedisStore:
     def _fence(self, key: Key) -> str:
         return f"{self.prefix}:{{{self._text(key)}}}:fence"
 
+    def _abandoned(self, key: Key) -> str:
+        return f"{self.prefix}:{{{self._text(key)}}}:abandoned"
+
     def _claim_args(
-        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self,
+        key: Key,
+        fingerprint: str,
+        owner: str,
+        lease: float,
+        ttl: float,
+        takeover: bool,
+        nonce: str | None,
     ) -> tuple[list[str], list[Any]]:
-        keys = [self._record(key), self._fence(key)]
+        keys = [self._record(key), self._fence(key), self._abandoned(key)]
         args = [
             fingerprint,
             owner,
@@ -813,7 +863,7 @@ class RedisStore:
             _ms(ttl),
             "1" if takeover else "0",
             self._channel(key),
-            fence_nonce(),  # this claim's nonce: its token's tail
+            nonce or fence_nonce(),  # this claim's nonce: its token's tail
         ]
         return keys, args
 
@@ -873,9 +923,16 @@ class RedisStore:
         return result
 
     def claim(
-        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self,
+        key: Key,
+        fingerprint: str,
+        owner: str,
+        lease: float,
+        ttl: float,
+        takeover: bool,
+        nonce: str | None = None,
     ) -> Claim:
-        keys, args = self._claim_args(key, fingerprint, owner, lease, ttl, takeover)
+        keys, args = self._claim_args(key, fingerprint, owner, lease, ttl, takeover, nonce)
         return self._to_claim(key, self._sync_run(lambda: self._replicated("claim", keys, args)))
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
@@ -893,6 +950,12 @@ class RedisStore:
         script = self._sync_scripts["release_record"]
         args = [fence, self._channel(key)]
         return bool(self._sync_run(lambda: script(keys=[self._record(key)], args=args)))
+
+    def abandon(self, key: Key, nonce: str) -> bool:
+        script = self._sync_scripts["abandon"]
+        args = [nonce, self._channel(key)]
+        keys = [self._record(key), self._abandoned(key)]
+        return bool(self._sync_run(lambda: script(keys=keys, args=args)))
 
     def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         script = self._sync_scripts["mark_unknown"]
@@ -921,9 +984,16 @@ class RedisStore:
         )
 
     async def aclaim(
-        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self,
+        key: Key,
+        fingerprint: str,
+        owner: str,
+        lease: float,
+        ttl: float,
+        takeover: bool,
+        nonce: str | None = None,
     ) -> Claim:
-        keys, args = self._claim_args(key, fingerprint, owner, lease, ttl, takeover)
+        keys, args = self._claim_args(key, fingerprint, owner, lease, ttl, takeover, nonce)
         return self._to_claim(key, await self._record_script("claim", keys, args))
 
     async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
@@ -940,13 +1010,20 @@ class RedisStore:
         if not self._replicas or any(self._replicas.values()):
             return await self._run(
                 lambda: self._replicated(name, keys, args),
-                lambda c, s: anyio.to_thread.run_sync(self._replicated, name, keys, args),
+                lambda c, s: anyio.to_thread.run_sync(
+                    self._replicated, name, keys, args, abandon_on_cancel=True
+                ),
             )
         return await self._script(name, keys, args)
 
     async def arelease(self, key: Key, fence: int) -> bool:
         args = [fence, self._channel(key)]
         return bool(await self._script("release_record", [self._record(key)], args))
+
+    async def aabandon(self, key: Key, nonce: str) -> bool:
+        args = [nonce, self._channel(key)]
+        keys = [self._record(key), self._abandoned(key)]
+        return bool(await self._script("abandon", keys, args))
 
     async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         args = [fence, _ms(ttl), self._channel(key)]
@@ -980,7 +1057,7 @@ class RedisStore:
         found = self._loop_client()
         try:
             if found is None:
-                data = await anyio.to_thread.run_sync(self._sync.get, full)
+                data = await anyio.to_thread.run_sync(self._sync.get, full, abandon_on_cancel=True)
             else:
                 async with found.gate:
                     data = await found.client.get(full)
@@ -1003,7 +1080,7 @@ class RedisStore:
         return bool(await self._run(lambda: self._sync.delete(full), lambda c, s: c.delete(full)))
 
     async def aclear(self, prefix: str = "") -> int:
-        return await anyio.to_thread.run_sync(self.clear, prefix)
+        return await anyio.to_thread.run_sync(self.clear, prefix, abandon_on_cancel=True)
 
     async def _script(
         self, name: str, keys: list[str], args: list[Any], *, resend: bool = True

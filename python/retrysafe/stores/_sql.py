@@ -42,10 +42,11 @@ def fence_nonce() -> str:
     return f"{_tails.randrange(10**12):012d}"
 
 
-def fence_token(counter: int) -> int:
-    """The claim counter's digits followed by 12 random digits: if the database loses its
-    data and the counter starts over, a token still never repeats (as in RedisStore)."""
-    return int(f"{counter}{fence_nonce()}")
+def fence_token(counter: int, nonce: str | None = None) -> int:
+    """The claim counter's digits followed by the claim's nonce (12 random digits): if the
+    database loses its data and the counter starts over, a token still never repeats (as in
+    RedisStore)."""
+    return int(f"{counter}{nonce or fence_nonce()}")
 
 
 class _Wake:

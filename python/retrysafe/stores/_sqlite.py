@@ -19,7 +19,7 @@ from .._exceptions import StoreError
 from .._identity import escape
 from ._base import MISS, Key
 from ._codec import Codec
-from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
+from ._records import COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, RecordView
 from ._sql import LocalWatchers, fence_token, key_text, like_prefix
 
 __all__ = ["SQLiteStore"]
@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS retrysafe_fences (
 #: A sweep of expired rows runs on about one write in this many (no background thread).
 SWEEP_EVERY = 256
 _LEASE = "\x1flease"
+_ABANDONED = "\x1fabandoned\x1f"
 _RECENT = "\x1frecent"
 
 
@@ -96,7 +97,7 @@ class SQLiteStore:
         self.synchronous = synchronous.upper()
         self._codec = Codec(serializer, f"SQLite at {self.path}")
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
         self._lock = threading.Lock()
         self._watchers = LocalWatchers()
         self._writes = 0
@@ -130,19 +131,29 @@ class SQLiteStore:
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        with self._lock:
-            self._connections.append(conn)
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        return conn
+    def _conn(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        found: tuple[sqlite3.Connection, threading.Lock] | None = getattr(self._local, "conn", None)
+        if found is None:
+            found = (self._connect(), threading.Lock())
+            with self._lock:
+                if self._closed:
+                    found[0].close()
+                    raise StoreError(f"{self!r} is closed")
+                self._connections.append(found)
+            self._local.conn = found
+        return found
 
     def _with_connection(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        # Each connection is used under its lock (uncontended: a connection per thread), so
+        # close() never closes one another thread is inside: sqlite3 would crash.
         try:
-            return run(self._conn())
+            conn, in_use = self._conn()
+            with in_use:
+                if self._closed:
+                    raise StoreError(f"{self!r} is closed")
+                return run(conn)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite at {self.path} failed: {type(exc).__name__}: {exc}") from exc
 
@@ -180,17 +191,18 @@ class SQLiteStore:
         with self._lock:
             self._closed = True
             connections, self._connections = self._connections, []
-        for conn in connections:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
+        for conn, in_use in connections:
+            with in_use:  # waits for an operation in another thread to end
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
 
     async def aclose(self) -> None:
         self.close()
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args), abandon_on_cancel=True)
 
     # --- values -----------------------------------------------------------------------------
 
@@ -367,7 +379,14 @@ class SQLiteStore:
     # --- idempotency records: every transition checks the fence --------------------------
 
     def claim(
-        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self,
+        key: Key,
+        fingerprint: str,
+        owner: str,
+        lease: float,
+        ttl: float,
+        takeover: bool,
+        nonce: str | None = None,
     ) -> Claim:
         text = self._k(key)
         # The replay path: one read, no write lock.
@@ -382,6 +401,14 @@ class SQLiteStore:
             )
 
         def run(conn: sqlite3.Connection, now: float) -> Claim:
+            if (
+                nonce is not None
+                and conn.execute(
+                    "SELECT 1 FROM retrysafe_kv WHERE key = ? AND expires > ?",
+                    (text + _ABANDONED + nonce, now),
+                ).fetchone()
+            ):
+                return Claim("abandoned")  # its caller gave it up before it arrived
             rec = conn.execute(
                 "SELECT state, fp, fence, lease, payload FROM retrysafe_records "
                 "WHERE key = ? AND expires > ?",
@@ -389,6 +416,8 @@ class SQLiteStore:
             ).fetchone()
             if rec is not None:
                 state, fp, fence, lease_until, payload = rec
+                if state == IN_PROGRESS and nonce is not None and str(fence).endswith(nonce):
+                    return Claim("claimed", self._codec.fence(fence, text))  # this claim, resent
                 if fp != fingerprint:
                     return Claim("mismatch")
                 fence = self._codec.fence(fence, text)
@@ -409,7 +438,7 @@ class SQLiteStore:
                 "ON CONFLICT (key) DO UPDATE SET counter = counter + 1 RETURNING counter",
                 (text,),
             ).fetchone()[0]
-            fence = fence_token(int(counter))
+            fence = fence_token(int(counter), nonce)
             conn.execute(
                 "INSERT OR REPLACE INTO retrysafe_records "
                 "(key, state, fp, owner, fence, lease, payload, expires) "
@@ -469,14 +498,37 @@ class SQLiteStore:
         released = self._write(
             lambda c, now: (
                 c.execute(
-                    "DELETE FROM retrysafe_records WHERE key = ? AND fence = ? AND state = ?",
-                    (text, str(fence), IN_PROGRESS),
+                    "DELETE FROM retrysafe_records WHERE key = ? AND fence = ? AND state IN (?, ?)",
+                    (text, str(fence), IN_PROGRESS, UNKNOWN),  # the owner knows it did not act
                 ).rowcount
                 > 0
             )
         )
         self._watchers.notify(text)
         return released
+
+    def abandon(self, key: Key, nonce: str) -> bool:
+        text = self._k(key)
+
+        def run(conn: sqlite3.Connection, now: float) -> bool:
+            # The nonce is remembered for an hour (a claim arriving after this is refused);
+            # a fence token ends with its claim's nonce (12 digits).
+            conn.execute(
+                "INSERT OR REPLACE INTO retrysafe_kv (key, value, expires) VALUES (?, 1, ?)",
+                (text + _ABANDONED + nonce, now + 3600),
+            )
+            return (
+                conn.execute(
+                    "DELETE FROM retrysafe_records WHERE key = ? AND substr(fence, -12) = ? "
+                    "AND length(fence) > 12 AND state IN (?, ?)",
+                    (text, nonce, IN_PROGRESS, UNKNOWN),
+                ).rowcount
+                > 0
+            )
+
+        abandoned = self._write(run)
+        self._watchers.notify(text)
+        return abandoned
 
     def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         return self._fenced(
@@ -489,10 +541,13 @@ class SQLiteStore:
 
         def run(conn: sqlite3.Connection, now: float) -> str | None:
             row = conn.execute(
-                "SELECT state FROM retrysafe_records WHERE key = ? AND expires > ?", (text, now)
+                "SELECT state, lease FROM retrysafe_records WHERE key = ? AND expires > ?",
+                (text, now),
             ).fetchone()
             if row is None:
                 return None
+            if row[0] == IN_PROGRESS and row[1] > now:
+                return HELD  # its owner runs it: not settled by hand
             if applied:
                 conn.execute(
                     "UPDATE retrysafe_records SET state = 'completed', payload = ?, owner = NULL, "
@@ -569,9 +624,21 @@ class SQLiteStore:
         await self._in_thread(self.set_and_release, key, value, ttl, owner)
 
     async def aclaim(
-        self, key: Key, fingerprint: str, owner: str, lease: float, ttl: float, takeover: bool
+        self,
+        key: Key,
+        fingerprint: str,
+        owner: str,
+        lease: float,
+        ttl: float,
+        takeover: bool,
+        nonce: str | None = None,
     ) -> Claim:
-        return await self._in_thread(self.claim, key, fingerprint, owner, lease, ttl, takeover)
+        return await self._in_thread(
+            self.claim, key, fingerprint, owner, lease, ttl, takeover, nonce
+        )
+
+    async def aabandon(self, key: Key, nonce: str) -> bool:
+        return await self._in_thread(self.abandon, key, nonce)
 
     async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
         return await self._in_thread(self.heartbeat, key, fence, lease)
