@@ -70,6 +70,12 @@ class StoreError(RetrysafeError):
     llm_hint = "A storage backend is unavailable; the tool was not run. Try again later."
 
 
+class CodecError(StoreError):
+    """The store answered, but a value could not be written or read (its serializer failed,
+    or the data is not retrysafe's): trying again cannot help, and a claim that got this
+    answer was read. (Internal: callers see a :class:`StoreError`.)"""
+
+
 class IdempotencyKeyMismatchError(RetrysafeError):
     """The key was used before with different arguments (IETF draft: 422)."""
 

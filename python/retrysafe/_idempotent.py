@@ -24,6 +24,7 @@ from ._callables import bound_self, check_decoratable, hide_parameters, make_key
 from ._classify import never_sent, server_hint, server_said, status_of
 from ._effects import Effect, get_effect
 from ._exceptions import (
+    CodecError,
     IdempotencyInProgressError,
     IdempotencyKeyMismatchError,
     LeaseLostError,
@@ -44,7 +45,6 @@ from ._lease import Held, run_with_heartbeat, start_heartbeat
 from ._native import CallKeyer, fingerprint, idempotency_digest
 from ._settle import settle_later
 from .stores import Store, resolve_store
-from .stores._codec import CodecError
 from .stores._records import HELD, Claim, claim_number
 from .stores._sql import fence_nonce
 

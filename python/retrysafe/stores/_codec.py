@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from .._exceptions import StoreError
+from .._exceptions import CodecError
 from ._base import MISS
 
 __all__ = ["HEADER", "Codec", "OrjsonSerializer", "Serializer"]
@@ -17,12 +17,6 @@ __all__ = ["HEADER", "Codec", "OrjsonSerializer", "Serializer"]
 logger = logging.getLogger("retrysafe")
 
 HEADER = b"rs1:"
-
-
-class CodecError(StoreError):
-    """The store answered, but a value could not be written or read (its serializer failed,
-    or the data is not retrysafe's): trying again cannot help, and a claim that got this
-    answer was read."""
 
 
 class Serializer(Protocol):
