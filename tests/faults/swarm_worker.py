@@ -17,12 +17,12 @@ from collections import Counter
 import anyio
 import anyio.lowlevel
 
-from retrysafe import RetrysafeError, idempotent
+from retrysafe import RetrysafeError, idempotent, side_effect_started
 from retrysafe._settle import wait_settled
 from retrysafe.stores import PostgresStore, RedisStore
 
 DEADLINE = 2.0
-PACE = 0.05
+PACE = 0.02
 
 
 def main() -> None:
@@ -33,9 +33,17 @@ def main() -> None:
         store = PostgresStore(url, prefix=prefix, timeout=2, command_timeout=2, create_schema=False)
     fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
-    @idempotent(store=store, effect="write", scope=scope, lease_seconds=3, wait_seconds=1.5)
+    @idempotent(
+        store=store,
+        effect="write",
+        scope=scope,
+        lease_seconds=3,
+        wait_seconds=1.5,
+        checkpoint=True,
+    )
     async def charge(order: str) -> str:
-        await anyio.lowlevel.checkpoint()
+        await anyio.sleep(0.1)  # preparing the request: where a pause usually lands
+        side_effect_started()  # right before acting: raises if the lease is gone
         late = anyio.current_effective_deadline() < anyio.current_time()
         os.write(fd, f"{order} {int(late)}\n".encode())  # the side effect
         return order
@@ -46,10 +54,9 @@ def main() -> None:
     random.Random(int(seed)).shuffle(orders)
     outcomes: Counter[str] = Counter()
     raw: list[str] = []
-    past_deadline = 0
+    past_deadline: list[tuple[float, float]] = []
 
     async def run() -> None:
-        nonlocal past_deadline
         await charge(f"warm-{seed}")  # connected: the fault timeline starts when all are
         os.close(os.open(result + ".ready", os.O_CREAT | os.O_WRONLY, 0o644))
         while not os.path.exists(go):  # noqa: ASYNC110, ASYNC240 (another process's signal)
@@ -68,8 +75,9 @@ def main() -> None:
                 outcomes[type(exc).__name__] += 1
             except Exception as exc:  # a raw exception: what must never reach a caller
                 raw.append(f"{type(exc).__module__}.{type(exc).__name__}")
-            if time.monotonic() - started > DEADLINE + 1.0:
-                past_deadline += 1
+            ended = time.monotonic()
+            if ended - started > DEADLINE + 1.0:
+                past_deadline.append((started, ended))
             await anyio.sleep(PACE)
 
     anyio.run(run, backend=backend)

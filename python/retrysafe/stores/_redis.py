@@ -274,7 +274,10 @@ def _import_redis() -> Any:
         import redis
         import redis.asyncio
         import redis.asyncio.cluster
+        import redis.asyncio.retry
+        import redis.backoff
         import redis.cluster
+        import redis.retry
     except ImportError as exc:  # pragma: no cover - exercised without redis installed
         raise ImportError(
             "RedisStore needs redis-py: install it with `pip install 'retrysafe[redis]'`"
@@ -597,13 +600,21 @@ class RedisStore:
             return cluster.RedisCluster(startup_nodes=nodes, **self._kwargs, **extra)
         if self._url is not None:
             pool = redis.BlockingConnectionPool.from_url(
-                self._url, socket_timeout=self._command_timeout, **self._POOL, **self._TIMEOUTS
+                self._url,
+                socket_timeout=self._command_timeout,
+                retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+                **self._POOL,
+                **self._TIMEOUTS,
             )
         else:
             cls = redis.SSLConnection if self._ssl else redis.Connection
             extra = self._ssl_kwargs if self._ssl else {}
             pool = redis.BlockingConnectionPool(
-                connection_class=cls, **self._POOL, **self._kwargs, **extra
+                connection_class=cls,
+                retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+                **self._POOL,
+                **self._kwargs,
+                **extra,
             )
         return redis.Redis(connection_pool=pool)
 
@@ -642,13 +653,18 @@ class RedisStore:
                 self._url,
                 max_connections=self._ASYNC_POOL,
                 socket_timeout=self._command_timeout,
+                retry=aredis.retry.Retry(self._redis.backoff.NoBackoff(), 0),
                 **self._TIMEOUTS,
             )
         else:
             cls = aredis.SSLConnection if self._ssl else aredis.Connection
             extra = _accepted(cls, self._ssl_kwargs) if self._ssl else {}
             pool = aredis.ConnectionPool(
-                connection_class=cls, max_connections=self._ASYNC_POOL, **self._kwargs, **extra
+                connection_class=cls,
+                max_connections=self._ASYNC_POOL,
+                retry=aredis.retry.Retry(self._redis.backoff.NoBackoff(), 0),
+                **self._kwargs,
+                **extra,
             )
         return aredis.Redis(connection_pool=pool)
 
@@ -700,6 +716,8 @@ class RedisStore:
                     weakref.finalize(loop, self._async.pop, id(loop), None)
         return found
 
+    # redis-py's own retries are off on the clients built here (it resent every command,
+    # counters included, up to 3 times on a timeout: a 1 s timeout held a caller 15 s).
     # A lost connection (a restarted server, a failover, a pooled connection the server
     # closed) is retried once, on a fresh connection, for every operation that is safe to
     # resend (all but counters): the scripts recognise their own earlier effect.
