@@ -7,7 +7,8 @@ MODE ``keys``: CALLS concurrent calls for each of 40 customers (keys on every pr
 cluster); prints the distinct results seen per customer, and counts effects per customer.
 MODE ``failover``: as ``keys``, over about 4 seconds (a primary is killed meanwhile); each
 effect is appended to the file WITNESS (outside Redis, which may lose writes in a failover);
-prints {"results": {customer: [...]}, "errors": {error type: count}}.
+prints {"results": {customer: [...]}, "errors": {error type: count}, "unknown": [customers
+whose outcome was reported UNKNOWN]}.
 MODE ``hang-write`` / ``hang-read``: one call whose side effect never finishes (the test
 kills the process with SIGKILL while it holds the record). MODE ``done-then-hang``: one
 call that completes, then the process hangs (killed after its result was recorded).
@@ -122,12 +123,15 @@ async def failover(charge: Any, customers: list[str], calls: int, store: Store) 
     """Calls for every customer in rounds over ~4 s, recording results and error types."""
     results: dict[str, set[str]] = {c: set() for c in customers}
     errors: dict[str, int] = {}
+    unknown: set[str] = set()
 
     async def one(customer: str) -> None:
         try:
             results[customer].add(orjson.dumps(await charge(customer, 500)).decode())
         except Exception as exc:
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            if type(exc).__name__ == "OutcomeUnknownError":
+                unknown.add(customer)
 
     async with session("swarm-session"):
         for _ in range(8):
@@ -136,7 +140,11 @@ async def failover(charge: Any, customers: list[str], calls: int, store: Store) 
                     for _ in range(calls):
                         tg.start_soon(one, customer)
             await anyio.sleep(0.5)
-    report = {"results": {c: sorted(r) for c, r in results.items()}, "errors": errors}
+    report = {
+        "results": {c: sorted(r) for c, r in results.items()},
+        "errors": errors,
+        "unknown": sorted(unknown),
+    }
     print(orjson.dumps(report).decode(), flush=True)
     await store.aclose()
 

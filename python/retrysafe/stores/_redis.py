@@ -267,6 +267,8 @@ class _LoopClient:
     client: Any
     scripts: dict[str, Any]
     gate: _asyncio.Semaphore
+    #: Seconds a command may take, kept by the store (None: the client keeps it, or none).
+    limit: float | None = None
 
 
 def _import_redis() -> Any:
@@ -633,11 +635,10 @@ class RedisStore:
         if self._cluster is not None:
             cluster = aredis.cluster
             if self._url is not None:
+                # No socket_timeout here: redis-py's asyncio cluster connections then race
+                # their own connect (AttributeError: writer None); the store keeps the time.
                 return cluster.RedisCluster.from_url(
-                    self._url,
-                    max_connections=self._ASYNC_POOL,
-                    socket_timeout=self._command_timeout,
-                    **self._TIMEOUTS,
+                    self._url, max_connections=self._ASYNC_POOL, **self._TIMEOUTS
                 )
             nodes = [cluster.ClusterNode(host, port) for host, port in self._cluster]
             extra = (
@@ -645,8 +646,9 @@ class RedisStore:
                 if self._ssl
                 else {}
             )
+            kwargs = {k: v for k, v in self._kwargs.items() if k != "socket_timeout"}
             return cluster.RedisCluster(
-                startup_nodes=nodes, max_connections=self._ASYNC_POOL, **self._kwargs, **extra
+                startup_nodes=nodes, max_connections=self._ASYNC_POOL, **kwargs, **extra
             )
         if self._url is not None:
             pool = aredis.ConnectionPool.from_url(
@@ -711,7 +713,12 @@ class RedisStore:
                     )
                     client = client or self._build_async()
                     scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
-                    found = _LoopClient(client, scripts, _asyncio.Semaphore(self._ASYNC_COMMANDS))
+                    found = _LoopClient(
+                        client,
+                        scripts,
+                        _asyncio.Semaphore(self._ASYNC_COMMANDS),
+                        self._command_timeout if self._cluster is not None else None,
+                    )
                     self._async[id(loop)] = found
                     weakref.finalize(loop, self._async.pop, id(loop), None)
         return found
@@ -735,7 +742,10 @@ class RedisStore:
                 if found is None:  # trio: the sync client in a worker thread, left on cancel
                     return await anyio.to_thread.run_sync(sync_call, abandon_on_cancel=True)
                 async with found.gate:
-                    return await async_call(found.client, found.scripts)
+                    if found.limit is None:
+                        return await async_call(found.client, found.scripts)
+                    with anyio.fail_after(found.limit):
+                        return await async_call(found.client, found.scripts)
             except StoreError:
                 raise
             except Exception as exc:
@@ -1078,7 +1088,11 @@ class RedisStore:
                 data = await anyio.to_thread.run_sync(self._sync.get, full, abandon_on_cancel=True)
             else:
                 async with found.gate:
-                    data = await found.client.get(full)
+                    if found.limit is None:
+                        data = await found.client.get(full)
+                    else:
+                        with anyio.fail_after(found.limit):
+                            data = await found.client.get(full)
         except Exception as exc:
             if not self._lost_connection(exc):
                 raise _failed(self, exc) from exc
