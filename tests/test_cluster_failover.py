@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ALLOWED = {"StoreError", "OutcomeUnknownError", "IdempotencyInProgressError"}
 
 
-def _cluster_ok(ports: list[int]) -> bool:
+def cluster_ok(ports: list[int]) -> bool:
     for port in ports:
         try:
             info = redis.Redis(port=port, socket_timeout=1).cluster("info")
@@ -32,6 +32,45 @@ def _cluster_ok(ports: list[int]) -> bool:
         if isinstance(info, (bytes, str)) and "cluster_state:ok" not in str(info):
             return False
     return True
+
+
+def restart_node(directory: Path, victim: int, ports: list[int]) -> None:
+    """Restart a killed cluster node with its identity (it rejoins as a replica) and wait
+    for the cluster to be whole again."""
+    node_dir = directory / str(victim)
+    # spawnvp, not Popen: the node outlives the test (the cluster script stops it).
+    restarted = os.spawnvp(
+        os.P_NOWAIT,
+        "redis-server",
+        [
+            "redis-server",
+            "--port",
+            str(victim),
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            str(node_dir / "nodes.conf"),
+            "--cluster-node-timeout",
+            "2000",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(node_dir),
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
+    )
+    with open(directory / "extra.pids", "a") as f:
+        f.write(f"{restarted}\n")
+    deadline = time.monotonic() + 30
+    while not cluster_ok(ports) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 # Without WAIT after claims and completions (RedisStore._replicated), about one run in two
@@ -91,7 +130,7 @@ def test_a_killed_primary_duplicates_nothing(redis_cluster_url: str, tmp_path: P
             assert len(seen) <= 1, (customer, seen)
         # The replica was promoted: the cluster answers again.
         deadline = killed_at + 30
-        while not _cluster_ok([p for p in ports if p != victim]):
+        while not cluster_ok([p for p in ports if p != victim]):
             if time.monotonic() > deadline:
                 nodes = redis.Redis(port=startup).cluster("nodes")
                 pytest.fail(f"the cluster did not recover: {nodes}")
@@ -131,41 +170,7 @@ def test_a_killed_primary_duplicates_nothing(redis_cluster_url: str, tmp_path: P
         for w in workers:
             if w.poll() is None:
                 w.kill()
-        # Restart the killed node with its identity: it rejoins as a replica.
-        node_dir = directory / str(victim)
-        # spawnvp, not Popen: the node outlives this test (the cluster script stops it).
-        restarted = os.spawnvp(
-            os.P_NOWAIT,
-            "redis-server",
-            [
-                "redis-server",
-                "--port",
-                str(victim),
-                "--bind",
-                "127.0.0.1",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                str(node_dir / "nodes.conf"),
-                "--cluster-node-timeout",
-                "2000",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(node_dir),
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
-        )
-        with open(directory / "extra.pids", "a") as f:
-            f.write(f"{restarted}\n")
-        deadline = time.monotonic() + 30
-        while not _cluster_ok(ports) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        restart_node(directory, victim, ports)
         try:
             delete_prefix(raw, prefix)
         except redis.RedisError:

@@ -27,10 +27,12 @@ from typing import Any
 
 import pytest
 import redis
+import redis.cluster
 
 from retrysafe import idempotent
 from retrysafe.stores import PostgresStore, RedisStore
 
+from ..test_cluster_failover import cluster_ok, restart_node
 from .test_regressions import DEADLINE_GRACE, _proxied
 
 ORDERS = 60
@@ -56,6 +58,11 @@ TIMELINES: dict[str, list[tuple[float, str]]] = {
         (4.3, "resume worker 0"),
         (5.0, "resume worker 1"),
         (7.0, "stop"),
+    ],
+    "failover": [  # Redis Cluster: a primary paused, then SIGKILLed (its replica promoted)
+        (0.3, "server stall"),
+        (3.8, "server crash"),
+        (12.0, "stop"),
     ],
     "server": [  # Redis: CLIENT PAUSE, then SIGKILL and restart; PostgreSQL: backends killed
         (0.3, "server stall"),
@@ -162,6 +169,39 @@ class _PrivateRedis:
         self.proc.wait()
 
 
+class _ClusterNode:
+    """A primary of the suite's Redis Cluster (not the URL's startup node): paused, then
+    SIGKILLed; restarted with its identity at the end (it rejoins as a replica)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.ports = [int(p) for p in os.environ["REDIS_CLUSTER_PORTS"].split()]
+        startup = int(url.rsplit(":", 1)[1])
+        raw = redis.cluster.RedisCluster.from_url(url.replace("+cluster", ""))
+        self.victim = next(int(n.port) for n in raw.get_primaries() if int(n.port) != startup)
+        raw.close()
+        self.killed = False
+
+    def __call__(self, what: str) -> None:
+        node = redis.Redis(port=self.victim)
+        if what == "stall":
+            node.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+        elif what == "crash":
+            os.kill(int(node.info("server")["process_id"]), signal.SIGKILL)
+            self.killed = True
+
+    def healed(self) -> None:
+        deadline = time.monotonic() + 30
+        others = [p for p in self.ports if p != self.victim]
+        while not cluster_ok(others) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        if self.killed:
+            self.killed = False
+            restart_node(Path(os.environ["REDIS_CLUSTER_DIR"]), self.victim, self.ports)
+
+
 class _Backends:
     """PostgreSQL's faults: stall every other backend on a lock of the records table held
     3 s, then terminate every other backend (as a failover or an admin would; the server
@@ -188,14 +228,31 @@ class _Backends:
         pass
 
 
+#: (timeline, server): a Redis Cluster cannot sit behind the proxy (its MOVED replies name
+#: the nodes), so it runs the pause and a primary's failover.
+RUNS = [
+    ("network", "redis"),
+    ("network", "postgres"),
+    ("pause", "redis"),
+    ("pause", "postgres"),
+    ("pause", "cluster"),
+    ("server", "redis"),
+    ("server", "postgres"),
+    ("failover", "cluster"),
+]
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-@pytest.mark.parametrize("server", ["redis", "postgres"])
-@pytest.mark.parametrize("scenario", list(TIMELINES))
+@pytest.mark.parametrize(("scenario", "server"), RUNS)
 def test_a_swarm_under_faults_charges_once_and_leaves_nothing_unexplained(
     scenario: str, server: str, backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    if server == "redis":
-        faults: Any = _PrivateRedis(tmp_path)
+    if server == "cluster":
+        faults: Any = _ClusterNode(request.getfixturevalue("redis_cluster_url"))
+        request.addfinalizer(faults.close)
+        url = faults.url
+    elif server == "redis":
+        faults = _PrivateRedis(tmp_path)
         request.addfinalizer(faults.close)
         url = faults.url
     else:
@@ -203,14 +260,18 @@ def test_a_swarm_under_faults_charges_once_and_leaves_nothing_unexplained(
         faults = _Backends(url)
     prefix, scope = f"swarm-{uuid.uuid4().hex[:8]}", f"charge-{uuid.uuid4().hex[:6]}"
     direct: Any = (
-        RedisStore(url, prefix=prefix) if server == "redis" else PostgresStore(url, prefix=prefix)
+        PostgresStore(url, prefix=prefix)
+        if server == "postgres"
+        else RedisStore(url, prefix=prefix)
     )
     proxies, workers = [], []
     paused: dict[int, list[float]] = {}
     ledger = tmp_path / "ledger"
     for n in range(WORKERS):
-        proxy, proxied = _proxied(url)
-        proxies.append(proxy)
+        proxied = url
+        if server != "cluster":
+            proxy, proxied = _proxied(url)
+            proxies.append(proxy)
         args = [proxied, prefix, scope, backend, str(ORDERS), str(ledger)]
         args += [str(tmp_path / f"result-{n}.json"), str(n)]
         workers.append(subprocess.Popen([sys.executable, str(WORKER), *args]))
@@ -236,6 +297,8 @@ def test_a_swarm_under_faults_charges_once_and_leaves_nothing_unexplained(
     async def charge(order: str) -> str:
         return order
 
+    if isinstance(faults, _ClusterNode):
+        faults.healed()  # the replica promoted
     time.sleep(3.2)  # past the lease: a claim left behind is now what a person would find
     left: Counter[str] = Counter()
     unexplained = []
