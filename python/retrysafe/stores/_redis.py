@@ -635,10 +635,14 @@ class RedisStore:
         if self._cluster is not None:
             cluster = aredis.cluster
             if self._url is not None:
-                # No socket_timeout here: redis-py's asyncio cluster connections then race
-                # their own connect (AttributeError: writer None); the store keeps the time.
+                # socket_timeout=None, not redis-py's default: under one its asyncio cluster
+                # connections race their own connect (AttributeError: writer None). The
+                # store keeps the command time itself (_LoopClient.limit).
                 return cluster.RedisCluster.from_url(
-                    self._url, max_connections=self._ASYNC_POOL, **self._TIMEOUTS
+                    self._url,
+                    max_connections=self._ASYNC_POOL,
+                    socket_timeout=None,
+                    **self._TIMEOUTS,
                 )
             nodes = [cluster.ClusterNode(host, port) for host, port in self._cluster]
             extra = (
@@ -646,7 +650,7 @@ class RedisStore:
                 if self._ssl
                 else {}
             )
-            kwargs = {k: v for k, v in self._kwargs.items() if k != "socket_timeout"}
+            kwargs = {**self._kwargs, "socket_timeout": None}
             return cluster.RedisCluster(
                 startup_nodes=nodes, max_connections=self._ASYNC_POOL, **kwargs, **extra
             )
