@@ -39,6 +39,36 @@ class RetrysafeError(Exception):
         if llm_hint is not None:
             self.llm_hint = llm_hint
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with its message and its attributes (key, tool, hint, result...), never a
+        live one: execution engines pickle a unit's failure (DBOS stores it; Ray and Celery
+        send it back). ``handle`` (the decorated function's) stays behind, and so does an
+        attribute that cannot be pickled."""
+        import pickle
+
+        state = {}
+        for name, value in vars(self).items():
+            if name in _LIVE:
+                continue
+            try:
+                pickle.dumps(value)
+            except Exception:
+                continue
+            state[name] = value
+        return (_rebuilt, (type(self), self.args), state)
+
+
+#: Attributes that hold live objects of this process.
+_LIVE = frozenset({"handle"})
+
+
+def _rebuilt(cls: type[RetrysafeError], args: tuple[Any, ...]) -> RetrysafeError:
+    """An exception of ``cls`` with ``args``, its attributes set by pickle afterwards
+    (``__init__`` is not run: its keyword arguments differ per class)."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    return error
+
 
 class FingerprintError(RetrysafeError):
     """The arguments have no canonical form; ``path`` names the bad value (``args['a'][3]``).

@@ -1210,7 +1210,11 @@ def resolve(
     """
     handle = getattr(error, "handle", None)
     if not isinstance(handle, IdempotencyHandle) or not isinstance(error.key, IdempKey):
-        raise TypeError("resolve() takes an OutcomeUnknownError raised by an @idempotent tool")
+        raise TypeError(
+            "resolve() takes an OutcomeUnknownError raised by an @idempotent tool in this "
+            "process; for one from another process (unpickled), use the tool's "
+            "fn.idempotency.resolve(error.key, ..., record_key=error.record_key)"
+        )
     return handle.resolve(
         error.key,
         applied=applied,
