@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
@@ -281,13 +283,15 @@ class PostgresStore:
         #: The asyncio connections, by event loop: (loop, connections).
         self._async_pools: dict[int, tuple[Any, _LoopConnections]] = {}
         self._lock = threading.Lock()
+        #: Set in a forked child (``os.register_at_fork``): the parent's pool is not ours.
+        self._forked = False
         if isinstance(dsn_or_pool, str):
             self._dsn: str | None = dsn_or_pool
-            self._pool = self._new_pool(psycopg_pool.ConnectionPool)
+            self._pool_made = self._new_pool(psycopg_pool.ConnectionPool)
             self._own_pool = True
         elif isinstance(dsn_or_pool, psycopg_pool.ConnectionPool):
             self._dsn = None
-            self._pool = dsn_or_pool
+            self._pool_made = dsn_or_pool
             self._own_pool = False
         else:
             raise TypeError(
@@ -298,6 +302,7 @@ class PostgresStore:
         self._listener: _Listener | None = None
         #: Record keys this process saw completed: their replays take _REPLAY.
         self._seen: dict[str, None] = {}
+        _LIVE_STORES.add(self)
         if create_schema:
             self.create_schema()
 
@@ -305,6 +310,31 @@ class PostgresStore:
         return f"PostgresStore(prefix={self.prefix!r})"
 
     # --- connections ------------------------------------------------------------------------
+
+    @property
+    def _pool(self) -> Any:
+        """The sync pool of this process. In a forked child (Celery's prefork pool, gunicorn,
+        multiprocessing) the parent's pool and its connections stay the parent's: a child
+        that used them interleaved its statements with the parent's on the same sockets
+        (rows returned to the wrong caller); it opens its own on first use."""
+        if self._forked:
+            self._after_fork()
+        return self._pool_made
+
+    def _after_fork(self) -> None:
+        import psycopg_pool
+
+        with self._lock:
+            if not self._forked:
+                return
+            if not self._own_pool:
+                raise StoreError(
+                    "PostgresStore: the psycopg pool you passed was opened before this process "
+                    "forked and cannot be shared with the parent; pass a postgresql:// URL (the "
+                    "store opens a pool in each process) or build the pool after the fork"
+                )
+            self._forked = False
+            self._pool_made = self._new_pool(psycopg_pool.ConnectionPool)
 
     def _new_pool(self, cls: Any) -> Any:
         return cls(
@@ -482,8 +512,8 @@ class PostgresStore:
             listener.stop()
         for _, connections in loops.values():
             connections.hang_up()
-        if self._own_pool:
-            self._pool.close()
+        if self._own_pool and not self._forked:
+            self._pool_made.close()
 
     async def aclose(self) -> None:
         """Close the current event loop's connections (the sync pool stays: ``close()``)."""
@@ -1216,7 +1246,6 @@ _WATCHDOG = _Watchdog()
 def _shut_down(conn: Any) -> None:
     """Shut a connection's socket down in both directions (from another thread: the read
     blocked on it returns at once)."""
-    import os
     import socket
 
     try:
@@ -1229,6 +1258,30 @@ def _shut_down(conn: Any) -> None:
         pass
     finally:
         duplicate.close()
+
+
+#: Every PostgresStore of this process, to be told of a fork.
+_LIVE_STORES: weakref.WeakSet[PostgresStore] = weakref.WeakSet()
+#: What forked children inherited from their parent (pools, connections, listeners): kept
+#: referenced and never closed here, since closing would end the parent's sessions over the
+#: sockets both share.
+_INHERITED: list[Any] = []
+
+
+def _forget_parent() -> None:
+    global _WATCHDOG
+    _WATCHDOG = _Watchdog()  # its thread does not exist in the child
+    for store in list(_LIVE_STORES):
+        _INHERITED.append((store._pool_made, store._async_pools, store._listener))
+        store._async_pools = {}
+        store._listener = None
+        store._lock = threading.Lock()  # a parent's thread may have held it at the fork
+        store._watchers = LocalWatchers()
+        store._forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent)
 
 
 def _hang_up(conn: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio as _asyncio
 import logging
+import os
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -397,6 +398,25 @@ class _ThreadWatcher:
         return await anyio.to_thread.run_sync(self.inner.wait, seconds, abandon_on_cancel=True)
 
 
+#: Every RedisStore of this process, to be told of a fork.
+_LIVE_STORES: weakref.WeakSet[RedisStore] = weakref.WeakSet()
+#: The asyncio clients forked children inherited: kept referenced, never used or closed.
+_INHERITED: list[Any] = []
+
+
+def _forget_parent() -> None:
+    # redis-py's sync pools reset themselves in a child (they check the pid); the per-loop
+    # asyncio clients are this store's: the child builds its own.
+    for store in list(_LIVE_STORES):
+        _INHERITED.append(store._async)
+        store._async = {}
+        store._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent)
+
+
 class RedisStore:
     """A store in Redis (standalone, Sentinel or Cluster), shared by every process using it.
 
@@ -501,6 +521,7 @@ class RedisStore:
         # (A WeakKeyDictionary makes a weakref on every lookup: this is the hit path.)
         self._async: dict[int, _LoopClient] = {}
         self._lock = threading.Lock()
+        _LIVE_STORES.add(self)
         self._durable: bool | None = None
         self._durable_known = False
         #: Per node ("host:port"): whether it has replicas to WAIT for (read once).

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
@@ -102,6 +103,7 @@ class SQLiteStore:
         self._watchers = LocalWatchers()
         self._writes = 0
         self._closed = False
+        _LIVE_STORES.add(self)
         self._with_connection(lambda c: c.executescript(SCHEMA))
 
     @classmethod
@@ -651,6 +653,26 @@ class SQLiteStore:
 
     async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         return await self._in_thread(self.mark_unknown, key, fence, ttl)
+
+
+#: Every SQLiteStore of this process, to be told of a fork.
+_LIVE_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+#: Connections forked children inherited: SQLite's rule is that a connection never crosses
+#: a fork, so the child opens its own and keeps these referenced, unused and unclosed.
+_INHERITED: list[Any] = []
+
+
+def _forget_parent() -> None:
+    for store in list(_LIVE_STORES):
+        _INHERITED.append(store._connections)
+        store._connections = []
+        store._local = threading.local()
+        store._lock = threading.Lock()  # a parent's thread may have held it at the fork
+        store._watchers = LocalWatchers()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent)
 
 
 class _After:
