@@ -42,16 +42,18 @@ BEGIN
         RETURN QUERY SELECT 'completed'::text, rec.fence, rec.payload, 0::float8, false, false;
         RETURN;
     END IF;
+    -- Claims of one key queue on its fence row (it outlives the record).
+    INSERT INTO retrysafe_fences AS f (key, counter) VALUES (p_key, 0)
+        ON CONFLICT (key) DO NOTHING;
+    SELECT f.counter INTO counter_ FROM retrysafe_fences f WHERE f.key = p_key FOR UPDATE;
     -- A claim its caller abandoned before this statement arrived: refused, never recorded.
+    -- (Read under the fence row's lock, which retrysafe_abandon takes too: one of them is
+    -- first, and the other sees what it did.)
     IF EXISTS (SELECT 1 FROM retrysafe_kv k WHERE k.key = p_key || E'abandoned' || p_nonce
                AND k.expires > now_) THEN
         RETURN QUERY SELECT 'abandoned'::text, NULL::text, NULL::bytea, 0::float8, false, false;
         RETURN;
     END IF;
-    -- Claims of one key queue on its fence row (it outlives the record).
-    INSERT INTO retrysafe_fences AS f (key, counter) VALUES (p_key, 0)
-        ON CONFLICT (key) DO NOTHING;
-    SELECT f.counter INTO counter_ FROM retrysafe_fences f WHERE f.key = p_key FOR UPDATE;
     SELECT * INTO rec FROM retrysafe_records r WHERE r.key = p_key;
     IF FOUND AND rec.expires <= now_ THEN
         DELETE FROM retrysafe_records r WHERE r.key = p_key;
@@ -118,6 +120,28 @@ BEGIN
     -- application's own transaction) is done, not lost.
     RETURN EXISTS (SELECT 1 FROM retrysafe_records r
                     WHERE r.key = p_key AND r.fence = p_fence AND r.state = 'completed');
+END $$;
+
+CREATE OR REPLACE FUNCTION retrysafe_abandon(
+    p_key text, p_nonce text, p_channel text
+) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    now_ double precision := extract(epoch FROM clock_timestamp())::float8;
+    gone_ integer;
+BEGIN
+    -- Under the key's fence row lock, as claims: a claim of this nonce that arrives later
+    -- finds the tombstone (kept an hour), one that came first is removed here.
+    INSERT INTO retrysafe_fences AS f (key, counter) VALUES (p_key, 0)
+        ON CONFLICT (key) DO NOTHING;
+    PERFORM 1 FROM retrysafe_fences f WHERE f.key = p_key FOR UPDATE;
+    INSERT INTO retrysafe_kv (key, value, num, owner, items, expires)
+        VALUES (p_key || E'abandoned' || p_nonce, NULL, NULL, NULL, NULL, now_ + 3600)
+        ON CONFLICT (key) DO UPDATE SET expires = excluded.expires;
+    DELETE FROM retrysafe_records r WHERE r.key = p_key AND r.nonce = p_nonce
+        AND r.state IN ('in_progress', 'unknown');
+    GET DIAGNOSTICS gone_ = ROW_COUNT;
+    PERFORM pg_notify(p_channel, p_key);
+    RETURN gone_;
 END $$;
 
 CREATE OR REPLACE FUNCTION retrysafe_resolve(

@@ -81,16 +81,18 @@ BEGIN
         RETURN QUERY SELECT 'completed'::text, rec.fence, rec.payload, 0::float8, false, false;
         RETURN;
     END IF;
+    -- Claims of one key queue on its fence row (it outlives the record).
+    INSERT INTO retrysafe_fences AS f (key, counter) VALUES (p_key, 0)
+        ON CONFLICT (key) DO NOTHING;
+    SELECT f.counter INTO counter_ FROM retrysafe_fences f WHERE f.key = p_key FOR UPDATE;
     -- A claim its caller abandoned before this statement arrived: refused, never recorded.
+    -- (Read under the fence row's lock, which retrysafe_abandon takes too: one of them is
+    -- first, and the other sees what it did.)
     IF EXISTS (SELECT 1 FROM retrysafe_kv k WHERE k.key = p_key || E'\x1fabandoned\x1f' || p_nonce
                AND k.expires > now_) THEN
         RETURN QUERY SELECT 'abandoned'::text, NULL::text, NULL::bytea, 0::float8, false, false;
         RETURN;
     END IF;
-    -- Claims of one key queue on its fence row (it outlives the record).
-    INSERT INTO retrysafe_fences AS f (key, counter) VALUES (p_key, 0)
-        ON CONFLICT (key) DO NOTHING;
-    SELECT f.counter INTO counter_ FROM retrysafe_fences f WHERE f.key = p_key FOR UPDATE;
     SELECT * INTO rec FROM retrysafe_records r WHERE r.key = p_key;
     IF FOUND AND rec.expires <= now_ THEN
         DELETE FROM retrysafe_records r WHERE r.key = p_key;
@@ -159,6 +161,28 @@ BEGIN
                     WHERE r.key = p_key AND r.fence = p_fence AND r.state = 'completed');
 END $$;
 
+CREATE OR REPLACE FUNCTION retrysafe_abandon(
+    p_key text, p_nonce text, p_channel text
+) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    now_ double precision := extract(epoch FROM clock_timestamp())::float8;
+    gone_ integer;
+BEGIN
+    -- Under the key's fence row lock, as claims: a claim of this nonce that arrives later
+    -- finds the tombstone (kept an hour), one that came first is removed here.
+    INSERT INTO retrysafe_fences AS f (key, counter) VALUES (p_key, 0)
+        ON CONFLICT (key) DO NOTHING;
+    PERFORM 1 FROM retrysafe_fences f WHERE f.key = p_key FOR UPDATE;
+    INSERT INTO retrysafe_kv (key, value, num, owner, items, expires)
+        VALUES (p_key || E'\x1fabandoned\x1f' || p_nonce, NULL, NULL, NULL, NULL, now_ + 3600)
+        ON CONFLICT (key) DO UPDATE SET expires = excluded.expires;
+    DELETE FROM retrysafe_records r WHERE r.key = p_key AND r.nonce = p_nonce
+        AND r.state IN ('in_progress', 'unknown');
+    GET DIAGNOSTICS gone_ = ROW_COUNT;
+    PERFORM pg_notify(p_channel, p_key);
+    RETURN gone_;
+END $$;
+
 CREATE OR REPLACE FUNCTION retrysafe_resolve(
     p_key text, p_payload bytea, p_applied boolean, p_ttl double precision, p_channel text
 ) RETURNS text LANGUAGE plpgsql AS $$
@@ -217,7 +241,6 @@ _REPLAY = (
 _SEEN_MAX = 4096
 _LEASE_SUFFIX = "\x1flease"
 _RECENT_SUFFIX = "\x1frecent"
-_ABANDONED_SUFFIX = "\x1fabandoned\x1f"
 
 
 class PostgresStore:
@@ -765,24 +788,8 @@ class PostgresStore:
         return sql, {"key": self._k(key), "fence": str(fence), "channel": self._channel}, "one"
 
     def _op_abandon(self, key: Key, nonce: str) -> tuple[str, Any, str]:
-        # The nonce is remembered for an hour: the claim itself, if it arrives after this
-        # (held in a partitioned network), is refused instead of leaving a record nobody runs.
-        sql = (
-            "WITH g AS (INSERT INTO retrysafe_kv (key, value, num, owner, items, expires) "
-            "VALUES (%(gone)s, NULL, NULL, NULL, NULL, " + _NOW + " + 3600) "
-            "ON CONFLICT (key) DO UPDATE SET expires = excluded.expires), "
-            "d AS (DELETE FROM retrysafe_records WHERE key = %(key)s AND nonce = %(nonce)s "
-            "AND state IN ('in_progress', 'unknown') RETURNING 1) "
-            "SELECT (SELECT count(*) FROM d), pg_notify(%(channel)s, %(key)s)"
-        )
-        k = self._k(key)
-        params = {
-            "key": k,
-            "gone": k + _ABANDONED_SUFFIX + nonce,
-            "nonce": nonce,
-            "channel": self._channel,
-        }
-        return sql, params, "one"
+        sql = "SELECT retrysafe_abandon(%s, %s, %s)"
+        return sql, (self._k(key), nonce, self._channel), "one"
 
     def _op_mark_unknown(self, key: Key, fence: int, ttl: float) -> tuple[str, Any, str]:
         return self._op_fenced(
