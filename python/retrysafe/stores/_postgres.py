@@ -14,7 +14,6 @@ import hashlib
 import heapq
 import os
 import threading
-import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
@@ -27,7 +26,7 @@ from .._identity import current_call, escape
 from ._base import MISS, Key
 from ._codec import Codec
 from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
-from ._sql import LocalWatchers, fence_nonce, key_text, like_prefix
+from ._sql import LocalWatchers, fence_nonce, forgotten_in_child, key_text, like_prefix
 from ._urls import redact_url
 
 __all__ = ["SCHEMA_SQL", "PostgresStore"]
@@ -1267,28 +1266,25 @@ def _shut_down(conn: Any) -> None:
         duplicate.close()
 
 
-#: Every PostgresStore of this process, to be told of a fork.
-_LIVE_STORES: weakref.WeakSet[PostgresStore] = weakref.WeakSet()
-#: What forked children inherited from their parent (pools, connections, listeners): kept
-#: referenced and never closed here, since closing would end the parent's sessions over the
-#: sockets both share.
-_INHERITED: list[Any] = []
+def _forget_parent(store: PostgresStore) -> object:
+    inherited = (store._pool_made, store._async_pools, store._listener)
+    store._async_pools = {}
+    store._listener = None
+    store._lock = threading.Lock()  # a parent's thread may have held it at the fork
+    store._watchers = LocalWatchers()
+    store._forked = True  # its own pool is opened on first use
+    return inherited
 
 
-def _forget_parent() -> None:
+def _new_watchdog() -> None:
     global _WATCHDOG
-    _WATCHDOG = _Watchdog()  # its thread does not exist in the child
-    for store in list(_LIVE_STORES):
-        _INHERITED.append((store._pool_made, store._async_pools, store._listener))
-        store._async_pools = {}
-        store._listener = None
-        store._lock = threading.Lock()  # a parent's thread may have held it at the fork
-        store._watchers = LocalWatchers()
-        store._forked = True
+    _WATCHDOG = _Watchdog()  # its thread does not exist in a forked child
 
 
+#: Every PostgresStore of this process, to be told of a fork.
+_LIVE_STORES = forgotten_in_child(_forget_parent)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent)
+    os.register_at_fork(after_in_child=_new_watchdog)
 
 
 def _hang_up(conn: Any) -> None:

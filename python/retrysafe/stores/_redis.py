@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio as _asyncio
 import logging
-import os
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,7 +17,7 @@ from .._exceptions import StoreError
 from ._base import MISS, Key
 from ._codec import Codec, Serializer
 from ._records import Claim, RecordView
-from ._sql import fence_nonce
+from ._sql import fence_nonce, forgotten_in_child
 from ._urls import redact_url
 
 __all__ = ["RedisStore", "Serializer"]
@@ -398,23 +397,17 @@ class _ThreadWatcher:
         return await anyio.to_thread.run_sync(self.inner.wait, seconds, abandon_on_cancel=True)
 
 
-#: Every RedisStore of this process, to be told of a fork.
-_LIVE_STORES: weakref.WeakSet[RedisStore] = weakref.WeakSet()
-#: The asyncio clients forked children inherited: kept referenced, never used or closed.
-_INHERITED: list[Any] = []
-
-
-def _forget_parent() -> None:
+def _forget_parent(store: RedisStore) -> object:
     # redis-py's sync pools reset themselves in a child (they check the pid); the per-loop
     # asyncio clients are this store's: the child builds its own.
-    for store in list(_LIVE_STORES):
-        _INHERITED.append(store._async)
-        store._async = {}
-        store._lock = threading.Lock()
+    inherited = store._async
+    store._async = {}
+    store._lock = threading.Lock()
+    return inherited
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent)
+#: Every RedisStore of this process, to be told of a fork.
+_LIVE_STORES = forgotten_in_child(_forget_parent)
 
 
 class RedisStore:

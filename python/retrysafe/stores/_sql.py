@@ -7,8 +7,10 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import anyio
 
@@ -35,6 +37,26 @@ def like_prefix(prefix: str) -> str:
 _tails = random.Random()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_tails.seed)
+
+
+#: What forked children inherited from their parent's stores (pools, connections, clients):
+#: kept referenced and never closed in the child, since closing would end the parent's
+#: sessions over the sockets both share.
+_INHERITED: list[Any] = []
+
+
+def forgotten_in_child(forget: Callable[[Any], object]) -> weakref.WeakSet[Any]:
+    """A set for a store class's live instances: in a forked child, ``forget(store)`` runs
+    for each (it drops what belongs to the parent and returns it, to be kept unclosed)."""
+    live: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def run() -> None:
+        for store in list(live):
+            _INHERITED.append(forget(store))
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=run)
+    return live
 
 
 def fence_nonce() -> str:

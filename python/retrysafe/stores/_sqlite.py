@@ -8,7 +8,6 @@ import os
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
@@ -21,7 +20,7 @@ from .._identity import escape
 from ._base import MISS, Key
 from ._codec import Codec
 from ._records import COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, RecordView
-from ._sql import LocalWatchers, fence_token, key_text, like_prefix
+from ._sql import LocalWatchers, fence_token, forgotten_in_child, key_text, like_prefix
 
 __all__ = ["SQLiteStore"]
 
@@ -655,24 +654,18 @@ class SQLiteStore:
         return await self._in_thread(self.mark_unknown, key, fence, ttl)
 
 
+def _forget_parent(store: SQLiteStore) -> object:
+    # SQLite's rule: a connection never crosses a fork; the child opens its own.
+    inherited = store._connections
+    store._connections = []
+    store._local = threading.local()
+    store._lock = threading.Lock()  # a parent's thread may have held it at the fork
+    store._watchers = LocalWatchers()
+    return inherited
+
+
 #: Every SQLiteStore of this process, to be told of a fork.
-_LIVE_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
-#: Connections forked children inherited: SQLite's rule is that a connection never crosses
-#: a fork, so the child opens its own and keeps these referenced, unused and unclosed.
-_INHERITED: list[Any] = []
-
-
-def _forget_parent() -> None:
-    for store in list(_LIVE_STORES):
-        _INHERITED.append(store._connections)
-        store._connections = []
-        store._local = threading.local()
-        store._lock = threading.Lock()  # a parent's thread may have held it at the fork
-        store._watchers = LocalWatchers()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent)
+_LIVE_STORES = forgotten_in_child(_forget_parent)
 
 
 class _After:
