@@ -33,7 +33,7 @@ test: build-dev ## Run cargo test and pytest (asyncio + trio; memory, SQLite, a 
 
 .PHONY: test-faults
 test-faults: build-dev ## The fault run alone (a fault proxy before a real redis-server and PostgreSQL; also part of make test)
-	scripts/with-redis.sh scripts/with-postgres.sh $(PY) -m pytest -q -p no:randomly tests/faults
+	scripts/with-redis.sh scripts/with-redis-cluster.sh scripts/with-postgres.sh $(PY) -m pytest -q -p no:randomly tests/faults
 
 .PHONY: test-slow
 test-slow: build-dev ## The long property profile and the 1,000,000-number ES6 check

@@ -69,8 +69,19 @@ def restart_node(directory: Path, victim: int, ports: list[int]) -> None:
     with open(directory / "extra.pids", "a") as f:
         f.write(f"{restarted}\n")
     deadline = time.monotonic() + 30
-    while not cluster_ok(ports) and time.monotonic() < deadline:
+    while not (cluster_ok(ports) and _replicating(victim)) and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+def _replicating(port: int) -> bool:
+    """The node is a replica whose link to its primary is up (synced): killed in turn, its
+    primary fails over to it. (Before its first sync it is too stale to be promoted, and the
+    next run's failover never came: "the cluster is down".)"""
+    try:
+        info = redis.Redis(port=port, socket_timeout=1).info("replication")
+    except redis.RedisError:
+        return False
+    return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
 
 # Without WAIT after claims and completions (RedisStore._replicated), about one run in two

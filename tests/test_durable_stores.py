@@ -297,8 +297,9 @@ def test_urls_durability_and_errors(tmp_path: Path, postgres_url: str) -> None:
         resolve_store("sqlite://nothing")
     from retrysafe import StoreError
 
-    with pytest.raises(StoreError, match="PostgreSQL"):
-        PostgresStore("postgresql://postgres@127.0.0.1:1/none", prefix="x", timeout=0.5)
+    unreachable = PostgresStore("postgresql://postgres@127.0.0.1:1/none", prefix="x", timeout=0.5)
+    with pytest.raises(StoreError, match="PostgreSQL"):  # at first use: building connects nowhere
+        unreachable.get("k")
     broken = SQLiteStore(tmp_path / "b.db")
     broken.close()
     with pytest.raises(StoreError):

@@ -246,8 +246,9 @@ def test_postgres_connection_failures_say_which(postgres_url: str) -> None:
         "TLS failed": f"postgresql://postgres:SEKRET@{host}:{port}/postgres?sslmode=require",
     }
     for kind, url in cases.items():
+        store = PostgresStore(url, prefix="x", timeout=0.5)  # connects at first use
         with pytest.raises(StoreError) as caught:
-            PostgresStore(url, prefix="x", timeout=0.5)
+            store.get("k")
         assert kind in str(caught.value), str(caught.value)
         assert "SEKRET" not in str(caught.value)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
 
-from . import _telemetry
+from . import _identity, _telemetry
 from ._callables import bound_self, check_decoratable, make_keyer
 from ._exceptions import StoreError
 from ._flights import ThreadFlights, join_or_lead
@@ -27,7 +27,7 @@ from ._identity import ANONYMOUS, escape, is_async
 from ._lease import run_with_heartbeat, start_heartbeat
 from ._native import CallKeyer, canonical_json, digest_with_head
 from .stores import MISS, Store, resolve_store
-from .stores._base import Key
+from .stores._base import Key, rebuild
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec
@@ -83,6 +83,18 @@ class CacheInfo(Generic[T]):
         wait_seconds: float,
         same_for_everyone: bool = False,
     ) -> None:
+        #: What this is rebuilt from when pickled (see IdempotencyHandle.__reduce__).
+        self._built_from = dict(
+            ttl_seconds=ttl_seconds,
+            store=store,
+            namespace=namespace,
+            key=key,
+            cache_errors=cache_errors,
+            error_ttl_seconds=error_ttl_seconds,
+            lease_seconds=lease_seconds,
+            wait_seconds=wait_seconds,
+            same_for_everyone=same_for_everyone,
+        )
         self.fn = fn
         self.ttl = ttl_seconds
         self.store = store
@@ -111,6 +123,11 @@ class CacheInfo(Generic[T]):
         self._warned = False
         self._down_until = 0.0
         self._evictions_before = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Rebuilt from the function and its options where it is unpickled: no entry, lock or
+        count travels (a MemoryStore arrives empty, a shared store by its URL)."""
+        return (rebuild, (CacheInfo, (self.fn,), self._built_from))
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -505,10 +522,6 @@ class CacheInfo(Generic[T]):
         return value
 
 
-def _no_session() -> None:
-    return None
-
-
 class _Partition:
     """One caller partition of a cache: its key prefix, digest head and native binder."""
 
@@ -690,7 +703,10 @@ def _wrap(
         wait_seconds=wait_seconds,
         same_for_everyone=same_for_everyone,
     )
-    counters = info.counters
+    # The wrappers' closures hold only what pickles (by value, as cloudpickle sends a tool
+    # defined in __main__ to a Ray worker): `info` rebuilds itself there, and `get`, `aget`
+    # and `make_key` are its store's and its own methods (one object each in the pickle).
+    # Its counters and binders are read through it; the session through its module.
     make_key = info._key
     memory = not resolved.shared and type(resolved).__name__ == "MemoryStore"
     get = resolved.get
@@ -698,25 +714,24 @@ def _wrap(
     async_fn = is_async(fn)
 
     if async_fn and memory:
-        binders = info._binders
         # A cache shared by every caller has one partition: no session to look up.
-        current = _no_session if same_for_everyone else _CURRENT_SESSION.get
+        everyone = same_for_everyone
 
         async def memory_wrapper(*args: Any, **kwargs: Any) -> Any:
             # The hit path inlines _key: the caller's partition's native binder (a dict
             # subscript by the session's precomputed partition), then one native call.
-            sess = current()
+            sess = None if everyone else _identity._CURRENT.get()
             try:
-                native = binders[ANONYMOUS if sess is None else sess.partition]
+                native = info._binders[ANONYMOUS if sess is None else sess.partition]
             except KeyError:
                 key = make_key(args, kwargs)
             else:
                 key = native(args, kwargs) or make_key(args, kwargs)
             value = get(key)
             if value is not MISS:
-                counters.hits += 1
+                info.counters.hits += 1
                 return _unwrap(value) if type(value) is _CachedError else value
-            counters.misses += 1
+            info.counters.misses += 1
             return await info._amiss(key, args, kwargs)
 
         wrapper: Any = memory_wrapper
@@ -731,9 +746,9 @@ def _wrap(
                     info._store_failed(exc)
                 else:
                     if value is not MISS:
-                        counters.hits += 1
+                        info.counters.hits += 1
                         return value
-            counters.misses += 1
+            info.counters.misses += 1
             return await info._amiss(key, args, kwargs)
 
         wrapper = shared_wrapper
@@ -748,9 +763,9 @@ def _wrap(
                     info._store_failed(exc)
                 else:
                     if value is not MISS:
-                        counters.hits += 1
+                        info.counters.hits += 1
                         return _unwrap(value) if type(value) is _CachedError else value
-            counters.misses += 1
+            info.counters.misses += 1
             return info._miss(key, args, kwargs)
 
         wrapper = sync_wrapper

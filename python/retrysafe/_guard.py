@@ -20,6 +20,7 @@ from ._identity import _CURRENT as _CURRENT_SESSION
 from ._identity import ANONYMOUS, Session, escape, is_async, name_of
 from ._native import canonical_json, fingerprint
 from .stores import Store, resolve_store
+from .stores._base import rebuild
 
 __all__ = ["LoopGuard", "LoopStop", "current_guard"]
 
@@ -156,6 +157,11 @@ class LoopGuard:
     session.
     """
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with a tool (to a Ray worker, a process pool), a guard is rebuilt from its
+        settings: its counts stay in its store (shared stores) or in this process (memory)."""
+        return (rebuild, (LoopGuard, (), self._built_from))
+
     def __init__(
         self,
         max_calls: int | None = 50,
@@ -172,6 +178,8 @@ class LoopGuard:
         on_store_error: Literal["local", "open", "closed"] = "local",
         history_size: int = 50,
     ) -> None:
+        #: What a pickled guard is rebuilt from (its store by URL; no tally travels).
+        self._built_from = {k: v for k, v in locals().items() if k != "self"}
         for name, value in (
             ("max_calls", max_calls),
             ("max_calls_per_tool", max_calls_per_tool),

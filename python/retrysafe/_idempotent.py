@@ -45,6 +45,7 @@ from ._lease import Held, run_with_heartbeat, start_heartbeat
 from ._native import CallKeyer, fingerprint, idempotency_digest
 from ._settle import settle_later
 from .stores import Store, resolve_store
+from .stores._base import rebuild
 from .stores._records import HELD, Claim, claim_number
 from .stores._sql import fence_nonce
 
@@ -248,6 +249,23 @@ class IdempotencyHandle:
         remote_idempotent: bool = False,
         repeat: str = "confirm",
     ) -> None:
+        #: What this handle is rebuilt from when pickled (its store by URL; no lock, no
+        #: count, no flight travels).
+        self._built_from = dict(
+            kind=kind,
+            scope=scope,
+            store=store,
+            ttl_seconds=ttl_seconds,
+            unknown_ttl_seconds=unknown_ttl_seconds,
+            lease_seconds=lease_seconds,
+            wait_seconds=wait_seconds,
+            key=key,
+            checkpoint=checkpoint,
+            require_session=require_session,
+            require_durable=require_durable,
+            remote_idempotent=remote_idempotent,
+            repeat=repeat,
+        )
         self.fn = fn
         #: The remote deduplicates by the key: an uncertain outcome releases the record (the
         #: next call resends the same key) instead of leaving it UNKNOWN.
@@ -287,6 +305,12 @@ class IdempotencyHandle:
         self.replays = 0
         self.executions = 0
         self.coalesced = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A decorated tool sent by value (Ray and cloudpickle do so for a tool defined in
+        ``__main__``) carries its handle: it is rebuilt from the tool and its options in the
+        process that loads it."""
+        return (rebuild, (IdempotencyHandle, (self.fn,), self._built_from))
 
     # --- durability -------------------------------------------------------------------------
 

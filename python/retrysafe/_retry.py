@@ -34,6 +34,7 @@ from ._classify import failure_label, is_transient, server_hint
 from ._effects import get_effect
 from ._exceptions import RetryExhausted, RetryRefusedError, StoreError
 from ._identity import escape, is_async, name_of
+from .stores._base import rebuild
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec, Self
@@ -120,6 +121,8 @@ class RetryBudget:
         ttl_seconds: float = 600.0,
         on_store_error: Literal["local", "open", "closed"] = "local",
     ) -> None:
+        #: What a pickled budget is rebuilt from (a shared one by its store's URL).
+        self._built_from = {k: v for k, v in locals().items() if k != "self"}
         if on_store_error not in ("local", "open", "closed"):
             raise ValueError(
                 f"on_store_error must be 'local', 'open' or 'closed', got {on_store_error!r}"
@@ -145,6 +148,11 @@ class RetryBudget:
         self._key = f"budget:{escape(name, 'a budget name')}"
         self._warned = False
         _telemetry.track_budget(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled, a budget is rebuilt from its settings: a shared one reads its bucket from
+        its store; a process's own starts full in the process that loads it."""
+        return (rebuild, (RetryBudget, (), self._built_from))
 
     @property
     def tokens(self) -> float:
@@ -456,6 +464,13 @@ class RetryEvent:
 
 
 _COLLECT: ContextVar[list[RetryStats] | None] = ContextVar("retrysafe_retry_stats", default=None)
+
+
+class _Sink:
+    """Where the wrappers read ``_COLLECT``: a class pickles by reference, a ContextVar not
+    at all (a wrapper of a tool in ``__main__`` is pickled by value, with its globals)."""
+
+    collect = _COLLECT
 
 
 @contextmanager
@@ -809,7 +824,7 @@ def with_retry(
                     result = await fn(*args, **kwargs)
                 except Exception as error:
                     return await _run_async(fn, args, kwargs, config, name, error)
-                if _COLLECT.get() is not None:
+                if _Sink.collect.get() is not None:
                     _record_single(name)
                 return result
 
@@ -832,7 +847,7 @@ def with_retry(
                     result = fn(*args, **kwargs)
                 except Exception as error:
                     return _run_sync(fn, args, kwargs, config, name, error)
-                if _COLLECT.get() is not None:
+                if _Sink.collect.get() is not None:
                     _record_single(name)
                 return result
 

@@ -191,10 +191,28 @@ class _ClusterNode:
             self.killed = True
 
     def healed(self) -> None:
+        """Wait until the cluster is whole again: every other node reports state ok and,
+        after a kill, none of them still gives the killed primary a slot (before the
+        failure is detected every node still says ok, and a client would go to it)."""
         deadline = time.monotonic() + 30
         others = [p for p in self.ports if p != self.victim]
-        while not cluster_ok(others) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if cluster_ok(others) and not (self.killed and self._victim_serves(others)):
+                return
             time.sleep(0.2)
+
+    def _victim_serves(self, others: list[int]) -> bool:
+        for port in others:
+            try:
+                nodes = redis.Redis(port=port, socket_timeout=1).execute_command("CLUSTER", "NODES")
+            except redis.RedisError:
+                return True
+            text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+            for line in text.splitlines():
+                fields = line.split()
+                if len(fields) > 8 and f":{self.victim}@" in fields[1]:
+                    return True  # still holds slots in this node's view
+        return False
 
     def close(self) -> None:
         if self.killed:

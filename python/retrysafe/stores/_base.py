@@ -7,7 +7,7 @@ from typing import Any, Final, Protocol, Union, final, runtime_checkable
 
 from ._records import Claim, RecordView
 
-__all__ = ["MISS", "AsyncWatcher", "Key", "Store", "Watcher"]
+__all__ = ["MISS", "AsyncWatcher", "Key", "Store", "Watcher", "rebuild"]
 
 #: A store key: a str, or bytes (in-process caches key small calls by their canonical bytes).
 Key = Union[str, bytes]
@@ -32,6 +32,12 @@ class _Miss:
 
 
 MISS: Final = _Miss()
+
+
+def rebuild(cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``cls(*args, **kwargs)``: how a store or a decorated tool's handle is unpickled, from
+    what it was built of (its URL, its options), never from its connections or locks."""
+    return cls(*args, **kwargs)
 
 
 class Watcher(Protocol):

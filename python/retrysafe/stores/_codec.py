@@ -41,6 +41,8 @@ class Codec:
     """Values as ``HEADER + serializer.dumps(value)`` for the store named ``where``."""
 
     def __init__(self, serializer: Serializer | None, where: str) -> None:
+        #: The serializer the user passed (None: orjson), to rebuild the store elsewhere.
+        self.given = serializer
         self.serializer: Serializer = serializer or OrjsonSerializer()
         self.where = where
         self._warned = False

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any
 
-from ._base import MISS, Key
+from ._base import MISS, Key, rebuild
 from ._records import COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, RecordView
 from ._sql import LocalWatchers
 
@@ -35,6 +35,11 @@ class MemoryStore:
     def durable(self) -> bool:
         """False: records die with the process."""
         return False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (to a Ray task, a process pool), a MemoryStore arrives as a new, empty one
+        with the same settings: its entries belong to the process that made them."""
+        return (rebuild, (MemoryStore, (self.max_size,), {"serializer": self._serializer}))
 
     def __init__(self, max_size: int = 10_000, *, serializer: Any = None) -> None:
         if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:

@@ -23,7 +23,7 @@ import anyio
 
 from .._exceptions import StoreError
 from .._identity import current_call, escape
-from ._base import MISS, Key
+from ._base import MISS, Key, rebuild
 from ._codec import Codec
 from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
 from ._sql import LocalWatchers, fence_nonce, forgotten_in_child, key_text, like_prefix
@@ -307,9 +307,12 @@ class PostgresStore:
         self._lock = threading.Lock()
         #: Set in a forked child (``os.register_at_fork``): the parent's pool is not ours.
         self._forked = False
+        # Nothing is opened here: the pool and the schema come at first use, so a store built
+        # at import or decoration time connects nowhere (Temporal's workflow sandbox, a
+        # Celery module imported before the fork, a test collecting tools).
+        self._pool_made: Any = None
         if isinstance(dsn_or_pool, str):
             self._dsn: str | None = dsn_or_pool
-            self._pool_made = self._new_pool(psycopg_pool.ConnectionPool)
             self._own_pool = True
         elif isinstance(dsn_or_pool, psycopg_pool.ConnectionPool):
             self._dsn = None
@@ -325,38 +328,73 @@ class PostgresStore:
         #: Record keys this process saw completed: their replays take _REPLAY.
         self._seen: dict[str, None] = {}
         _LIVE_STORES.add(self)
-        if create_schema:
-            self.create_schema()
+        #: The schema is still to be checked (at first use; ``create_schema=False``: never).
+        self._schema_wanted = create_schema
+        #: The pool is open in this process and the schema checked: the fast path of _pool.
+        self._ready = False
+        self._options = {
+            "serializer": serializer,
+            "min_size": min_size,
+            "max_size": max_size,
+            "timeout": timeout,
+            "command_timeout": command_timeout,
+            "create_schema": create_schema,
+        }
 
     def __repr__(self) -> str:
         return f"PostgresStore(prefix={self.prefix!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A store pickles by its URL (to a Ray task, a process pool): the process that loads
+        it opens its own pool. One built on a pool you passed has no URL to travel by."""
+        if self._dsn is None:
+            raise TypeError(
+                f"{self!r} was built on a psycopg pool and cannot be pickled: build it from a "
+                "postgresql:// URL to send it to another process"
+            )
+        return (rebuild, (PostgresStore, (self._dsn, self.prefix), self._options))
 
     # --- connections ------------------------------------------------------------------------
 
     @property
     def _pool(self) -> Any:
-        """The sync pool of this process. In a forked child (Celery's prefork pool, gunicorn,
-        multiprocessing) the parent's pool and its connections stay the parent's: a child
-        that used them interleaved its statements with the parent's on the same sockets
-        (rows returned to the wrong caller); it opens its own on first use."""
-        if self._forked:
-            self._after_fork()
-        return self._pool_made
+        """The sync pool of this process, opened (and the schema checked) at first use. In a
+        forked child (Celery's prefork pool, gunicorn, multiprocessing) the parent's pool and
+        its connections stay the parent's: a child that used them interleaved its statements
+        with the parent's on the same sockets (rows returned to the wrong caller); it opens
+        its own."""
+        if self._ready:
+            return self._pool_made
+        pool = self._open_pool()
+        if self._schema_wanted:
+            self._create_schema_on(pool)  # a StoreError leaves it wanted: the next use retries
+            self._schema_wanted = False
+        self._ready = True
+        return pool
 
-    def _after_fork(self) -> None:
+    def _open_pool(self) -> Any:
         import psycopg_pool
 
         with self._lock:
-            if not self._forked:
-                return
-            if not self._own_pool:
-                raise StoreError(
-                    "PostgresStore: the psycopg pool you passed was opened before this process "
-                    "forked and cannot be shared with the parent; pass a postgresql:// URL (the "
-                    "store opens a pool in each process) or build the pool after the fork"
-                )
-            self._forked = False
-            self._pool_made = self._new_pool(psycopg_pool.ConnectionPool)
+            if self._forked:
+                if not self._own_pool:
+                    raise StoreError(
+                        "PostgresStore: the psycopg pool you passed was opened before this "
+                        "process forked and cannot be shared with the parent; pass a "
+                        "postgresql:// URL (the store opens a pool in each process) or build "
+                        "the pool after the fork"
+                    )
+                self._forked = False
+                self._pool_made = None
+            if self._pool_made is None:
+                try:
+                    self._pool_made = self._new_pool(psycopg_pool.ConnectionPool)
+                except Exception as exc:  # a malformed URL: psycopg names the fault
+                    raise StoreError(
+                        f"PostgreSQL failed: cannot open a pool: {type(exc).__name__}: "
+                        f"{redact_url(str(exc))}"
+                    ) from exc
+            return self._pool_made
 
     def _new_pool(self, cls: Any) -> Any:
         return cls(
@@ -474,6 +512,8 @@ class PostgresStore:
     async def _aexecute(self, sql: str, params: Any, fetch: str) -> Any:
         import psycopg
 
+        if not self._ready:  # the schema first (once per process), from a worker thread
+            await anyio.to_thread.run_sync(getattr, self, "_pool", abandon_on_cancel=True)
         pool = self._async_pool()
         if pool is None:
             return await anyio.to_thread.run_sync(
@@ -504,11 +544,17 @@ class PostgresStore:
 
     def create_schema(self) -> None:
         """Create the tables and functions if missing (idempotent; safe from many processes
-        at once: an advisory lock serialises them)."""
+        at once: an advisory lock serialises them). The store does it at its first use
+        unless built with ``create_schema=False``."""
+        self._create_schema_on(self._open_pool())
+        self._schema_wanted = False
+
+    def _create_schema_on(self, pool: Any) -> None:
         import psycopg
+        import psycopg_pool
 
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with pool.connection() as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(7402711)")
                 current = None
                 exists = conn.execute("SELECT to_regclass('retrysafe_schema')").fetchone()
@@ -521,7 +567,7 @@ class PostgresStore:
                     conn.execute(
                         "INSERT INTO retrysafe_schema (version) VALUES (%s)", (SCHEMA_VERSION,)
                     )
-        except psycopg.Error as exc:
+        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
             raise self._failed(exc) from exc
 
     def close(self) -> None:
@@ -534,8 +580,10 @@ class PostgresStore:
             listener.stop()
         for _, connections in loops.values():
             connections.hang_up()
-        if self._own_pool and not self._forked:
+        if self._own_pool and not self._forked and self._pool_made is not None:
             self._pool_made.close()
+            self._pool_made = None
+            self._ready = False
 
     async def aclose(self) -> None:
         """Close the current event loop's connections (the sync pool stays: ``close()``)."""
@@ -1273,6 +1321,7 @@ def _forget_parent(store: PostgresStore) -> object:
     store._lock = threading.Lock()  # a parent's thread may have held it at the fork
     store._watchers = LocalWatchers()
     store._forked = True  # its own pool is opened on first use
+    store._ready = False
     return inherited
 
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import anyio
 
 from .._exceptions import StoreError
-from ._base import MISS, Key
+from ._base import MISS, Key, rebuild
 from ._codec import Codec, Serializer
 from ._records import Claim, RecordView
 from ._sql import fence_nonce, forgotten_in_child
@@ -479,7 +479,7 @@ class RedisStore:
                     f"not a Redis URL: {redact_url(client_or_url)!r} (expected redis://, rediss:// or "
                     "redis+cluster://host:port for a cluster)"
                 )
-            self._sync = self._build_sync()
+            given = None
         elif isinstance(client_or_url, cluster_types):
             # An asyncio cluster client knows only its startup nodes until first used.
             manager = getattr(client_or_url, "nodes_manager", None)
@@ -490,15 +490,15 @@ class RedisStore:
             self._take_cluster_kwargs(client_or_url)
             if isinstance(client_or_url, redis.asyncio.cluster.RedisCluster):
                 self._given_async = client_or_url
-                self._sync = self._build_sync()
+                given = None
             else:
-                self._sync = client_or_url
+                given = client_or_url
         elif isinstance(client_or_url, redis.asyncio.Redis):
             self._given_async = client_or_url
             self._take_kwargs(client_or_url.connection_pool)
-            self._sync = self._build_sync()
+            given = None
         elif isinstance(client_or_url, redis.Redis):
-            self._sync = client_or_url
+            given = client_or_url
             self._take_kwargs(client_or_url.connection_pool)
             self._take_sentinel(client_or_url.connection_pool)
         else:
@@ -506,10 +506,11 @@ class RedisStore:
                 "RedisStore takes a redis.Redis, a redis.asyncio.Redis, a RedisCluster (sync or "
                 f"asyncio) or a redis:// / redis+cluster:// URL, got {client_or_url!r}"
             )
-        self._own_sync = self._sync is not client_or_url
-        self._sync_scripts = {
-            name: self._sync.register_script(src) for name, src in _SCRIPTS.items()
-        }
+        # The sync client (yours, or one built at first use: building one at import or
+        # decoration time would connect, and a sandbox such as Temporal's refuses that).
+        self._own_sync = given is None
+        self._sync_made: Any = given
+        self._scripts_made: dict[str, Any] | None = None
         # Per event loop, keyed by the loop's identity; a finalizer drops a closed loop's entry.
         # (A WeakKeyDictionary makes a weakref on every lookup: this is the hit path.)
         self._async: dict[int, _LoopClient] = {}
@@ -523,6 +524,42 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore({self._describe()}, prefix={self.prefix!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A store pickles by its URL (to a Ray task, a process pool, a Celery chord): the
+        process that loads it opens its own connections. One built from a client object has
+        no URL to travel by."""
+        if self._url is None:
+            raise TypeError(
+                f"{self!r} was built from a client object and cannot be pickled: build it from "
+                "a redis:// or redis+cluster:// URL to send it to another process"
+            )
+        url = self._url.replace("://", "+cluster://", 1) if self._cluster is not None else self._url
+        options = {"serializer": self._codec.given, "command_timeout": self._command_timeout}
+        return (rebuild, (RedisStore, (url, self.prefix), options))
+
+    @property
+    def _sync(self) -> Any:
+        """The sync client, built at first use."""
+        client = self._sync_made
+        if client is None:
+            with self._lock:
+                if self._sync_made is None:
+                    try:  # a cluster client reads the slot map as it is built
+                        self._sync_made = self._build_sync()
+                    except Exception as exc:
+                        raise _failed(self, exc) from exc
+                client = self._sync_made
+        return client
+
+    @property
+    def _sync_scripts(self) -> dict[str, Any]:
+        scripts = self._scripts_made
+        if scripts is None:
+            client = self._sync
+            scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
+            self._scripts_made = scripts
+        return scripts
 
     @property
     def durable(self) -> bool | None:
@@ -1089,9 +1126,12 @@ class RedisStore:
 
     def close(self) -> None:
         """Close the sync client's connections (a client you passed in stays yours)."""
-        if self._own_sync:
-            self._sync.close()
-            pool = getattr(self._sync, "connection_pool", None)  # a cluster has one per node
+        if not self._own_sync:
+            return
+        client, self._sync_made, self._scripts_made = self._sync_made, None, None
+        if client is not None:  # (none built yet: nothing to close)
+            client.close()
+            pool = getattr(client, "connection_pool", None)  # a cluster has one per node
             if pool is not None:
                 pool.disconnect()
 

@@ -17,7 +17,7 @@ import orjson
 
 from .._exceptions import StoreError
 from .._identity import escape
-from ._base import MISS, Key
+from ._base import MISS, Key, rebuild
 from ._codec import Codec
 from ._records import COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, RecordView
 from ._sql import LocalWatchers, fence_token, forgotten_in_child, key_text, like_prefix
@@ -103,7 +103,9 @@ class SQLiteStore:
         self._writes = 0
         self._closed = False
         _LIVE_STORES.add(self)
-        self._with_connection(lambda c: c.executescript(SCHEMA))
+        # The file and its tables come at first use: a store built at import or decoration
+        # time touches no disk (a sandbox, a module imported before a fork).
+        self._schema_done = False
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "retrysafe") -> SQLiteStore:
@@ -117,6 +119,17 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, prefix={self.prefix!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A store pickles by its path: the process that loads it opens its own connections
+        (to the same file: the processes of one machine)."""
+        options = {
+            "prefix": self.prefix,
+            "busy_timeout": self.busy_timeout,
+            "synchronous": self.synchronous,
+            "serializer": self._codec.given,
+        }
+        return (rebuild, (SQLiteStore, (self.path,), options))
 
     def _k(self, key: Key) -> str:
         # The prefix escaped (no raw ":" or "%"): "prod" never reaches "prod:eu"'s rows.
@@ -132,6 +145,13 @@ class SQLiteStore:
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        if not self._schema_done:
+            try:
+                conn.executescript(SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+            self._schema_done = True
         return conn
 
     def _conn(self) -> tuple[sqlite3.Connection, threading.Lock]:
