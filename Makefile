@@ -35,6 +35,10 @@ test: build-dev ## Run cargo test and pytest (asyncio + trio; memory, SQLite, a 
 test-faults: build-dev ## The fault run alone (a fault proxy before a real redis-server and PostgreSQL; also part of make test)
 	scripts/with-redis.sh scripts/with-redis-cluster.sh scripts/with-postgres.sh $(PY) -m pytest -q -p no:randomly tests/faults
 
+.PHONY: test-engines
+test-engines: build-dev ## The execution engines alone (Temporal's dev server, Celery prefork on Redis, Ray local, DBOS on PostgreSQL; also part of make test)
+	scripts/with-redis.sh scripts/with-postgres.sh $(PY) -m pytest -q -p no:randomly tests/engines
+
 .PHONY: test-slow
 test-slow: build-dev ## The long property profile and the 1,000,000-number ES6 check
 	RETRYSAFE_SLOW=1 HYPOTHESIS_PROFILE=slow scripts/with-redis.sh scripts/with-redis-cluster.sh scripts/with-postgres.sh $(PY) -m pytest -q

