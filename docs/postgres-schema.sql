@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS retrysafe_records (
     payload bytea,
     expires double precision NOT NULL
 );
+ALTER TABLE retrysafe_records ADD COLUMN IF NOT EXISTS unstarted boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS retrysafe_fences (key text PRIMARY KEY, counter bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS retrysafe_schema (version integer NOT NULL);
 
@@ -26,7 +27,7 @@ DROP FUNCTION IF EXISTS retrysafe_now();
 
 CREATE OR REPLACE FUNCTION retrysafe_claim(
     p_key text, p_fp text, p_owner text, p_lease double precision, p_ttl double precision,
-    p_takeover boolean, p_nonce text, p_channel text
+    p_takeover boolean, p_nonce text, p_channel text, p_checkpoint boolean
 ) RETURNS TABLE (status text, fence text, payload bytea, lease_left double precision,
                  took boolean, expired_now boolean)
 LANGUAGE plpgsql AS $$
@@ -81,7 +82,9 @@ BEGIN
                                 false, false;
             RETURN;
         END IF;
-        IF NOT p_takeover THEN  -- a write's owner vanished mid-call: it may have acted
+        -- A write's owner vanished mid-call: it may have acted, unless it claimed with a
+        -- checkpoint and never reached it.
+        IF NOT p_takeover AND NOT rec.unstarted THEN
             UPDATE retrysafe_records r SET state = 'unknown', expires = now_ + p_ttl
              WHERE r.key = p_key;
             PERFORM pg_notify(p_channel, p_key);
@@ -92,12 +95,13 @@ BEGIN
     UPDATE retrysafe_fences f SET counter = f.counter + 1 WHERE f.key = p_key
         RETURNING f.counter INTO counter_;
     INSERT INTO retrysafe_records AS r
-        (key, state, fp, owner, fence, nonce, lease, payload, expires)
+        (key, state, fp, owner, fence, nonce, lease, payload, expires, unstarted)
         VALUES (p_key, 'in_progress', p_fp, p_owner, counter_::text || p_nonce, p_nonce,
-                now_ + p_lease, NULL, now_ + p_ttl)
+                now_ + p_lease, NULL, now_ + p_ttl, p_checkpoint AND NOT p_takeover)
         ON CONFLICT (key) DO UPDATE SET state = excluded.state, fp = excluded.fp,
             owner = excluded.owner, fence = excluded.fence, nonce = excluded.nonce,
-            lease = excluded.lease, payload = NULL, expires = excluded.expires;
+            lease = excluded.lease, payload = NULL, expires = excluded.expires,
+            unstarted = excluded.unstarted;
     RETURN QUERY SELECT 'claimed'::text, counter_::text || p_nonce, NULL::bytea, 0::float8,
                         rec.key IS NOT NULL, false;
 END $$;

@@ -216,3 +216,73 @@ def test_an_unpickled_handle_keeps_its_options() -> None:
     copy: Any = pickle.loads(cloudpickle.dumps(pay.idempotency))
     assert 7 == copy.lease and pay.idempotency.scope == copy.scope
     assert copy.effect is pay.idempotency.effect
+
+
+_CRASH = textwrap.dedent(
+    """
+    import os, sys
+    from retrysafe import idempotent, session, side_effect_started
+
+    store, scope, where, ledger = sys.argv[1:5]
+
+    @idempotent(store=store, effect="write", scope=scope, checkpoint=True, lease_seconds=1)
+    def charge(order: str) -> str:
+        if where == "before":
+            os._exit(9)  # the process dies before its side effect could start
+        side_effect_started()
+        with open(ledger, "a") as f:
+            f.write(order + "\\n")
+        if where == "after":
+            os._exit(9)  # ... or right after it
+        return "charged " + order
+
+    with session("conv-1"):
+        print(charge("o-1"))
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["redis", "cluster", "postgres", "sqlite"])
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_write_whose_owner_died_before_its_checkpoint_runs_again(
+    kind: str, where: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """An owner killed before ``side_effect_started()`` cannot have acted: once its lease runs
+    out the next call takes the record over and charges (it was left UNKNOWN for ever, and
+    a Temporal activity killed beside another never charged). Killed after it: UNKNOWN."""
+    import time
+
+    from retrysafe import OutcomeUnknownError
+
+    store: Any = _make_store(kind, request)
+    url = {
+        "redis": lambda: request.getfixturevalue("redis_url"),
+        "cluster": lambda: request.getfixturevalue("redis_cluster_url"),
+        "postgres": lambda: request.getfixturevalue("postgres_url"),
+        "sqlite": lambda: f"sqlite:///{store.path}",
+    }[kind]()
+    script, ledger = tmp_path / "crash.py", tmp_path / "ledger"
+    script.write_text(_CRASH)
+    scope = f"crash-{uuid.uuid4().hex[:8]}"
+    crashed = subprocess.run([sys.executable, str(script), url, scope, where, str(ledger)])
+    assert 9 == crashed.returncode
+    time.sleep(1.2)  # past the dead owner's lease
+
+    @idempotent(store=url, effect="write", scope=scope, checkpoint=True, lease_seconds=1)
+    def charge(order: str) -> str:
+        from retrysafe import side_effect_started
+
+        side_effect_started()
+        with open(ledger, "a") as f:
+            f.write(order + "\n")
+        return "charged " + order
+
+    with session("conv-1"):
+        if where == "before":
+            assert "charged o-1" == charge("o-1")  # taken over: it runs, once
+            assert "charged o-1" == charge("o-1")  # and replays
+        else:
+            with pytest.raises(OutcomeUnknownError):
+                charge("o-1")
+    assert ["o-1"] == ledger.read_text().split()
+    store.close()

@@ -67,12 +67,18 @@ class RecordMachine(RuleBasedStateMachine):
         assert all(r == results[0] for r in results), f"stores disagree on {op}: {results}"
         return bool(results[0])
 
-    @rule(key=st.sampled_from(KEYS), fp=st.sampled_from(FPS), takeover=st.booleans())
-    def claim(self, key: str, fp: str, takeover: bool) -> None:
+    @rule(
+        key=st.sampled_from(KEYS),
+        fp=st.sampled_from(FPS),
+        takeover=st.booleans(),
+        checkpoint=st.booleans(),
+    )
+    def claim(self, key: str, fp: str, takeover: bool, checkpoint: bool) -> None:
         self.nonces += 1
         nonce = f"{self.nonces:012d}"
         outcomes = [
-            store.claim(key, fp, "owner", LEASE, 60, takeover, nonce) for store in self.stores
+            store.claim(key, fp, "owner", LEASE, 60, takeover, nonce, checkpoint)
+            for store in self.stores
         ]
         rec = self.model[key]
         for claim in outcomes:
@@ -86,7 +92,7 @@ class RecordMachine(RuleBasedStateMachine):
                 assert "unknown" == claim.status
             elif key not in self.expired:
                 assert "in_progress" == claim.status
-            elif takeover:
+            elif takeover or rec["unstarted"]:  # a checkpoint never reached: it did not act
                 assert "claimed" == claim.status and claim.takeover
             else:
                 assert "unknown" == claim.status and claim.expired_now
@@ -103,6 +109,7 @@ class RecordMachine(RuleBasedStateMachine):
                 "fences": [c.fence for c in outcomes],
                 "payload": None,
                 "nonce": nonce,
+                "unstarted": checkpoint and not takeover,
             }
             self.expired.discard(key)
         elif claim.status == "unknown" and rec is not None and rec["state"] == "in_progress":
@@ -128,6 +135,16 @@ class RecordMachine(RuleBasedStateMachine):
         assert (rec is not None and not stale and rec["state"] != "completed") == ok
         if ok:
             self.model[key] = None
+
+    @precondition(lambda self: any(r is not None for r in self.model.values()))
+    @rule(key=st.sampled_from(KEYS), stale=st.booleans())
+    def mark_started(self, key: str, stale: bool) -> None:
+        """The owner's checkpoint: from now on its expired lease means UNKNOWN."""
+        rec = self.model[key]
+        ok = self._fenced("mark_started", key, stale)
+        assert (rec is not None and not stale and rec["state"] == "in_progress") == ok
+        if ok and rec is not None:
+            rec["unstarted"] = False
 
     @precondition(lambda self: any(r is not None for r in self.model.values()))
     @rule(key=st.sampled_from(KEYS), stale=st.booleans())

@@ -139,12 +139,26 @@ def side_effect_started() -> None:
     """Inside an ``@idempotent(checkpoint=True)`` tool: mark the point after which the side
     effect may have happened (call it right before sending the request). A failure before
     it releases the record; an ambiguous failure after it leaves the outcome UNKNOWN.
-    Raises :class:`LeaseLostError`, without marking anything, once the call's lease ran out
-    or was taken over: the tool stops before acting, and the record is released."""
+    On a WRITE or DESTRUCTIVE tool the start is recorded in the store first (one round
+    trip): a process that dies before this point left a record the next caller takes over
+    once its lease runs out (it cannot have acted); one that dies after it leaves the outcome
+    UNKNOWN. Raises :class:`LeaseLostError`, without marking anything, once the call's lease
+    ran out or was taken over, and :class:`StoreError` when the store cannot record the start:
+    the tool stops before acting, and the record is released."""
     state = _STATE.get()
     if state is None:
         raise RuntimeError("side_effect_started() is only meaningful inside an @idempotent call")
     _still_held(state)
+    if state.marks and not state.started and state.record is not None:
+        # Recorded before the side effect: until now a crash left nothing to fear (the next
+        # caller takes the record over); from now on it leaves the outcome UNKNOWN.
+        record_key, fence, _ = state.record
+        if not state.store.mark_started(record_key, fence):
+            raise _Stopped(
+                f"the record of key {state.key} was taken over before this call started its "
+                "side effect: it must stop before acting",
+                key=state.key,
+            )
     state.started = True
 
 
@@ -283,6 +297,9 @@ class IdempotencyHandle:
         self._key_fn = key
         self.checkpoint = checkpoint
         self.takeover = kind in (Effect.READ, Effect.IDEMPOTENT)
+        #: A write with a checkpoint records its start in the store, so that an owner that
+        #: died before it is taken over after its lease instead of leaving the record UNKNOWN.
+        self._marks = checkpoint and not self.takeover
         self._signature = inspect.signature(fn)
         names = list(self._signature.parameters)
         self._skip = bound_self(names)
@@ -687,7 +704,14 @@ class IdempotencyHandle:
         nonce = fence_nonce()
         try:
             return await self.store.aclaim(
-                record_key, digest, self._owner_id, self.lease, self.ttl, self.takeover, nonce
+                record_key,
+                digest,
+                self._owner_id,
+                self.lease,
+                self.ttl,
+                self.takeover,
+                nonce,
+                self._marks,
             )
         except BaseException as exc:  # no reply (lost, timed out) or cancelled: it may have landed
             if not _unserializable(exc):
@@ -698,7 +722,14 @@ class IdempotencyHandle:
         nonce = fence_nonce()
         try:
             return self.store.claim(
-                record_key, digest, self._owner_id, self.lease, self.ttl, self.takeover, nonce
+                record_key,
+                digest,
+                self._owner_id,
+                self.lease,
+                self.ttl,
+                self.takeover,
+                nonce,
+                self._marks,
             )
         except BaseException as exc:
             if not _unserializable(exc):
@@ -869,7 +900,9 @@ class IdempotencyHandle:
                 lambda: store.release(record_key, fence),
             )
             raise
-        state = _CallState(key, not self.checkpoint, (record_key, fence, self.ttl), store, held)
+        state = _CallState(
+            key, not self.checkpoint, (record_key, fence, self.ttl), store, held, self._marks
+        )
         self._started(key)
         token = _STATE.set(state)
         try:
@@ -1055,7 +1088,9 @@ class IdempotencyHandle:
                 "release a claim that did not run", lambda: store.release(record_key, fence)
             )
             raise
-        state = _CallState(key, not self.checkpoint, (record_key, fence, self.ttl), store, held)
+        state = _CallState(
+            key, not self.checkpoint, (record_key, fence, self.ttl), store, held, self._marks
+        )
         self._started(key)
         token = _STATE.set(state)
         stop = start_heartbeat(

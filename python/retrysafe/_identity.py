@@ -245,7 +245,7 @@ class CallState:
     may have started, and its record (record key, fence, ttl) in ``store``, which a store's
     own transaction can complete (``PostgresStore.transaction``)."""
 
-    __slots__ = ("held", "key", "record", "started", "store")
+    __slots__ = ("held", "key", "marks", "record", "started", "store")
 
     def __init__(
         self,
@@ -254,6 +254,7 @@ class CallState:
         record: tuple[str, int, float] | None = None,
         store: Any = None,
         held: Any = None,
+        marks: bool = False,
     ) -> None:
         self.key = key
         self.started = started
@@ -261,6 +262,9 @@ class CallState:
         self.store = store
         #: What the call knows of its lease (``_lease.Held``): its checkpoints read it.
         self.held = held
+        #: Its claim was made with a checkpoint: the checkpoint records the start in the
+        #: store (until then a crashed owner's record is taken over, not left UNKNOWN).
+        self.marks = marks
 
 
 CURRENT_CALL: ContextVar[CallState | None] = ContextVar("retrysafe_idempotent_call", default=None)

@@ -28,10 +28,10 @@ app.conf.update(
 )
 
 
-@tool.write(store=os.environ.get("ENGINE_STORE"), lease_seconds=2, wait_seconds=15)
+@tool.write(store=os.environ.get("ENGINE_STORE"), lease_seconds=2, wait_seconds=15, checkpoint=True)
 def charge(unit: int) -> str:
     """Charge one unit."""
-    return charge_body(DIRECTORY, unit)
+    return charge_body(DIRECTORY, unit, checkpoint=True)
 
 
 def plain_charge(unit: int) -> str:

@@ -17,10 +17,10 @@ from tests.engines.units import UNITS, after_charge, charge_body, note
 DIRECTORY, MODE, STORE, SYSTEM_DB = sys.argv[1:5]
 
 
-@tool.write(store=STORE, lease_seconds=2, wait_seconds=15)
+@tool.write(store=STORE, lease_seconds=2, wait_seconds=15, checkpoint=True)
 def charge(unit: int) -> str:
     """Charge one unit."""
-    return charge_body(DIRECTORY, unit)
+    return charge_body(DIRECTORY, unit, checkpoint=True)
 
 
 def unit_body(unit: int) -> str:

@@ -17,10 +17,10 @@ from .units import after_charge, charge_body, note
 DIRECTORY = os.environ.get("ENGINE_DIR", "")
 
 
-@tool.write(store=os.environ.get("ENGINE_STORE"), lease_seconds=2, wait_seconds=15)
+@tool.write(store=os.environ.get("ENGINE_STORE"), lease_seconds=2, wait_seconds=15, checkpoint=True)
 def charge(unit: int) -> str:
     """Charge one unit."""
-    return charge_body(DIRECTORY, unit)
+    return charge_body(DIRECTORY, unit, checkpoint=True)
 
 
 def plain_charge(unit: int) -> str:
@@ -28,7 +28,7 @@ def plain_charge(unit: int) -> str:
 
 
 @activity.defn
-async def unit_activity(unit: int) -> str:
+def unit_activity(unit: int) -> str:  # threaded: a kill takes its siblings down mid-flight
     note(DIRECTORY, "starts", str(unit))
     naive = os.environ.get("ENGINE_MODE") == "naive"
     result = plain_charge(unit) if naive else charge(unit)
@@ -54,6 +54,8 @@ class UnitWorkflow:
 
 
 async def work(address: str, queue: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     from temporalio.client import Client
     from temporalio.worker import Worker
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -70,6 +72,7 @@ async def work(address: str, queue: str) -> None:
         activities=[unit_activity],
         interceptors=interceptors,
         workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
-        max_concurrent_activities=int(os.environ.get("ENGINE_CONCURRENCY", "1")),
+        max_concurrent_activities=4,
+        activity_executor=ThreadPoolExecutor(4),
     )
     await worker.run()

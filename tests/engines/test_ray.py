@@ -30,10 +30,10 @@ DRIVER = textwrap.dedent(
 
     DIRECTORY, MODE, STORE, OUT = sys.argv[1:5]
 
-    @tool.write(store=STORE, lease_seconds=2, wait_seconds=15)
+    @tool.write(store=STORE, lease_seconds=2, wait_seconds=15, checkpoint=True)
     def charge(unit: int) -> str:
         \"\"\"Charge one unit.\"\"\"
-        return charge_body(DIRECTORY, unit)
+        return charge_body(DIRECTORY, unit, checkpoint=True)
 
     def unit_body(unit: int) -> str:
         note(DIRECTORY, "starts", str(unit))

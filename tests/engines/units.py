@@ -42,8 +42,14 @@ def note(directory: str, name: str, line: str) -> None:
         os.close(fd)
 
 
-def charge_body(directory: str, unit: int) -> str:
-    """The side effect, then the kill for units 0-7 (first attempt)."""
+def charge_body(directory: str, unit: int, checkpoint: bool = False) -> str:
+    """The side effect, then the kill for units 0-7 (first attempt). ``checkpoint``: inside
+    an ``@idempotent(checkpoint=True)`` tool, mark the start first (a worker killed before it
+    leaves a record the retry takes over)."""
+    if checkpoint:
+        from retrysafe import side_effect_started
+
+        side_effect_started()
     note(directory, "ledger", str(unit))
     if unit in KILLED and not os.environ.get("ENGINE_NO_KILL") and _once(directory, "killed", unit):
         os.kill(os.getpid(), signal.SIGKILL)
@@ -60,6 +66,23 @@ def ledger(directory: str | Path) -> Counter[int]:
     path = Path(directory) / "ledger"
     lines = path.read_text().split() if path.exists() else []
     return Counter(int(line) for line in lines)
+
+
+def check_once(directory: str | Path, outcomes: dict[int, Any]) -> None:
+    """What must hold with retrysafe, whatever a kill hit: no unit charged twice; a unit that
+    completed was charged; a unit not charged ended UNKNOWN (killed between its checkpoint
+    and its charge: retrysafe cannot know, and says so), never silently dropped; the units
+    killed inside their own tool ended UNKNOWN, naming their key."""
+    charges = ledger(directory)
+    assert [] == [u for u, n in charges.items() if n > 1], charges
+    for unit in range(UNITS):
+        outcome = outcomes[unit]
+        if outcome == "ok":
+            assert 1 == charges[unit], (unit, charges[unit])
+        else:
+            assert "OutcomeUnknownError" == outcome[0] and "ik_" in outcome[1], (unit, outcome)
+        if unit in KILLED:
+            assert outcome != "ok", (unit, outcome)
 
 
 def judge(directory: str | Path, outcomes: dict[int, Any]) -> dict[str, Any]:

@@ -123,12 +123,15 @@ class Store(Protocol):
         ttl: float,
         takeover: bool,
         nonce: str | None = None,
+        checkpoint: bool = False,
     ) -> Claim:
         """Claim a record: start it, replay it, or report who holds it (see :class:`Claim`).
-        An expired lease is taken over when ``takeover`` (READ/IDEMPOTENT), else the record
-        turns UNKNOWN. ``nonce`` (12 digits, the caller's; the store draws one if None)
-        names this claim: the claim resent with it is recognised as itself, and
-        :meth:`abandon` finds it by it."""
+        An expired lease is taken over when ``takeover`` (READ/IDEMPOTENT), or when the
+        claim was made with ``checkpoint`` and its owner never called :meth:`mark_started`
+        (it died before its side effect could start); else the record turns UNKNOWN.
+        ``nonce`` (12 digits, the caller's; the store draws one if None) names this claim:
+        the claim resent with it is recognised as itself, and :meth:`abandon` finds it by
+        it."""
         ...
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
@@ -153,6 +156,12 @@ class Store(Protocol):
 
     def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         """Turn the claim holding ``fence`` UNKNOWN (cut off after it may have acted)."""
+        ...
+
+    def mark_started(self, key: Key, fence: int) -> bool:
+        """Record that the claim holding ``fence`` (made with ``checkpoint``) is about to
+        start its side effect: from now on its expired lease turns the record UNKNOWN. False
+        (nothing changed) when that claim no longer holds the record."""
         ...
 
     def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
@@ -195,12 +204,14 @@ class Store(Protocol):
         ttl: float,
         takeover: bool,
         nonce: str | None = None,
+        checkpoint: bool = False,
     ) -> Claim: ...
     async def aabandon(self, key: Key, nonce: str) -> bool: ...
     async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool: ...
     async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool: ...
     async def arelease(self, key: Key, fence: int) -> bool: ...
     async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool: ...
+    async def amark_started(self, key: Key, fence: int) -> bool: ...
 
 
 class AsyncWatcher(Protocol):

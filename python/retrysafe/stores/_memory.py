@@ -219,6 +219,7 @@ class MemoryStore:
         ttl: float,
         takeover: bool,
         nonce: str | None = None,
+        checkpoint: bool = False,
     ) -> Claim:
         now = time.monotonic()
         # The replay path: a live completed record is read without the lock (one dict get is
@@ -234,6 +235,7 @@ class MemoryStore:
         with self._lock:
             rec = self._live_record(key, now)
             took_over = rec is not None
+            taken = takeover
             if rec is not None:
                 if rec["fp"] != fingerprint:
                     return Claim("mismatch")
@@ -243,10 +245,13 @@ class MemoryStore:
                     return Claim("unknown", rec["fence"])
                 if rec["lease"] > now:
                     return Claim("in_progress", rec["fence"], lease_left=rec["lease"] - now)
-                if not takeover:  # a write's owner vanished mid-call: it may have acted
+                # A write's owner vanished mid-call: it may have acted, unless it claimed
+                # with a checkpoint and never reached it.
+                taken = takeover or bool(rec.get("unstarted"))
+                if not taken:
                     rec.update(state=UNKNOWN, expires=now + ttl)
                     cut_off = Claim("unknown", rec["fence"], expired_now=True)
-            if rec is None or takeover:
+            if rec is None or taken:
                 fence = self._fences.get(key, 0) + 1
                 self._fences[key] = fence
                 self._records[key] = {
@@ -255,6 +260,7 @@ class MemoryStore:
                     "owner": owner,
                     "fence": fence,
                     "nonce": nonce,
+                    "unstarted": checkpoint,
                     "lease": now + lease,
                     "payload": None,
                     "expires": now + ttl,
@@ -272,6 +278,17 @@ class MemoryStore:
         if rec is None or rec["fence"] != fence or rec["state"] not in states:
             return None
         return rec
+
+    def mark_started(self, key: Key, fence: int) -> bool:
+        with self._lock:
+            rec = self._with_fence(key, fence, (IN_PROGRESS,))
+            if rec is None:
+                return False
+            rec["unstarted"] = False
+        return True
+
+    async def amark_started(self, key: Key, fence: int) -> bool:
+        return self.mark_started(key, fence)
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
         with self._lock:
@@ -376,8 +393,9 @@ class MemoryStore:
         ttl: float,
         takeover: bool,
         nonce: str | None = None,
+        checkpoint: bool = False,
     ) -> Claim:
-        return self.claim(key, fingerprint, owner, lease, ttl, takeover, nonce)
+        return self.claim(key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint)
 
     async def aabandon(self, key: Key, nonce: str) -> bool:
         return self.abandon(key, nonce)

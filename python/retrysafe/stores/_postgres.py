@@ -35,7 +35,10 @@ __all__ = ["SCHEMA_SQL", "PostgresStore"]
 #: The server's clock is written inline as ``extract(epoch FROM clock_timestamp())``: a SQL
 #: function wrapping it (version 1's ``retrysafe_now()``) cost ~30 us per statement.
 #: Version 3: releases and abandoned claims also from UNKNOWN; resolve leaves a live owner's record.
-SCHEMA_VERSION = 3
+#: Version 4: ``unstarted`` (a claim with a checkpoint its owner never reached is taken over
+#: when its lease runs out); ``retrysafe_claim`` takes ``p_checkpoint`` (the 8-argument one of
+#: version 3 stays for processes not yet upgraded).
+SCHEMA_VERSION = 4
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS retrysafe_kv (
@@ -57,6 +60,7 @@ CREATE TABLE IF NOT EXISTS retrysafe_records (
     payload bytea,
     expires double precision NOT NULL
 );
+ALTER TABLE retrysafe_records ADD COLUMN IF NOT EXISTS unstarted boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS retrysafe_fences (key text PRIMARY KEY, counter bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS retrysafe_schema (version integer NOT NULL);
 
@@ -64,7 +68,7 @@ DROP FUNCTION IF EXISTS retrysafe_now();
 
 CREATE OR REPLACE FUNCTION retrysafe_claim(
     p_key text, p_fp text, p_owner text, p_lease double precision, p_ttl double precision,
-    p_takeover boolean, p_nonce text, p_channel text
+    p_takeover boolean, p_nonce text, p_channel text, p_checkpoint boolean
 ) RETURNS TABLE (status text, fence text, payload bytea, lease_left double precision,
                  took boolean, expired_now boolean)
 LANGUAGE plpgsql AS $$
@@ -119,7 +123,9 @@ BEGIN
                                 false, false;
             RETURN;
         END IF;
-        IF NOT p_takeover THEN  -- a write's owner vanished mid-call: it may have acted
+        -- A write's owner vanished mid-call: it may have acted, unless it claimed with a
+        -- checkpoint and never reached it.
+        IF NOT p_takeover AND NOT rec.unstarted THEN
             UPDATE retrysafe_records r SET state = 'unknown', expires = now_ + p_ttl
              WHERE r.key = p_key;
             PERFORM pg_notify(p_channel, p_key);
@@ -130,12 +136,13 @@ BEGIN
     UPDATE retrysafe_fences f SET counter = f.counter + 1 WHERE f.key = p_key
         RETURNING f.counter INTO counter_;
     INSERT INTO retrysafe_records AS r
-        (key, state, fp, owner, fence, nonce, lease, payload, expires)
+        (key, state, fp, owner, fence, nonce, lease, payload, expires, unstarted)
         VALUES (p_key, 'in_progress', p_fp, p_owner, counter_::text || p_nonce, p_nonce,
-                now_ + p_lease, NULL, now_ + p_ttl)
+                now_ + p_lease, NULL, now_ + p_ttl, p_checkpoint AND NOT p_takeover)
         ON CONFLICT (key) DO UPDATE SET state = excluded.state, fp = excluded.fp,
             owner = excluded.owner, fence = excluded.fence, nonce = excluded.nonce,
-            lease = excluded.lease, payload = NULL, expires = excluded.expires;
+            lease = excluded.lease, payload = NULL, expires = excluded.expires,
+            unstarted = excluded.unstarted;
     RETURN QUERY SELECT 'claimed'::text, counter_::text || p_nonce, NULL::bytea, 0::float8,
                         rec.key IS NOT NULL, false;
 END $$;
@@ -228,7 +235,8 @@ _CLAIM = (
     "false AS took, false AS expired_now FROM retrysafe_records WHERE key = %(key)s "
     "AND state = 'completed' AND fp = %(fp)s AND expires > " + _NOW + ") "
     "SELECT * FROM hit UNION ALL SELECT * FROM retrysafe_claim(%(key)s, %(fp)s, %(owner)s, "
-    "%(lease)s, %(ttl)s, %(takeover)s, %(nonce)s, %(channel)s) WHERE NOT EXISTS (SELECT 1 FROM hit)"
+    "%(lease)s, %(ttl)s, %(takeover)s, %(nonce)s, %(channel)s, %(checkpoint)s) "
+    "WHERE NOT EXISTS (SELECT 1 FROM hit)"
 )
 # The replay of a key this process has seen completed: the same read alone, two parameters
 # and two columns (a bare read by primary key). A miss falls back to _CLAIM.
@@ -751,8 +759,10 @@ class PostgresStore:
         ttl: float,
         takeover: bool,
         nonce: str | None,
+        checkpoint: bool = False,
     ) -> tuple[str, Any, str]:
         params = {
+            "checkpoint": checkpoint,
             "key": k,
             "fp": fingerprint,
             "owner": owner,
@@ -840,6 +850,9 @@ class PostgresStore:
         sql = "SELECT retrysafe_abandon(%s, %s, %s)"
         return sql, (self._k(key), nonce, self._channel), "one"
 
+    def _op_mark_started(self, key: Key, fence: int) -> tuple[str, Any, str]:
+        return self._op_fenced(key, fence, (IN_PROGRESS,), "unstarted = false", {})
+
     def _op_mark_unknown(self, key: Key, fence: int, ttl: float) -> tuple[str, Any, str]:
         return self._op_fenced(
             key,
@@ -906,15 +919,15 @@ class PostgresStore:
         ttl: float,
         takeover: bool,
         nonce: str | None = None,
+        checkpoint: bool = False,
     ) -> Claim:
         k = self._k(key)
         if k in self._seen:
             replayed = self._replayed(k, self._execute(_REPLAY, (k, fingerprint), "one"))
             if replayed is not None:
                 return replayed
-        return self._claimed(
-            k, self._do(self._op_claim(k, fingerprint, owner, lease, ttl, takeover, nonce))
-        )
+        op = self._op_claim(k, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint)
+        return self._claimed(k, self._do(op))
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
         return self._counted(self._do(self._op_heartbeat(key, fence, lease)))
@@ -930,6 +943,9 @@ class PostgresStore:
 
     def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         return self._counted(self._do(self._op_mark_unknown(key, fence, ttl)))
+
+    def mark_started(self, key: Key, fence: int) -> bool:
+        return self._counted(self._do(self._op_mark_started(key, fence)))
 
     def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
         data = self._codec.dump(payload) if applied else None
@@ -1004,13 +1020,14 @@ class PostgresStore:
         ttl: float,
         takeover: bool,
         nonce: str | None = None,
+        checkpoint: bool = False,
     ) -> Claim:
         k = self._k(key)
         if k in self._seen:
             replayed = self._replayed(k, await self._aexecute(_REPLAY, (k, fingerprint), "one"))
             if replayed is not None:
                 return replayed
-        op = self._op_claim(k, fingerprint, owner, lease, ttl, takeover, nonce)
+        op = self._op_claim(k, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint)
         return self._claimed(k, await self._ado(op))
 
     async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
@@ -1027,6 +1044,9 @@ class PostgresStore:
 
     async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         return self._counted(await self._ado(self._op_mark_unknown(key, fence, ttl)))
+
+    async def amark_started(self, key: Key, fence: int) -> bool:
+        return self._counted(await self._ado(self._op_mark_started(key, fence)))
 
     # --- waiting: LISTEN/NOTIFY, with polling when a notification is missed ----------------
 

@@ -102,6 +102,8 @@ _CLAIM = (
     _NOW
     + """
 -- KEYS: record, fence, abandoned | ARGV: fp, owner, lease_ms, ttl_ms, takeover, channel, nonce
+-- takeover: '1' (an expired lease is taken over), '0' (it turns UNKNOWN), 'c' (as '0', but
+-- the claim has a checkpoint: until mark_started, 'unstarted' says it cannot have acted)
 if redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1 then return {'abandoned'} end
 local state = redis.call('HGET', KEYS[1], 'state')
 local took_over = 0
@@ -115,7 +117,7 @@ if state then
   if state == 'unknown' then return {'unknown', fence} end
   local lease = tonumber(redis.call('HGET', KEYS[1], 'lease'))
   if lease > now then return {'in_progress', fence, tostring(lease - now)} end
-  if ARGV[5] ~= '1' then
+  if ARGV[5] ~= '1' and redis.call('HGET', KEYS[1], 'unstarted') ~= '1' then
     redis.call('HSET', KEYS[1], 'state', 'unknown')
     redis.call('PEXPIRE', KEYS[1], ARGV[4])
     redis.call('PUBLISH', ARGV[6], 'unknown')
@@ -127,7 +129,8 @@ local fence = string.format('%d', redis.call('INCR', KEYS[2])) .. ARGV[7]
 redis.call('PEXPIRE', KEYS[2], math.max(tonumber(ARGV[4]), 86400000) * 2)
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', 'in_progress', 'fp', ARGV[1], 'owner', ARGV[2],
-  'fence', fence, 'lease', now + tonumber(ARGV[3]), 'nonce', ARGV[7], 'took', took_over)
+  'fence', fence, 'lease', now + tonumber(ARGV[3]), 'nonce', ARGV[7], 'took', took_over,
+  'unstarted', ARGV[5] == 'c' and '1' or '0')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {'claimed', fence, tostring(took_over)}
 """
@@ -195,6 +198,15 @@ redis.call('PUBLISH', ARGV[3], 'unknown')
 return 1
 """
 )
+_MARK_STARTED = (
+    _FENCED
+    + """
+-- ARGV: fence
+if state ~= 'in_progress' then return 0 end
+redis.call('HSET', KEYS[1], 'unstarted', '0')
+return 1
+"""
+)
 _RESOLVE = (
     _NOW
     + """
@@ -229,6 +241,7 @@ _SCRIPTS = {
     "release_record": _RELEASE_RECORD,
     "abandon": _ABANDON,
     "mark_unknown": _MARK_UNKNOWN,
+    "mark_started": _MARK_STARTED,
     "resolve": _RESOLVE,
 }
 
@@ -937,6 +950,7 @@ class RedisStore:
         ttl: float,
         takeover: bool,
         nonce: str | None,
+        checkpoint: bool = False,
     ) -> tuple[list[str], list[Any]]:
         keys = [self._record(key), self._fence(key), self._abandoned(key)]
         args = [
@@ -944,7 +958,7 @@ class RedisStore:
             owner,
             _ms(lease),
             _ms(ttl),
-            "1" if takeover else "0",
+            "1" if takeover else "c" if checkpoint else "0",
             self._channel(key),
             nonce or fence_nonce(),  # this claim's nonce: its token's tail
         ]
@@ -1014,9 +1028,18 @@ class RedisStore:
         ttl: float,
         takeover: bool,
         nonce: str | None = None,
+        checkpoint: bool = False,
     ) -> Claim:
-        keys, args = self._claim_args(key, fingerprint, owner, lease, ttl, takeover, nonce)
+        keys, args = self._claim_args(
+            key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint
+        )
         return self._to_claim(key, self._sync_run(lambda: self._replicated("claim", keys, args)))
+
+    def mark_started(self, key: Key, fence: int) -> bool:
+        # Replicated as a claim is: a failover that lost the mark would let the record be
+        # taken over after its owner acted.
+        keys, args = [self._record(key)], [fence]
+        return bool(self._sync_run(lambda: self._replicated("mark_started", keys, args)))
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
         script = self._sync_scripts["heartbeat"]
@@ -1075,9 +1098,15 @@ class RedisStore:
         ttl: float,
         takeover: bool,
         nonce: str | None = None,
+        checkpoint: bool = False,
     ) -> Claim:
-        keys, args = self._claim_args(key, fingerprint, owner, lease, ttl, takeover, nonce)
+        keys, args = self._claim_args(
+            key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint
+        )
         return self._to_claim(key, await self._record_script("claim", keys, args))
+
+    async def amark_started(self, key: Key, fence: int) -> bool:
+        return bool(await self._record_script("mark_started", [self._record(key)], [fence]))
 
     async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
         return bool(await self._script("heartbeat", [self._record(key)], [fence, _ms(lease)]))

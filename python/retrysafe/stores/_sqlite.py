@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS retrysafe_kv (
 CREATE INDEX IF NOT EXISTS retrysafe_kv_expires ON retrysafe_kv (expires) WHERE expires > 0;
 CREATE TABLE IF NOT EXISTS retrysafe_records (
     key TEXT PRIMARY KEY, state TEXT NOT NULL, fp TEXT NOT NULL, owner TEXT,
-    fence TEXT NOT NULL, lease REAL NOT NULL, payload BLOB, expires REAL NOT NULL
+    fence TEXT NOT NULL, lease REAL NOT NULL, payload BLOB, expires REAL NOT NULL,
+    unstarted INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS retrysafe_records_expires ON retrysafe_records (expires);
 CREATE TABLE IF NOT EXISTS retrysafe_fences (
@@ -148,6 +149,7 @@ class SQLiteStore:
         if not self._schema_done:
             try:
                 conn.executescript(SCHEMA)
+                _add_unstarted(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -408,6 +410,7 @@ class SQLiteStore:
         ttl: float,
         takeover: bool,
         nonce: str | None = None,
+        checkpoint: bool = False,
     ) -> Claim:
         text = self._k(key)
         # The replay path: one read, no write lock.
@@ -431,12 +434,12 @@ class SQLiteStore:
             ):
                 return Claim("abandoned")  # its caller gave it up before it arrived
             rec = conn.execute(
-                "SELECT state, fp, fence, lease, payload FROM retrysafe_records "
+                "SELECT state, fp, fence, lease, payload, unstarted FROM retrysafe_records "
                 "WHERE key = ? AND expires > ?",
                 (text, now),
             ).fetchone()
             if rec is not None:
-                state, fp, fence, lease_until, payload = rec
+                state, fp, fence, lease_until, payload, unstarted = rec
                 if state == IN_PROGRESS and nonce is not None and str(fence).endswith(nonce):
                     return Claim("claimed", self._codec.fence(fence, text))  # this claim, resent
                 if fp != fingerprint:
@@ -448,7 +451,9 @@ class SQLiteStore:
                     return Claim(UNKNOWN, fence)
                 if lease_until > now:
                     return Claim(IN_PROGRESS, fence, lease_left=lease_until - now)
-                if not takeover:  # a write's owner vanished mid-call: it may have acted
+                # A write's owner vanished mid-call: it may have acted, unless it claimed
+                # with a checkpoint and never reached it.
+                if not takeover and not unstarted:
                     conn.execute(
                         "UPDATE retrysafe_records SET state = ?, expires = ? WHERE key = ?",
                         (UNKNOWN, now + ttl, text),
@@ -462,9 +467,18 @@ class SQLiteStore:
             fence = fence_token(int(counter), nonce)
             conn.execute(
                 "INSERT OR REPLACE INTO retrysafe_records "
-                "(key, state, fp, owner, fence, lease, payload, expires) "
-                "VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                (text, IN_PROGRESS, fingerprint, owner, str(fence), now + lease, now + ttl),
+                "(key, state, fp, owner, fence, lease, payload, expires, unstarted) "
+                "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                (
+                    text,
+                    IN_PROGRESS,
+                    fingerprint,
+                    owner,
+                    str(fence),
+                    now + lease,
+                    now + ttl,
+                    int(checkpoint and not takeover),
+                ),
             )
             return Claim("claimed", fence, takeover=rec is not None)
 
@@ -493,6 +507,9 @@ class SQLiteStore:
         if changed:
             self._watchers.notify(text)
         return changed
+
+    def mark_started(self, key: Key, fence: int) -> bool:
+        return self._fenced(key, fence, (IN_PROGRESS,), "unstarted = 0", ())
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
         return self._fenced(key, fence, (IN_PROGRESS,), "lease = ?", (_After(lease),))
@@ -653,10 +670,14 @@ class SQLiteStore:
         ttl: float,
         takeover: bool,
         nonce: str | None = None,
+        checkpoint: bool = False,
     ) -> Claim:
         return await self._in_thread(
-            self.claim, key, fingerprint, owner, lease, ttl, takeover, nonce
+            self.claim, key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint
         )
+
+    async def amark_started(self, key: Key, fence: int) -> bool:
+        return await self._in_thread(self.mark_started, key, fence)
 
     async def aabandon(self, key: Key, nonce: str) -> bool:
         return await self._in_thread(self.abandon, key, nonce)
@@ -672,6 +693,21 @@ class SQLiteStore:
 
     async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         return await self._in_thread(self.mark_unknown, key, fence, ttl)
+
+
+def _add_unstarted(conn: sqlite3.Connection) -> None:
+    """A file made by an earlier version has no ``unstarted`` column: add it (once; another
+    process adding it at the same moment is fine)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(retrysafe_records)")}
+    if "unstarted" in columns:
+        return
+    try:
+        conn.execute(
+            "ALTER TABLE retrysafe_records ADD COLUMN unstarted INTEGER NOT NULL DEFAULT 0"
+        )
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):
+            raise
 
 
 def _forget_parent(store: SQLiteStore) -> object:
