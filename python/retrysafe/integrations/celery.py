@@ -22,13 +22,16 @@ under the prefork, solo and threads pools, with sync tools and with async ones r
 the task (``anyio.run``/``asyncio.run`` copy the binding). Stores built at import are safe
 in the prefork pool: each child opens its own connections.
 
-``Task.bind_identity(self)`` gives the binding; override it (``principal``/``tenant`` from
-the task's own server-side arguments) in a subclass when several tenants share a worker.
-Called directly (``charge_order("o-1")``, not through a worker) a task binds nothing.
+Called directly (``charge_order("o-1")``, not through a worker or ``apply()``) a task binds
+nothing. When several tenants share a worker, bind who is calling yourself in a
+``bind=True`` task: ``with retrysafe.session(identity_of(self.name, self.request.id),
+tenant=tenant):`` (the tenant from the task's own server-side arguments).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import celery  # type: ignore[import-untyped]
@@ -43,22 +46,39 @@ def identity_of(task_name: str, task_id: str) -> str:
     return f"celery/{escape(task_name, 'a task name')}/{escape(task_id, 'a task id')}"
 
 
+def _bound_run(task_class: Any, run: Callable[..., Any]) -> Callable[..., Any]:
+    """``run`` inside the identity of the request being run by ``task_class`` (the top of
+    its request stack, which the worker and ``apply()`` push before calling ``run``); as it
+    is when there is none (called directly)."""
+
+    @functools.wraps(run)
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        stack = task_class.request_stack
+        request = stack.top if stack is not None else None
+        task_id = getattr(request, "id", None)
+        if not task_id:
+            return run(*args, **kwargs)
+        with bind_call(identity_of(task_class.name, task_id)):
+            return run(*args, **kwargs)
+
+    return bound
+
+
 class Task(celery.Task):  # type: ignore[misc]
-    """A Celery task class binding each run to its task id (see the module)."""
+    """A Celery task class binding each run to its task id (see the module).
+
+    It wraps the ``run`` of each task class made from it (``@app.task`` makes one per
+    function; a class-based task defines its own), and leaves ``__call__`` alone, so the
+    worker keeps calling ``run`` directly (Celery's fast path for tasks without a custom
+    ``__call__``)."""
 
     #: Never retried by ``autoretry_for``: they need a person, not another attempt.
     dont_autoretry_for = NON_RETRYABLE
 
-    def bind_identity(self) -> bind_call | None:
-        """The session this run is bound to; None outside a worker (no task id)."""
-        task_id = getattr(self.request, "id", None)
-        if not task_id:
-            return None
-        return bind_call(identity_of(self.name, task_id))
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        binding = self.bind_identity()
-        if binding is None:
-            return super().__call__(*args, **kwargs)
-        with binding:
-            return super().__call__(*args, **kwargs)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if isinstance(run, staticmethod):  # @app.task(fn): run = staticmethod(fn)
+            cls.run = staticmethod(_bound_run(cls, run.__func__))
+        elif callable(run):  # @app.task(bind=True) and class-based tasks: run(self, ...)
+            cls.run = _bound_run(cls, run)

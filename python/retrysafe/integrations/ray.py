@@ -24,6 +24,7 @@ completed write; one whose outcome is unknown raises
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -41,12 +42,20 @@ def identity_of(job_id: str, task_id: str) -> str:
     return f"ray/{escape(job_id, 'a job id')}/{escape(task_id, 'a task id')}"
 
 
+#: This worker's job id, read once (a Ray worker process serves one job).
+_JOB: dict[int, str] = {}
+
+
 def _binding() -> bind_call | None:
     context = ray.get_runtime_context()
     task_id = context.get_task_id()
     if not task_id:  # the driver, not a task
         return None
-    return bind_call(identity_of(context.get_job_id(), task_id))
+    pid = os.getpid()
+    job = _JOB.get(pid)
+    if job is None:
+        job = _JOB[pid] = context.get_job_id()
+    return bind_call(identity_of(job, task_id))
 
 
 def bound(fn: F) -> F:
