@@ -107,6 +107,7 @@ class SQLiteStore:
         # The file and its tables come at first use: a store built at import or decoration
         # time touches no disk (a sandbox, a module imported before a fork).
         self._schema_done = False
+        self._setup_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "retrysafe") -> SQLiteStore:
@@ -144,17 +145,39 @@ class SQLiteStore:
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        if not self._schema_done:
-            try:
-                conn.executescript(SCHEMA)
-                _add_unstarted(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._schema_done = True
+        try:
+            if self._schema_done:
+                self._wal(conn)
+            else:
+                # The first connections of this process (threads starting together) set the
+                # file up one at a time.
+                with self._setup_lock:
+                    self._wal(conn)
+                    if not self._schema_done:
+                        conn.executescript(SCHEMA)
+                        _add_unstarted(conn)
+                        self._schema_done = True
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """``journal_mode=WAL``: switching a new file needs it alone, and SQLite answers
+        "database is locked" at once (no busy wait) while another connection, in this process
+        or another, is setting the file up: retried until ``busy_timeout``."""
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
 
     def _conn(self) -> tuple[sqlite3.Connection, threading.Lock]:
         found: tuple[sqlite3.Connection, threading.Lock] | None = getattr(self._local, "conn", None)
@@ -716,6 +739,7 @@ def _forget_parent(store: SQLiteStore) -> object:
     store._connections = []
     store._local = threading.local()
     store._lock = threading.Lock()  # a parent's thread may have held it at the fork
+    store._setup_lock = threading.Lock()
     store._watchers = LocalWatchers()
     return inherited
 
