@@ -71,6 +71,7 @@ logger = logging.getLogger("retrysafe")
 #: that store would never be warned. A store that refuses weak references is held strongly.
 _WARNED_STORES: weakref.WeakSet[Any] = weakref.WeakSet()
 _WARNED_PINNED: list[Any] = []
+_WARNED_KINDS: set[type] = set()
 KEY_PARAM = "idempotency_key"
 _KEY_TAG = b"retrysafe/idempotency-key/v1\0"  # as in the native idempotency_digest
 _UNSET: Any = object()
@@ -96,7 +97,15 @@ class NotApplied(RetrysafeError):
 
 
 def _first_warning_for(store: Any) -> bool:
-    """True the first time ``store`` (this very object) is asked about."""
+    """True the first time ``store`` is asked about: once per process for the in-process
+    kinds (every tool left on its default MemoryStore has one of its own: 20 tools printed
+    20 warnings), once per store object for shared ones (each is a server of its own)."""
+    if not getattr(store, "shared", False):
+        kind = type(store)
+        if kind in _WARNED_KINDS:
+            return False
+        _WARNED_KINDS.add(kind)
+        return True
     try:
         if store in _WARNED_STORES:
             return False
