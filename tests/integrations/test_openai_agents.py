@@ -14,7 +14,12 @@ agents = pytest.importorskip("agents")
 from agents import Agent, RunConfig, SQLiteSession  # noqa: E402
 from agents.testing import ScriptedModel, assistant_message, function_call  # noqa: E402
 
-from retrysafe.integrations.openai_agents import function_tool, run, run_sync  # noqa: E402
+from retrysafe.integrations.openai_agents import (  # noqa: E402
+    function_tool,
+    run,
+    run_streamed,
+    run_sync,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -146,3 +151,41 @@ def test_run_sync_binds_the_conversation_too() -> None:
         policy.get_event_loop().close()
         policy.set_event_loop(None)
     assert 1 == len(shop.charges)
+
+
+async def test_streamed_runs_charge_as_plain_runs_do() -> None:
+    """run_streamed: the model's repeat in the run and a later streamed run of the session
+    charge once (a streamed run through Runner.run_streamed alone was refused every write);
+    the events are consumed in another task, after the call returned."""
+    shop = Shop()
+    conversation = SQLiteSession("conversation-streamed")
+    calls = [function_call("charge_card", ARGS, call_id=f"c{i}") for i in range(3)]
+    outputs: list[str] = []
+
+    async def consume(result: Any) -> None:
+        async for event in result.stream_events():
+            if event.type == "run_item_stream_event" and event.item.type == "tool_call_output_item":
+                outputs.append(str(event.item.output))
+
+    first = run_streamed(shop.agent(_script(calls[:1], calls[1:2])), "charge", session=conversation)
+    await asyncio.get_running_loop().create_task(consume(first))
+    later = run_streamed(shop.agent(_script(calls[2:])), "again", session=conversation)
+    await consume(later)
+    assert 1 == len(shop.charges)
+    assert 3 == len(outputs) and 1 == len(set(outputs)), outputs
+    plain = Shop()  # the same script, not streamed: the same charges
+    await run(plain.agent(_script(calls[:1], calls[1:2])), "charge", session=SQLiteSession("p"))
+    assert len(plain.charges) == len(shop.charges)
+
+
+async def test_a_streamed_run_without_a_conversation_is_refused_with_a_hint() -> None:
+    shop = Shop()
+    result = run_streamed(
+        shop.agent(_script([function_call("charge_card", ARGS, call_id="c1")])), "charge"
+    )
+    texts = [
+        str(e.item.output)
+        async for e in result.stream_events()
+        if e.type == "run_item_stream_event" and e.item.type == "tool_call_output_item"
+    ]
+    assert [] == shop.charges and "session" in texts[0]

@@ -1,7 +1,7 @@
 """retrysafe for the OpenAI Agents SDK.
 
-Run agents through :func:`run` (or :func:`run_sync`), which takes exactly ``Runner.run``'s
-arguments, and make tools with :func:`function_tool` (``agents.function_tool`` plus the error
+Run agents through :func:`run` (or :func:`run_sync`, :func:`run_streamed`), which take
+exactly ``Runner.run``'s arguments, and make tools with :func:`function_tool` (``agents.function_tool`` plus the error
 text retrysafe gives the model)::
 
     from retrysafe.integrations.openai_agents import function_tool, run
@@ -36,7 +36,14 @@ from agents import Runner
 
 from ..framework import bind_call, failure_hint
 
-__all__ = ["conversation", "conversation_of", "function_tool", "run", "run_sync"]
+__all__ = [
+    "conversation",
+    "conversation_of",
+    "function_tool",
+    "run",
+    "run_streamed",
+    "run_sync",
+]
 
 
 def conversation_of(
@@ -98,6 +105,40 @@ async def run(
         session, conversation_id, run_config, tenant=tenant, principal=principal, turn=turn
     ):
         return await Runner.run(
+            starting_agent,
+            input,
+            session=session,
+            conversation_id=conversation_id,
+            run_config=run_config,
+            **kwargs,
+        )
+
+
+def run_streamed(
+    starting_agent: Any,
+    input: Any,
+    *,
+    tenant: str | None = None,
+    principal: str | None = None,
+    turn: str | int | None = None,
+    session: Any = None,
+    conversation_id: str | None = None,
+    run_config: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """``Runner.run_streamed`` inside the run's conversation (retrysafe.session).
+
+    The SDK starts the run's task here (it copies the context it is started in), so every
+    tool call of the streamed run is bound, wherever and whenever its events are consumed::
+
+        result = run_streamed(agent, "charge cus_42", session=SQLiteSession("conv-42"))
+        async for event in result.stream_events():
+            ...
+    """
+    with conversation(
+        session, conversation_id, run_config, tenant=tenant, principal=principal, turn=turn
+    ):
+        return Runner.run_streamed(
             starting_agent,
             input,
             session=session,
