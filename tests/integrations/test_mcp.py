@@ -183,3 +183,31 @@ async def test_reads_are_cached(kind: str) -> None:
             result = await _call(client, "get_weather", {"city": "Oslo"}, meta=meta)
             assert "sunny in Oslo" == _text(result)
     assert ["Oslo"] == shop.lookups
+
+
+async def test_a_refusal_reaches_the_model_as_the_hint(kind: str) -> None:
+    """An UNKNOWN outcome: the model reads retrysafe's hint, not FastMCP's wrapper ("Error
+    calling tool ...: ...", with the internal message and the whole key)."""
+    from retrysafe import OutcomeUnknownError
+
+    sent: list[str] = []
+
+    @tool.write(registry=None)
+    def send_email(to: str) -> str:
+        """Send an e-mail."""
+        sent.append(to)
+        raise ConnectionError("the mail server hung up after accepting it")
+
+    shop = Shop()
+    shop.tools = [send_email]
+    async with connected(kind, shop) as client:
+        first = await _call(client, "send_email", {"to": "a@example.com"}, meta=_meta("c"))
+        again = await _call(client, "send_email", {"to": "a@example.com"}, meta=_meta("c"))
+    hint = OutcomeUnknownError("x", key=None).llm_hint
+    for result in (first, again):
+        assert result.is_error
+        text = _text(result)
+        assert "Error calling tool" not in text and "ik_" not in text, text
+    # FastMCP: the hint as is; the MCP SDK: its own prefix for a tool's error, then the hint.
+    assert _text(again) == hint if kind == "fastmcp" else _text(again).endswith(": " + hint)
+    assert ["a@example.com"] == sent

@@ -238,8 +238,15 @@ def _fastmcp_middleware_class() -> type:
                     meta,
                     lambda: call_next(context),
                 )
-            except ToolError:
-                raise
+            except ToolError as wrapped:
+                # FastMCP 3 and 4 wrap a tool's exception in their own ToolError ("Error
+                # calling tool ...: <the message>") before middleware sees it: the model
+                # reads the hint of the error it wraps instead.
+                cause = wrapped.__cause__
+                hint = failure_hint(cause) if isinstance(cause, Exception) else None
+                if hint is None:
+                    raise
+                raise ToolError(hint) from cause
             except Exception as error:
                 # The model reads the hint (FastMCP would show the error's message).
                 raise _as_tool_error(error, ToolError) from error
