@@ -206,6 +206,10 @@ class ToolRegistry:
 
     def __init__(self) -> None:
         self._tools: dict[str, ToolSpec] = {}
+        #: Names taken by tools of different modules (``module.qualname`` of each): they
+        #: coexist (two modules of one program may each define ``charge_card`` for agents
+        #: of their own), and offering or calling one by that name is refused, naming both.
+        self._clashes: dict[str, list[str]] = {}
 
     def add(
         self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
@@ -224,11 +228,6 @@ class ToolRegistry:
                 f"tool {tool_name!r} needs a description (a docstring or description=)"
             )
         existing = self._tools.get(tool_name)
-        if existing is not None and _origin(existing.fn) != _origin(fn):
-            raise ValueError(
-                f"a tool named {tool_name!r} is already registered (from "
-                f"{'.'.join(_origin(existing.fn))}): give one of them name=..."
-            )
         spec = ToolSpec(
             tool_name,
             text,
@@ -237,16 +236,34 @@ class ToolRegistry:
             fn,
             make_validator(fn, tool_name, (KEY_PARAM,)),
         )
+        origin = ".".join(_origin(fn))
+        if existing is not None and _origin(existing.fn) != _origin(fn):
+            clash = self._clashes.setdefault(tool_name, [".".join(_origin(existing.fn))])
+            if origin not in clash:
+                clash.append(origin)
+            return spec  # kept apart: the name stays the first one's, and is refused
         self._tools[tool_name] = spec
         return spec
 
+    def _unclashed(self, name: str) -> None:
+        clash = self._clashes.get(name)
+        if clash is not None:
+            raise ValueError(
+                f"{len(clash)} tools are named {name!r} ({', '.join(clash)}): give them "
+                "distinct names (@tool(name=...)) or register them in separate registries "
+                "(@tool(registry=ToolRegistry()) per agent)"
+            )
+
     def __iter__(self) -> typing.Iterator[ToolSpec]:
+        for name in self._tools:
+            self._unclashed(name)
         return iter(self._tools.values())
 
     def __len__(self) -> int:
         return len(self._tools)
 
     def __getitem__(self, name: str) -> ToolSpec:
+        self._unclashed(name)
         return self._tools[name]
 
     def anthropic(self) -> list[dict[str, Any]]:
@@ -333,6 +350,7 @@ class ToolRegistry:
     def _prepare(
         self, name: str, arguments: Mapping[str, Any] | str | None
     ) -> tuple[Any, dict[str, Any], ToolOutcome | None]:
+        self._unclashed(name)
         spec = self._tools.get(name)
         if spec is None:
             known = ", ".join(sorted(self._tools)) or "none"
