@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -177,3 +178,62 @@ def test_activities_charge_once_under_kills_and_retries(
     # Siblings killed mid-flight before their checkpoint were taken over and charged: only
     # the (rare) ones caught between their checkpoint and their charge end uncharged.
     assert len(report["never_charged"]) <= 2, report
+
+
+@pytest.mark.parametrize("fail", ["before", "after"])
+def test_pydantic_ai_temporal_agent_tool_calls_are_bound(
+    fail: str, temporal_address: str, postgres_url: str, tmp_path: Path
+) -> None:
+    """Pydantic AI's TemporalAgent runs each tool call as an activity of the worker: the
+    interceptor binds it (without, every write is refused for want of an identity). A failure
+    before the side effect: Temporal's retry charges, once. After it: UNKNOWN, reported once
+    as non-retryable, charged once."""
+    code = textwrap.dedent(
+        f"""
+        import asyncio, uuid
+        from pydantic_ai.durable_exec.temporal import AgentPlugin, PydanticAIPlugin
+        from temporalio.client import Client, WorkflowFailureError
+        from temporalio.worker import Worker
+        from retrysafe.integrations.temporal import RetrysafeInterceptor
+        from tests.engines.pydantic_temporal_app import ChargeWorkflow, durable
+
+        async def main():
+            client = await Client.connect({temporal_address!r}, plugins=[PydanticAIPlugin()])
+            queue = "pai-" + uuid.uuid4().hex[:8]
+            async with Worker(client, task_queue=queue, workflows=[ChargeWorkflow],
+                              plugins=[AgentPlugin(durable)],
+                              interceptors=[RetrysafeInterceptor()]):
+                try:
+                    print("OK", await client.execute_workflow(
+                        ChargeWorkflow.run, "charge o-1", id=queue, task_queue=queue))
+                except WorkflowFailureError as failure:
+                    cause = failure.cause
+                    while getattr(cause, "cause", None) is not None and not getattr(
+                            cause, "type", None) == "OutcomeUnknownError":
+                        cause = cause.cause
+                    print("FAILED", getattr(cause, "type", None), cause.non_retryable)
+
+        asyncio.run(main())
+        """
+    )
+    env = dict(
+        os.environ,
+        ENGINE_DIR=str(tmp_path),
+        ENGINE_STORE=postgres_url,
+        ENGINE_FAIL=fail,
+        PYTHONPATH=str(ROOT),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == done.returncode, done.stderr[-3000:]
+    assert ["o-1"] == (tmp_path / "ledger").read_text().split()  # charged once
+    if fail == "before":
+        assert "OK charged" in done.stdout, done.stdout
+    else:
+        assert "FAILED OutcomeUnknownError True" in done.stdout, done.stdout

@@ -22,9 +22,9 @@ An activity with a ``heartbeat_timeout`` is heartbeated while it runs (every thi
 timeout): a long tool call is not mistaken for a dead worker, and a dead worker's attempt is
 retried after that timeout (its record's lease, ``lease_seconds``, should be no longer, so
 the retry finds the owner gone rather than waiting). Works with async and threaded sync
-activities; Pydantic AI's ``TemporalAgent`` runs each tool call as an activity of the
-worker, bound the same way (each call is its own unit: a model repeating a call makes a new
-activity).
+activities; Pydantic AI's ``TemporalAgent`` (and the OpenAI Agents SDK's
+``activity_as_tool``) run each tool call as an activity of the worker, bound the same way
+(each call is its own unit: a model repeating a call makes a new activity).
 
 Stores build nothing when a tool is decorated, so an activities module imported by a
 workflow (inside Temporal's sandbox) starts the worker; pass ``retrysafe`` through the
