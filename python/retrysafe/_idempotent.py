@@ -800,7 +800,7 @@ class IdempotencyHandle:
         else:
             keys = (None, record_key[5:], record_key, record_key)
         claim = self._sync_claim(
-            keys[2], keys[3], self._owner_id, self.lease, self.ttl, self.takeover
+            keys[2], keys[3], self._owner_id, self.lease, self.ttl, self.takeover, None, self._marks
         )
         if claim.status == "completed":
             self.replays += 1
