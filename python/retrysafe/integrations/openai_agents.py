@@ -135,17 +135,13 @@ def run_streamed(
         async for event in result.stream_events():
             ...
     """
-    with conversation(
-        session, conversation_id, run_config, tenant=tenant, principal=principal, turn=turn
-    ):
-        return Runner.run_streamed(
-            starting_agent,
-            input,
-            session=session,
-            conversation_id=conversation_id,
-            run_config=run_config,
-            **kwargs,
-        )
+    return _within(
+        Runner.run_streamed,
+        starting_agent,
+        input,
+        (tenant, principal, turn, session, conversation_id, run_config),
+        kwargs,
+    )
 
 
 def run_sync(
@@ -161,10 +157,28 @@ def run_sync(
     **kwargs: Any,
 ) -> Any:
     """``Runner.run_sync`` inside the run's conversation (retrysafe.session)."""
+    return _within(
+        Runner.run_sync,
+        starting_agent,
+        input,
+        (tenant, principal, turn, session, conversation_id, run_config),
+        kwargs,
+    )
+
+
+def _within(
+    runner: Callable[..., Any],
+    starting_agent: Any,
+    input: Any,
+    identity: tuple[Any, Any, Any, Any, Any, Any],
+    kwargs: dict[str, Any],
+) -> Any:
+    """``runner(...)`` (a sync entry point of ``Runner``) inside the run's conversation."""
+    tenant, principal, turn, session, conversation_id, run_config = identity
     with conversation(
         session, conversation_id, run_config, tenant=tenant, principal=principal, turn=turn
     ):
-        return Runner.run_sync(
+        return runner(
             starting_agent,
             input,
             session=session,

@@ -23,14 +23,13 @@ completed write; one whose outcome is unknown raises
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import ray
 
-from ..framework import bind_call, escape, is_async
+from ..framework import bind_call, bound_by, escape
 
 __all__ = ["bound", "identity_of"]
 
@@ -60,24 +59,4 @@ def _binding() -> bind_call | None:
 
 def bound(fn: F) -> F:
     """Run ``fn`` (a Ray task's function, sync or async) inside its task's identity."""
-    if is_async(fn):
-
-        @functools.wraps(fn)
-        async def async_task(*args: Any, **kwargs: Any) -> Any:
-            binding = _binding()
-            if binding is None:
-                return await fn(*args, **kwargs)
-            with binding:
-                return await fn(*args, **kwargs)
-
-        return async_task  # type: ignore[return-value]
-
-    @functools.wraps(fn)
-    def task(*args: Any, **kwargs: Any) -> Any:
-        binding = _binding()
-        if binding is None:
-            return fn(*args, **kwargs)
-        with binding:
-            return fn(*args, **kwargs)
-
-    return task  # type: ignore[return-value]
+    return bound_by(_binding)(fn)
