@@ -135,3 +135,33 @@ def test_other_pools_bind_the_task_id(pool: str, redis_url: str, tmp_path: Path)
     assert 0 == report["duplicates"], report
     assert [] == report["never_charged"], report
     assert all(o == "ok" for o in outcomes.values()), outcomes
+
+
+def test_async_tools_run_inside_a_task_are_bound(tmp_path: Path) -> None:
+    """A task running an async tool (anyio.run inside it, as Celery tasks are sync) binds it
+    too: the event loop's task copies the binding. Retried by autoretry_for, it replays."""
+    import anyio
+
+    from retrysafe import tool
+    from retrysafe.integrations.celery import Task
+
+    app = Celery("async-tools", task_cls=Task)
+    app.conf.task_always_eager = True
+    charges: list[str] = []
+
+    @tool.write(store=f"sqlite:///{tmp_path / 'records.db'}", registry=None)
+    async def charge(order: str) -> str:
+        """Charge an order."""
+        await anyio.lowlevel.checkpoint()
+        charges.append(order)
+        return f"ch_{order}"
+
+    @app.task(bind=True, autoretry_for=(ConnectionError,), max_retries=2, default_retry_delay=0)
+    def checkout(self: Any, order: str) -> str:
+        receipt = anyio.run(charge, order)
+        if self.request.retries == 0:
+            raise ConnectionError("the follow-up timed out")
+        return receipt
+
+    assert "ch_o-1" == checkout.delay("o-1").get()
+    assert ["o-1"] == charges
