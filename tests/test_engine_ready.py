@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from retrysafe import StoreError, idempotent, session, tool
 from retrysafe.stores import MemoryStore, PostgresStore, RedisStore, SQLiteStore
@@ -286,3 +288,28 @@ def test_a_write_whose_owner_died_before_its_checkpoint_runs_again(
                 charge("o-1")
     assert ["o-1"] == ledger.read_text().split()
     store.close()
+
+
+@given(
+    st.lists(st.text(max_size=6), min_size=1, max_size=4),
+    st.lists(st.text(max_size=6), min_size=1, max_size=4),
+)
+def test_unit_ids_are_injective(a: list[str], b: list[str]) -> None:
+    """Two engines' units, or two units of one engine, never share an identity, whatever
+    their ids hold (``|``, ``%``, ``/``...)."""
+    from retrysafe.framework import unit_id
+
+    assume(a != b)
+    assert unit_id("x", *a) != unit_id("x", *b)
+    assert unit_id("temporal", *a) != unit_id("temporal-activity", *a)
+
+
+def test_an_engine_unit_id_needs_no_escaping_by_the_session() -> None:
+    """Hex, UUIDs and dotted task names: the session's encoding leaves the id as it is (no
+    second escaping on every unit: the cost the engine bench measures)."""
+    from retrysafe.framework import escape, unit_id
+
+    made = unit_id("celery", "billing.tasks.charge_order", str(uuid.uuid4()))
+    assert escape(made) == made
+    made = unit_id("ray", "01000000", uuid.uuid4().hex)
+    assert escape(made) == made

@@ -13,6 +13,8 @@ framework integration of your own should too::
   ``__call__`` included).
 - :func:`escape`: a part of an identity made of several values (``client/issuer/subject``)
   with its delimiters escaped, so that distinct values never join into the same string.
+- :func:`unit_id`: the conversation id of an engine's unit of work, from its ids (injective,
+  and free of what the session would escape again).
 - :func:`bound_by`: a function (sync or async) run inside the identity a callable gives
   for each call (an engine's unit id, read when the call starts).
 - :data:`NON_RETRYABLE`: the errors an execution engine must not retry (each needs a person
@@ -35,6 +37,7 @@ __all__ = [
     "NON_RETRYABLE",
     "Session",
     "bound_by",
+    "unit_id",
     "bind_call",
     "current_session",
     "escape",
@@ -55,6 +58,14 @@ NON_RETRYABLE: tuple[type[Exception], ...] = (
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def unit_id(engine: str, *parts: str) -> str:
+    """``engine|part|part...``: each part escaped (:func:`escape`, and ``|`` as ``%7C``), so
+    distinct parts never join into the same id, and the id holds nothing the session's own
+    encoding escapes again (an engine's unit ids are hex, UUIDs and dotted names: binding
+    one costs no escaping)."""
+    return "|".join([engine, *(escape(part, "a unit id").replace("|", "%7C") for part in parts)])
 
 
 def bound_by(binding: Callable[[], bind_call | None]) -> Callable[[F], F]:

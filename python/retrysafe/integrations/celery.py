@@ -13,7 +13,7 @@ One line, the task class of the app (or of one task with ``base=``)::
 
 Celery runs a task at least once: ``autoretry_for`` and ``self.retry()`` run it again, and
 an ``acks_late`` task whose worker died is delivered again. Each time it carries the same
-task id, so the tools it calls are bound to ``celery/<task name>/<task id>`` (a
+task id, so the tools it calls are bound to ``celery|<task name>|<task id>`` (a
 :func:`retrysafe.session`): a retry or a redelivery replays a completed write, and a write
 whose outcome is unknown fails the task at once with :class:`~retrysafe.OutcomeUnknownError`
 (never retried by ``autoretry_for``: the errors of
@@ -35,14 +35,14 @@ from typing import Any
 
 import celery  # type: ignore[import-untyped]
 
-from ..framework import NON_RETRYABLE, bind_call, bound_by, escape
+from ..framework import NON_RETRYABLE, bind_call, bound_by, unit_id
 
 __all__ = ["Task", "identity_of"]
 
 
 def identity_of(task_name: str, task_id: str) -> str:
-    """The session id of a Celery task: ``celery/<name>/<id>`` (each part escaped)."""
-    return f"celery/{escape(task_name, 'a task name')}/{escape(task_id, 'a task id')}"
+    """The session id of a Celery task: ``celery|<name>|<id>`` (see ``unit_id``)."""
+    return unit_id("celery", task_name, task_id)
 
 
 def _bound_run(task_class: Any, run: Callable[..., Any]) -> Callable[..., Any]:

@@ -12,7 +12,7 @@ One decorator in place of ``@DBOS.step(...)``, with the same options::
 DBOS runs a step at least once: a step that raised is retried (``retries_allowed``), and a
 step that was running when its process died runs again when the workflow is recovered,
 because its checkpoint was never written. Each time it has the same workflow id and step
-id, so the tools it calls are bound to ``dbos/<workflow id>/<step id>`` (a
+id, so the tools it calls are bound to ``dbos|<workflow id>|<step id>`` (a
 :func:`retrysafe.session`): a retry or a recovery replays a completed write. The errors of
 :data:`retrysafe.framework.NON_RETRYABLE` (an UNKNOWN outcome above all) are never retried
 (the step's ``should_retry`` refuses them, before any predicate of yours): the workflow
@@ -30,7 +30,7 @@ from typing import Any, TypeVar, cast
 
 from dbos import DBOS
 
-from ..framework import NON_RETRYABLE, bind_call, bound_by, escape
+from ..framework import NON_RETRYABLE, bind_call, bound_by, unit_id
 
 __all__ = ["bound", "identity_of", "retryable", "step"]
 
@@ -38,8 +38,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def identity_of(workflow_id: str, step_id: int) -> str:
-    """The session id of a DBOS step: ``dbos/<workflow id>/<step id>``."""
-    return f"dbos/{escape(workflow_id, 'a workflow id')}/{step_id}"
+    """The session id of a DBOS step: ``dbos|<workflow id>|<step id>`` (see ``unit_id``)."""
+    return unit_id("dbos", workflow_id, str(step_id))
 
 
 def _binding() -> bind_call | None:

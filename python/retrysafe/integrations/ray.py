@@ -13,7 +13,7 @@ One decorator, under ``@ray.remote``::
 Ray runs a task at least once: a task whose worker died is executed again (``max_retries``)
 and one that raised a listed exception is retried (``retry_exceptions``). Every execution
 carries the same task id, so the tools a task calls are bound to
-``ray/<job id>/<task id>`` (a :func:`retrysafe.session`): a re-execution replays a
+``ray|<job id>|<task id>`` (a :func:`retrysafe.session`): a re-execution replays a
 completed write; one whose outcome is unknown raises
 :class:`~retrysafe.OutcomeUnknownError`. List your transient errors in
 ``retry_exceptions`` (never ``True``, which would retry the errors of
@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import ray
 
-from ..framework import bind_call, bound_by, escape
+from ..framework import bind_call, bound_by, unit_id
 
 __all__ = ["bound", "identity_of"]
 
@@ -37,8 +37,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def identity_of(job_id: str, task_id: str) -> str:
-    """The session id of a Ray task: ``ray/<job id>/<task id>`` (each part escaped)."""
-    return f"ray/{escape(job_id, 'a job id')}/{escape(task_id, 'a task id')}"
+    """The session id of a Ray task: ``ray|<job id>|<task id>`` (see ``unit_id``)."""
+    return unit_id("ray", job_id, task_id)
 
 
 #: This worker's job id, read once (a Ray worker process serves one job).

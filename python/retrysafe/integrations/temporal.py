@@ -11,8 +11,8 @@ One line, the worker's interceptor::
 Temporal runs an activity at least once: a failed attempt is retried by its retry policy,
 and an attempt whose worker died is retried once its timeout passes. Every attempt carries
 the same workflow id and activity id, so the tools an activity calls are bound to
-``temporal/<namespace>/<workflow id>/<activity id>`` (a :func:`retrysafe.session`;
-a standalone activity to ``temporal-activity/<namespace>/<activity id>``): a retry replays a
+``temporal|<namespace>|<workflow id>|<activity id>`` (a :func:`retrysafe.session`;
+a standalone activity to ``temporal-activity|<namespace>|<activity id>``): a retry replays a
 completed write. The errors of :data:`retrysafe.framework.NON_RETRYABLE` (an UNKNOWN
 outcome above all) fail the activity with a non-retryable ``ApplicationError`` whose type
 is the error's class name and whose message names the key: the workflow sees it at once
@@ -47,19 +47,16 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from ..framework import NON_RETRYABLE, bind_call, escape
+from ..framework import NON_RETRYABLE, bind_call, unit_id
 
 __all__ = ["RetrysafeInterceptor", "identity_of"]
 
 
 def identity_of(info: activity.Info) -> str:
     """The session id of an activity: stable across its attempts."""
-    namespace = escape(info.namespace, "a namespace")
-    activity_id = escape(info.activity_id, "an activity id")
     if info.workflow_id is None:
-        return f"temporal-activity/{namespace}/{activity_id}"
-    workflow_id = escape(info.workflow_id, "a workflow id")
-    return f"temporal/{namespace}/{workflow_id}/{activity_id}"
+        return unit_id("temporal-activity", info.namespace, info.activity_id)
+    return unit_id("temporal", info.namespace, info.workflow_id, info.activity_id)
 
 
 def non_retryable(error: BaseException) -> ApplicationError:
