@@ -168,7 +168,24 @@ def side_effect_started() -> None:
                 "side effect: it must stop before acting",
                 key=state.key,
             )
+        # The round trip may have outlasted the lease (a process stopped meanwhile) or the
+        # caller's deadline: checked again, so that nothing starts after either.
+        _still_held(state)
+        if _past_deadline():
+            raise _Stopped(
+                f"the caller's deadline passed before the call with key {state.key} started "
+                "its side effect: it stops before acting",
+                key=state.key,
+            )
     state.started = True
+
+
+def _past_deadline() -> bool:
+    """Whether the running async task's deadline has passed (False outside one)."""
+    try:
+        return anyio.current_effective_deadline() <= anyio.current_time()
+    except Exception:  # no async task here (a sync tool in a thread): no deadline to keep
+        return False
 
 
 class _Stopped(LeaseLostError):

@@ -616,7 +616,10 @@ class RedisStore:
         for sentinel in manager.sentinels:
             kwargs = sentinel.connection_pool.connection_kwargs
             nodes.append((kwargs.get("host", "localhost"), int(kwargs.get("port", 26379))))
-        self._sentinel = (nodes, service, dict(manager.sentinel_kwargs or {}))
+        # What travels to the asyncio twin: settings only (a sync client's `retry` object,
+        # say, made redis-py warn that it converted it).
+        portable = {k: v for k, v in (manager.sentinel_kwargs or {}).items() if k in _PORTABLE}
+        self._sentinel = (nodes, service, portable)
 
     def _take_cluster_kwargs(self, client: Any) -> None:
         manager = getattr(client, "nodes_manager", None)
