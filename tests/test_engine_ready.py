@@ -19,7 +19,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from retrysafe import StoreError, idempotent, session, tool
-from retrysafe.stores import MemoryStore, PostgresStore, RedisStore, SQLiteStore
+from retrysafe.stores import MISS, MemoryStore, PostgresStore, RedisStore, SQLiteStore
 
 from .conftest import _make_store
 
@@ -118,7 +118,8 @@ def test_a_memory_store_arrives_empty_with_its_settings() -> None:
     store.set("k", 1, None)
     copy = pickle.loads(pickle.dumps(store))
     assert isinstance(copy, MemoryStore) and 7 == copy.max_size
-    assert copy.get("k") is not store.get("k")  # nothing of this process's entries
+    assert MISS is copy.get("k")  # nothing of this process's entries
+    assert 1 == store.get("k")
 
 
 _MAIN = textwrap.dedent(

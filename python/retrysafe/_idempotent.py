@@ -712,19 +712,23 @@ class IdempotencyHandle:
 
     # --- claims: one the caller could not read is given up by it ----------------------------
 
+    def _claim_args(self, record_key: str, digest: str, nonce: str | None) -> tuple[Any, ...]:
+        """The arguments of ``Store.claim`` for this tool's claim of ``record_key``."""
+        return (
+            record_key,
+            digest,
+            self._owner_id,
+            self.lease,
+            self.ttl,
+            self.takeover,
+            nonce,
+            self._marks,
+        )
+
     async def _aclaim(self, record_key: str, digest: str) -> Claim:
         nonce = fence_nonce()
         try:
-            return await self.store.aclaim(
-                record_key,
-                digest,
-                self._owner_id,
-                self.lease,
-                self.ttl,
-                self.takeover,
-                nonce,
-                self._marks,
-            )
+            return await self.store.aclaim(*self._claim_args(record_key, digest, nonce))
         except BaseException as exc:  # no reply (lost, timed out) or cancelled: it may have landed
             if not _unserializable(exc):
                 self._abandon_later(record_key, nonce)
@@ -733,16 +737,7 @@ class IdempotencyHandle:
     def _claim(self, record_key: str, digest: str) -> Claim:
         nonce = fence_nonce()
         try:
-            return self.store.claim(
-                record_key,
-                digest,
-                self._owner_id,
-                self.lease,
-                self.ttl,
-                self.takeover,
-                nonce,
-                self._marks,
-            )
+            return self.store.claim(*self._claim_args(record_key, digest, nonce))
         except BaseException as exc:
             if not _unserializable(exc):
                 self._abandon_later(record_key, nonce)
@@ -802,6 +797,7 @@ class IdempotencyHandle:
             keys = self._keys(args, kwargs)
         else:
             keys = (None, record_key[5:], record_key, record_key)
+        # Inlined (the memory replay path): the arguments of _claim_args, without a nonce.
         claim = self._sync_claim(
             keys[2], keys[3], self._owner_id, self.lease, self.ttl, self.takeover, None, self._marks
         )
