@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import tempfile
 
-DIRECTORY = os.environ.setdefault("EXAMPLE_LEDGER", tempfile.mkdtemp(prefix="retrysafe-"))
+if "EXAMPLE_LEDGER" not in os.environ:  # (set for the engine's worker processes too)
+    os.environ["EXAMPLE_LEDGER"] = tempfile.mkdtemp(prefix="retrysafe-")
+DIRECTORY = os.environ["EXAMPLE_LEDGER"]
 
 
 def send_charge(order_id: str) -> str:
