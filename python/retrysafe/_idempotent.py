@@ -77,6 +77,8 @@ _KEY_TAG = b"retrysafe/idempotency-key/v1\0"  # as in the native idempotency_dig
 _UNSET: Any = object()
 #: Suffix of the key that holds a released write's "not before" time (the server's Retry-After).
 _NOT_BEFORE = ":not-before"
+#: The record key's suffix of the note a suspension after the side effect started leaves.
+_SUSPENDED = ":suspended"
 #: What an identical write in a later turn does: ask the user first, replay silently, or run.
 REPEAT_POLICIES = ("confirm", "replay", "allow")
 #: How many entries of a call's turn history are kept (runs, notices, released runs).
@@ -158,6 +160,12 @@ def side_effect_started() -> None:
     if state is None:
         raise RuntimeError("side_effect_started() is only meaningful inside an @idempotent call")
     _still_held(state)
+    if state.resumed_started:
+        raise _Repeated(
+            f"the call with key {state.key} was suspended (an interrupt) after its side effect "
+            "had started; resumed, it would start it again",
+            key=state.key,
+        )
     if state.marks and not state.started and state.record is not None:
         # Recorded before the side effect: until now a crash left nothing to fear (the next
         # caller takes the record over); from now on it leaves the outcome UNKNOWN.
@@ -190,6 +198,30 @@ def _past_deadline() -> bool:
 
 class _Stopped(LeaseLostError):
     """Raised by a checkpoint: the call stopped before acting (its record is released)."""
+
+
+class _Repeated(RetrysafeError):
+    """Raised by the checkpoint of a call resumed after a suspension that came after its
+    side effect had started: its outcome is UNKNOWN."""
+
+    def __init__(self, message: str, *, key: Any) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+#: Exceptions an agent framework raises to suspend a call until a person answers (LangGraph's
+#: ``GraphInterrupt``): control flow, neither a failure nor a completion. See :func:`suspends`.
+_SUSPENSIONS: tuple[type[BaseException], ...] = ()
+
+
+def suspends(*types: type[BaseException]) -> None:
+    """Make ``types`` suspensions: raised by a recorded call, they release its record for
+    the resume (the framework runs the same call again, with the same key) instead of
+    leaving its outcome UNKNOWN. A suspension after ``side_effect_started()`` is noted: the
+    resumed call's checkpoint refuses to start the side effect again (its outcome becomes
+    UNKNOWN), unless the remote deduplicates by the key (``remote_idempotent``)."""
+    global _SUSPENSIONS
+    _SUSPENSIONS = tuple(dict.fromkeys((*_SUSPENSIONS, *types)))
 
 
 def _still_held(state: _CallState) -> None:
@@ -651,7 +683,11 @@ class IdempotencyHandle:
         return args, kwargs
 
     def _after_error(self, exc: BaseException, state: _CallState) -> str:
-        """'release' or 'unknown' for a failed run."""
+        """'release', 'suspend' or 'unknown' for a failed run."""
+        if isinstance(exc, _Repeated):
+            return "unknown"
+        if _SUSPENSIONS and isinstance(exc, _SUSPENSIONS):
+            return "suspend"
         if self.remote_idempotent:
             # Whatever happened, the next call resends the same key and the remote answers
             # it once: nothing is left to settle by hand. (A derived key is the same for the
@@ -893,10 +929,13 @@ class IdempotencyHandle:
                     raise self._refuse_repeat(key, verdict)
             # Only a key claimed before can have been released with a server's wait: the
             # first claim of a key reads nothing more (claim + complete stay two trips).
+            resumed = False
             if claim_number(fence) > 1:
                 pause = self._wait_before_sending(await store.aget(record_key + _NOT_BEFORE), key)
                 if pause:
                     await anyio.sleep(pause)
+                if self.checkpoint and _SUSPENSIONS:
+                    resumed = await store.aget(record_key + _SUSPENDED) == "started"
             # Never start past the caller's deadline, nor on a lease that ran out meanwhile.
             await _not_past_deadline()
             if not held.valid():
@@ -911,6 +950,7 @@ class IdempotencyHandle:
         state = _CallState(
             key, not self.checkpoint, (record_key, fence, self.ttl), store, held, self._marks
         )
+        state.resumed_started = resumed and self._noted_kind()
         self._started(key)
         token = _STATE.set(state)
         try:
@@ -979,7 +1019,10 @@ class IdempotencyHandle:
                 lambda: store.mark_unknown(record_key, fence, self.unknown_ttl),
             )
         not_before = self._not_before_after(exc)
-        entry = None if turns is None else _released(turns)  # it never acted
+        # A suspension after the side effect started is noted for the resume; one before
+        # it, like a release, never acted.
+        noted = outcome == "suspend" and self._noted(state)
+        entry = None if turns is None or noted else _released(turns)
 
         async def steps() -> None:
             await store.arelease(record_key, fence)
@@ -987,6 +1030,8 @@ class IdempotencyHandle:
                 await store.arecent(turns[0], entry, _TURNS_KEPT, self.ttl)
             if not_before is not None:
                 await store.aset(record_key + _NOT_BEFORE, *not_before)
+            if noted:
+                await store.aset(record_key + _SUSPENDED, "started", self.ttl)
 
         def sync_steps() -> None:
             store.release(record_key, fence)
@@ -994,8 +1039,19 @@ class IdempotencyHandle:
                 store.recent(turns[0], entry, _TURNS_KEPT, self.ttl)
             if not_before is not None:
                 store.set(record_key + _NOT_BEFORE, *not_before)
+            if noted:
+                store.set(record_key + _SUSPENDED, "started", self.ttl)
 
         return outcome, steps, sync_steps
+
+    def _noted_kind(self) -> bool:
+        """Whether a resumed call of this tool must not start its side effect again."""
+        return self.effect.repeats_side_effect and not self.remote_idempotent
+
+    def _noted(self, state: _CallState) -> bool:
+        """Whether a suspension of this call leaves a note for its resume: its checkpoint
+        had passed on a write whose remote does not deduplicate."""
+        return self.checkpoint and state.started and self._noted_kind()
 
     async def _asettle_failure(
         self,
@@ -1085,10 +1141,13 @@ class IdempotencyHandle:
                     store.recent(turns[0], verdict[1], _TURNS_KEPT, self.ttl)
                 if verdict[0] == "refuse":
                     raise self._refuse_repeat(key, verdict)
+            resumed = False
             if claim_number(fence) > 1:
                 pause = self._wait_before_sending(store.get(record_key + _NOT_BEFORE), key)
                 if pause:
                     time.sleep(pause)
+                if self.checkpoint and _SUSPENSIONS:
+                    resumed = store.get(record_key + _SUSPENDED) == "started"
             if not held.valid():
                 raise self._lease_lost(key, None, before=True)
         except BaseException:
@@ -1099,6 +1158,7 @@ class IdempotencyHandle:
         state = _CallState(
             key, not self.checkpoint, (record_key, fence, self.ttl), store, held, self._marks
         )
+        state.resumed_started = resumed and self._noted_kind()
         self._started(key)
         token = _STATE.set(state)
         stop = start_heartbeat(

@@ -245,7 +245,7 @@ class CallState:
     may have started, and its record (record key, fence, ttl) in ``store``, which a store's
     own transaction can complete (``PostgresStore.transaction``)."""
 
-    __slots__ = ("held", "key", "marks", "record", "started", "store")
+    __slots__ = ("held", "key", "marks", "record", "resumed_started", "started", "store")
 
     def __init__(
         self,
@@ -265,6 +265,9 @@ class CallState:
         #: Its claim was made with a checkpoint: the checkpoint records the start in the
         #: store (until then a crashed owner's record is taken over, not left UNKNOWN).
         self.marks = marks
+        #: The call resumes one suspended (an agent framework's interrupt) after its side
+        #: effect had started: its checkpoint refuses to start it again.
+        self.resumed_started = False
 
 
 CURRENT_CALL: ContextVar[CallState | None] = ContextVar("retrysafe_idempotent_call", default=None)

@@ -17,6 +17,9 @@ framework integration of your own should too::
   and free of what the session would escape again).
 - :func:`bound_by`: a function (sync or async) run inside the identity a callable gives
   for each call (an engine's unit id, read when the call starts).
+- :func:`suspends`: the exceptions a framework raises to pause a call until a person
+  answers (LangGraph's ``GraphInterrupt``): the record waits for the resume instead of
+  becoming UNKNOWN.
 - :data:`NON_RETRYABLE`: the errors an execution engine must not retry (each needs a person
   or a code change; retrying only burns attempts): map them to the engine's non-retryable
   failure.
@@ -31,6 +34,7 @@ from typing import Any, TypeVar
 from ._dispatch import failure_hint
 from ._exceptions import IdempotencyKeyMismatchError, OutcomeUnknownError, SessionRequiredError
 from ._identity import Session, current_session, escape, is_async, name_of
+from ._idempotent import suspends
 from ._identity import session as bind_call
 
 __all__ = [
@@ -44,6 +48,7 @@ __all__ = [
     "failure_hint",
     "is_async",
     "name_of",
+    "suspends",
 ]
 
 #: Errors an engine's retry cannot fix: an UNKNOWN outcome (a person settles it, by key:

@@ -34,7 +34,14 @@ from typing import Annotated, Any, get_type_hints
 from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import StructuredTool, ToolException
 
-from ..framework import bind_call, failure_hint, is_async
+from ..framework import bind_call, failure_hint, is_async, suspends
+
+try:  # LangGraph's interrupt() is control flow: the node runs again on resume
+    from langgraph.errors import GraphInterrupt
+except ImportError:  # LangChain without LangGraph
+    pass
+else:
+    suspends(GraphInterrupt)
 
 __all__ = ["CONVERSATION_KEYS", "PRINCIPAL_KEY", "as_tool", "conversation_of", "turn_of"]
 
