@@ -211,3 +211,51 @@ async def test_a_refusal_reaches_the_model_as_the_hint(kind: str) -> None:
     # FastMCP: the hint as is; the MCP SDK: its own prefix for a tool's error, then the hint.
     assert _text(again) == hint if kind == "fastmcp" else _text(again).endswith(": " + hint)
     assert ["a@example.com"] == sent
+
+
+async def test_fastmcp_logs_a_refusal_in_one_line_and_a_bug_with_its_traceback() -> None:
+    """FastMCP logs each failed tool call with a traceback (a rich one on a terminal): a
+    retrysafe refusal is an answer to the model, logged as one line with its type and key;
+    a bug in a tool keeps its traceback."""
+    import logging
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    @tool.write(registry=None)
+    def send_email(to: str) -> str:
+        """Send an e-mail."""
+        raise ConnectionError("the mail server hung up after accepting it")
+
+    @tool.read(registry=None)
+    def broken(city: str) -> str:
+        """A tool with a bug."""
+        raise ZeroDivisionError("a bug")
+
+    shop = Shop()
+    shop.tools = [send_email, broken]
+    handler = Keep()
+    loggers = [
+        logging.getLogger(n) for n in ("fastmcp.server.server", "fastmcp.tools.tool_manager")
+    ]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        async with connected("fastmcp", shop) as client:
+            await _call(client, "send_email", {"to": "a@example.com"}, meta=_meta("c"))
+            await _call(client, "send_email", {"to": "a@example.com"}, meta=_meta("c"))
+            await _call(client, "broken", {"city": "Oslo"}, meta=_meta("c"))
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    refusals = [r for r in records if "send_email" in r.getMessage()]
+    bugs = [r for r in records if "broken" in r.getMessage()]
+    assert 2 == len(refusals) and 1 == len(bugs), [r.getMessage() for r in records]
+    for record in refusals:
+        assert record.exc_info is None and "\n" not in record.getMessage()
+        assert "OutcomeUnknownError (key ik_" in record.getMessage()
+        assert "a@example.com" not in record.getMessage()
+    assert bugs[0].exc_info is not None

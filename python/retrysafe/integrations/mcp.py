@@ -45,10 +45,11 @@ meta={"retrysafe/conversation": conversation_id})``.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from .. import get_effect, mcp_annotations
+from .. import RetrysafeError, get_effect, mcp_annotations
 from ..framework import bind_call, escape, failure_hint, is_async
 
 __all__ = [
@@ -294,6 +295,32 @@ class _SdkMiddleware:
         return result
 
 
+#: The loggers FastMCP reports a tool's failure on (4.x and 3.x; 2.x), with its traceback.
+_FASTMCP_TOOL_LOGGERS = ("fastmcp.server.server", "fastmcp.tools.tool_manager")
+
+
+class _OneLineRefusals(logging.Filter):
+    """On FastMCP's loggers: a tool's failure that retrysafe answered the model for (an
+    UNKNOWN outcome, a refusal, a loop stop) is logged as one line, its type and key, not a
+    traceback: it is an answer, not a crash. Any other failure is left as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, RetrysafeError):
+            key = getattr(error, "key", None)
+            detail = type(error).__name__ + (f" (key {key})" if key is not None else "")
+            record.msg, record.args = f"{record.getMessage()}: {detail}", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_fastmcp_refusals() -> None:
+    for name in _FASTMCP_TOOL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OneLineRefusals) for f in logger.filters):
+            logger.addFilter(_OneLineRefusals())
+
+
 def _is_fastmcp(server: Any) -> bool:
     return type(server).__module__.partition(".")[0] == "fastmcp" and hasattr(
         server, "add_middleware"
@@ -318,6 +345,7 @@ def protect(
     if _is_fastmcp(server):
         middleware = _fastmcp_middleware_class()(binder)
         server.add_middleware(middleware)
+        _quiet_fastmcp_refusals()
         return middleware
     chain = getattr(server, "middleware", None)
     if not isinstance(chain, list):
