@@ -15,7 +15,14 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 @pytest.mark.parametrize(
     "name",
-    ["mcp_server", "pydantic_ai_agent", "openai_agents_run", "langgraph_tools", "raw_sdk_loop"],
+    [
+        "mcp_server",
+        "pydantic_ai_agent",
+        "openai_agents_run",
+        "langgraph_tools",
+        "raw_sdk_loop",
+        "google_adk_agent",
+    ],
 )
 def test_example_charges_once(name: str) -> None:
     """The example exits 0 and reports two requests sent (one lost) and one charge."""
