@@ -22,6 +22,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         "langgraph_tools",
         "raw_sdk_loop",
         "google_adk_agent",
+        "claude_agent_sdk_tools",
     ],
 )
 def test_example_charges_once(name: str) -> None:

@@ -33,8 +33,8 @@ from typing import Any, TypeVar
 
 from ._dispatch import failure_hint
 from ._exceptions import IdempotencyKeyMismatchError, OutcomeUnknownError, SessionRequiredError
-from ._identity import Session, current_session, escape, is_async, name_of
 from ._idempotent import suspends
+from ._identity import Session, current_session, escape, is_async, name_of
 from ._identity import session as bind_call
 
 __all__ = [
