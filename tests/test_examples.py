@@ -23,6 +23,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         "raw_sdk_loop",
         "google_adk_agent",
         "claude_agent_sdk_tools",
+        "llama_index_agent",
     ],
 )
 def test_example_charges_once(name: str) -> None:
