@@ -24,6 +24,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         "google_adk_agent",
         "claude_agent_sdk_tools",
         "llama_index_agent",
+        "strands_agent",
     ],
 )
 def test_example_charges_once(name: str) -> None:
