@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
+COMPAT := .venv-compat
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PYO3_PYTHON := $(abspath $(PY))
@@ -27,9 +28,24 @@ build-dev: install ## Rebuild the Rust extension into .venv (release mode)
 	$(VENV)/bin/maturin develop --release -q
 
 .PHONY: test
-test: build-dev ## Run cargo test and pytest (asyncio + trio; memory, SQLite, a real redis-server, a real 6-node Redis Cluster and a real PostgreSQL)
+test: build-dev ## Run cargo test and pytest (asyncio + trio; memory, SQLite, a real redis-server, a real 6-node Redis Cluster and a real PostgreSQL), then the compat venv's
 	cargo test --release -q
+	$(MAKE) --no-print-directory test-compat
 	scripts/with-redis.sh scripts/with-redis-cluster.sh scripts/with-postgres.sh $(PY) -m pytest -q
+
+# CrewAI pins mcp 1.x, openai 2.x and Pydantic < 2.13, and FastMCP 2.x needs mcp 1.x: they
+# get a venv of their own, which imports retrysafe from python/ (the abi3 extension
+# build-dev put there).
+$(COMPAT)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/pip install -q --upgrade pip
+	$(COMPAT)/bin/pip install -q "crewai>=1.0" "fastmcp>=2.10,<3" "anthropic>=0.40" "pytest>=8" "anyio>=4"
+	touch $@
+
+.PHONY: test-compat
+test-compat: build-dev $(COMPAT)/.installed ## CrewAI and FastMCP 2.x, in .venv-compat (also part of make test)
+	CREWAI_DISABLE_TELEMETRY=true OTEL_SDK_DISABLED=true PYTHONPATH=python \
+		$(COMPAT)/bin/python -m pytest -q -p no:cacheprovider --confcutdir=tests/compat tests/compat
 
 .PHONY: test-faults
 test-faults: build-dev ## The fault run alone (a fault proxy before a real redis-server and PostgreSQL; also part of make test)
@@ -70,4 +86,4 @@ demo: build-dev ## The main job: retrysafe demo
 
 .PHONY: clean
 clean: ## Remove build products and the venv
-	rm -rf $(VENV) .venv-hunt target .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(COMPAT) .venv-hunt target .pytest_cache .mypy_cache .ruff_cache .hypothesis

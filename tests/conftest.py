@@ -11,6 +11,9 @@ from hypothesis import HealthCheck, settings
 
 from retrysafe.stores import MemoryStore, Store
 
+#: Frameworks whose pins clash with the main venv's run in .venv-compat (`make test-compat`).
+collect_ignore = ["compat"]
+
 settings.register_profile(
     "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

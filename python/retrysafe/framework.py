@@ -17,6 +17,8 @@ framework integration of your own should too::
   and free of what the session would escape again).
 - :func:`bound_by`: a function (sync or async) run inside the identity a callable gives
   for each call (an engine's unit id, read when the call starts).
+- :data:`KEY_PARAM`: the name of the parameter a tool takes its idempotency key by
+  (``idempotency_key``): never in a schema a model sees.
 - :func:`suspends`: the exceptions a framework raises to pause a call until a person
   answers (LangGraph's ``GraphInterrupt``): the record waits for the resume instead of
   becoming UNKNOWN.
@@ -33,11 +35,12 @@ from typing import Any, TypeVar
 
 from ._dispatch import failure_hint
 from ._exceptions import IdempotencyKeyMismatchError, OutcomeUnknownError, SessionRequiredError
-from ._idempotent import suspends
+from ._idempotent import KEY_PARAM, suspends
 from ._identity import Session, current_session, escape, is_async, name_of
 from ._identity import session as bind_call
 
 __all__ = [
+    "KEY_PARAM",
     "NON_RETRYABLE",
     "Session",
     "bound_by",

@@ -46,8 +46,7 @@ import anyio
 from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import Context
 
-from .._idempotent import KEY_PARAM
-from ..framework import bind_call, failure_hint, is_async
+from ..framework import KEY_PARAM, bind_call, failure_hint, is_async
 
 __all__ = ["ToolRefused", "as_tool", "identify", "identity_of"]
 
@@ -154,7 +153,7 @@ def as_tool(
         "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Context
     )
     call.__signature__ = signature.replace(parameters=[ctx_param, *params])  # type: ignore[attr-defined]
-    call.__name__ = name or getattr(fn, "__name__", "tool")
+    call.__name__ = str(name or getattr(fn, "__name__", None) or "tool")
     call.__doc__ = fn.__doc__
     return FunctionTool.from_defaults(
         async_fn=call,

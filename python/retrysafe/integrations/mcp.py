@@ -89,8 +89,18 @@ def conversation_of(
     return _first(meta, keys)
 
 
+def _as_mapping(meta: Any) -> Mapping[str, Any] | None:
+    """A request's ``_meta`` as a mapping: a dict (FastMCP 3+, the MCP SDK 2.x) or the MCP
+    SDK 1.x's ``RequestParams.Meta`` model, whose client-chosen keys are its extras."""
+    if meta is None or isinstance(meta, Mapping):
+        return meta
+    dump = getattr(meta, "model_dump", None)
+    return dump(by_alias=True) if callable(dump) else None
+
+
 def _first(meta: Mapping[str, Any] | None, keys: Sequence[str]) -> str | None:
     """The first non-empty str under ``keys`` in ``meta``, or None."""
+    meta = _as_mapping(meta)
     for key in keys:
         value = None if not meta else meta.get(key)
         if isinstance(value, str) and value:
