@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from retrysafe import MemoryStore, OutcomeUnknownError, SessionRequiredError, tool
+from retrysafe import OutcomeUnknownError, SessionRequiredError
 
 with warnings.catch_warnings():
     # CrewAI's lazy crewai.rag module refuses the attribute its own import sets (an
@@ -24,6 +24,9 @@ with warnings.catch_warnings():
     from retrysafe.integrations.crewai import as_tool, identify
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
+from ledger import Ledger
+
 from _fake_anthropic import FakeAnthropic, serving
 
 pytestmark = pytest.mark.filterwarnings(
@@ -34,29 +37,10 @@ pytestmark = pytest.mark.filterwarnings(
 ARGS = {"customer": "cus_42", "amount_cents": 1999}
 
 
-class Shop:
+class Shop(Ledger):
     def __init__(self) -> None:
-        self.charges: list[str] = []
-        self.sent: list[str] = []
-        self.lookups: list[str] = []
-        store = MemoryStore()
-
-        @tool.write(remote_idempotent=True, registry=None, store=store)
-        def charge_card(
-            customer: str, amount_cents: int, idempotency_key: str | None = None
-        ) -> dict[str, Any]:
-            """Charge a customer's card."""
-            assert idempotency_key is not None
-            self.charges.append(idempotency_key)
-            return {"charge": f"ch_{len(self.charges)}"}
-
-        @tool.write(registry=None, store=store)
-        def send_email(to: str) -> str:
-            """Send an e-mail."""
-            self.sent.append(to)
-            raise ConnectionError("the mail server hung up after accepting it")
-
-        self.tools = [as_tool(charge_card), as_tool(send_email)]
+        super().__init__()
+        self.tools = [as_tool(self.charge_card), as_tool(self.send_email)]
 
     def crew(self, url: str) -> Crew:
         llm = LLM(model="anthropic/claude-sonnet-4-5", base_url=url, api_key="sk-test")

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from retrysafe import MemoryStore, OutcomeUnknownError, SessionRequiredError, tool
+from retrysafe import OutcomeUnknownError, SessionRequiredError, tool
 
 pytest.importorskip("claude_agent_sdk")
 from claude_agent_sdk import (
@@ -24,6 +24,8 @@ from claude_agent_sdk import (
 )
 
 from retrysafe.integrations.claude_agent_sdk import as_tool, client
+
+from .ledger import Ledger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from _fake_anthropic import FakeAnthropic, serving
@@ -41,29 +43,11 @@ CHARGE = "mcp__shop__charge_card"
 EMAIL = "mcp__shop__send_email"
 
 
-class Shop:
+class Shop(Ledger):
     def __init__(self) -> None:
-        self.charges: list[str] = []
-        self.sent: list[str] = []
-        store = MemoryStore()
-
-        @tool.write(remote_idempotent=True, registry=None, store=store)
-        async def charge_card(
-            customer: str, amount_cents: int, idempotency_key: str | None = None
-        ) -> dict[str, Any]:
-            """Charge a customer's card."""
-            assert idempotency_key is not None
-            self.charges.append(idempotency_key)
-            return {"charge": f"ch_{len(self.charges)}"}
-
-        @tool.write(registry=None, store=store)
-        def send_email(to: str) -> str:
-            """Send an e-mail."""
-            self.sent.append(to)
-            raise ConnectionError("the mail server hung up after accepting it")
-
+        super().__init__()
         self.server = create_sdk_mcp_server(
-            "shop", tools=[as_tool(charge_card), as_tool(send_email)]
+            "shop", tools=[as_tool(self.charge_card), as_tool(self.send_email)]
         )
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 import pytest
-
-from retrysafe import MemoryStore, tool
 
 pytest.importorskip("google.adk")
 from google.adk.agents import Agent
@@ -20,6 +17,8 @@ from google.adk.tools import FunctionTool
 from google.genai import types
 
 from retrysafe.integrations.google_adk import Retrysafe
+
+from .ledger import Ledger
 
 pytestmark = pytest.mark.anyio
 
@@ -45,31 +44,12 @@ def calls(*batches: list[tuple[str, dict[str, Any]]]) -> list[types.Content]:
     return [*replies, types.Content(role="model", parts=[types.Part(text="done")])]
 
 
-class Shop:
+class Shop(Ledger):
     def __init__(self, *, plugin: bool = True) -> None:
-        self.charges: list[tuple[str, int, str]] = []
-        self.sent: list[str] = []
-        self.store = MemoryStore()
+        super().__init__()
         self.sessions = InMemorySessionService()
         self.plugin = plugin
-
-        @tool.write(remote_idempotent=True, registry=None, store=self.store)
-        async def charge_card(
-            customer: str, amount_cents: int, idempotency_key: str | None = None
-        ) -> dict[str, Any]:
-            """Charge a customer's card."""
-            assert idempotency_key is not None
-            await anyio.sleep(0.01)
-            self.charges.append((customer, amount_cents, idempotency_key))
-            return {"charge": f"ch_{len(self.charges)}"}
-
-        @tool.write(registry=None, store=self.store)
-        def send_email(to: str) -> str:
-            """Send an e-mail."""
-            self.sent.append(to)
-            raise ConnectionError("the mail server hung up after accepting it")
-
-        self.tools = [charge_card, send_email]
+        self.tools = [self.charge_card, self.send_email]
 
     async def run(
         self, user: str, session_id: str, replies: list[types.Content], text: str = "go"
@@ -99,7 +79,7 @@ def test_the_declaration_has_the_parameters_and_no_key() -> None:
     assert declaration is not None
     schema: Any = declaration.parameters_json_schema
     assert ["customer", "amount_cents"] == list(schema["properties"])
-    assert "Charge a customer's card." == declaration.description
+    assert (declaration.description or "").startswith("Charge a customer's card.")
 
 
 async def test_a_repeated_write_in_a_session_runs_once() -> None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import anyio
 import pytest
 
-from retrysafe import MemoryStore, OutcomeUnknownError, tool
+from retrysafe import OutcomeUnknownError
 
 pytest.importorskip("llama_index.core")
 from llama_index.core.agent.workflow import FunctionAgent, ToolCallResult
@@ -18,6 +17,8 @@ from llama_index.core.llms.mock import MockFunctionCallingLLM
 from llama_index.core.workflow import Context
 
 from retrysafe.integrations.llama_index import as_tool, identify
+
+from .ledger import Ledger
 
 pytestmark = [
     pytest.mark.anyio,
@@ -60,29 +61,10 @@ def scripted(*replies: list[tuple[str, dict[str, Any]]]) -> MockFunctionCallingL
     return MockFunctionCallingLLM(response_generator=respond)
 
 
-class Shop:
+class Shop(Ledger):
     def __init__(self) -> None:
-        self.charges: list[str] = []
-        self.sent: list[str] = []
-        store = MemoryStore()
-
-        @tool.write(remote_idempotent=True, registry=None, store=store)
-        async def charge_card(
-            customer: str, amount_cents: int, idempotency_key: str | None = None
-        ) -> dict[str, Any]:
-            """Charge a customer's card."""
-            assert idempotency_key is not None
-            await anyio.sleep(0.01)
-            self.charges.append(idempotency_key)
-            return {"charge": f"ch_{len(self.charges)}"}
-
-        @tool.write(registry=None, store=store)
-        def send_email(to: str) -> str:
-            """Send an e-mail."""
-            self.sent.append(to)
-            raise ConnectionError("the mail server hung up after accepting it")
-
-        self.tools = [as_tool(charge_card), as_tool(send_email)]
+        super().__init__()
+        self.tools = [as_tool(self.charge_card), as_tool(self.send_email)]
 
     def agent(self, *replies: list[tuple[str, dict[str, Any]]]) -> FunctionAgent:
         return FunctionAgent(tools=list(self.tools), llm=scripted(*replies))

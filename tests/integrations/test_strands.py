@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
-from retrysafe import MemoryStore, OutcomeUnknownError
-from retrysafe import tool as rs_tool
+from retrysafe import OutcomeUnknownError
 
 pytest.importorskip("strands")
 pytest.importorskip("anthropic")
@@ -20,6 +18,8 @@ from strands import Agent, tool
 from strands.models.anthropic import AnthropicModel
 
 from retrysafe.integrations.strands import Retrysafe
+
+from .ledger import Ledger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from _fake_anthropic import FakeAnthropic, serving
@@ -35,40 +35,10 @@ def anyio_backend() -> str:
 ARGS = {"customer": "cus_42", "amount_cents": 1999}
 
 
-class Shop:
+class Shop(Ledger):
     def __init__(self) -> None:
-        self.charges: list[str] = []
-        self.sent: list[str] = []
-        store = MemoryStore()
-
-        @tool
-        @rs_tool.write(remote_idempotent=True, registry=None, store=store)
-        async def charge_card(
-            customer: str, amount_cents: int, idempotency_key: str | None = None
-        ) -> dict[str, Any]:
-            """Charge a customer's card.
-
-            Args:
-                customer: The customer.
-                amount_cents: The amount, in cents.
-            """
-            assert idempotency_key is not None
-            await anyio.sleep(0.01)
-            self.charges.append(idempotency_key)
-            return {"charge": f"ch_{len(self.charges)}"}
-
-        @tool
-        @rs_tool.write(registry=None, store=store)
-        def send_email(to: str) -> str:
-            """Send an e-mail.
-
-            Args:
-                to: The address.
-            """
-            self.sent.append(to)
-            raise ConnectionError("the mail server hung up after accepting it")
-
-        self.tools = [charge_card, send_email]
+        super().__init__()
+        self.tools = [tool(self.charge_card), tool(self.send_email)]
 
     def agent(self, url: str, *, plugin: bool = True, agent_id: str = "shop") -> Agent:
         model = AnthropicModel(
