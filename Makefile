@@ -3,6 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 COMPAT := .venv-compat
+COMPAT3 := .venv-fastmcp3
+# retrysafe's own dependencies, for the venvs that import it from python/.
+RUNTIME_DEPS = $(shell $(PY) -c 'import tomllib; print(" ".join(repr(d) for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PYO3_PYTHON := $(abspath $(PY))
@@ -36,16 +39,24 @@ test: build-dev ## Run cargo test and pytest (asyncio + trio; memory, SQLite, a 
 # CrewAI pins mcp 1.x, openai 2.x and Pydantic < 2.13, and FastMCP 2.x needs mcp 1.x: they
 # get a venv of their own, which imports retrysafe from python/ (the abi3 extension
 # build-dev put there).
-$(COMPAT)/.installed: pyproject.toml
+$(COMPAT)/.installed: pyproject.toml $(VENV)/.installed
 	$(PYTHON) -m venv $(COMPAT)
 	$(COMPAT)/bin/pip install -q --upgrade pip
-	$(COMPAT)/bin/pip install -q "crewai>=1.0" "fastmcp>=2.10,<3" "anthropic>=0.40" "pytest>=8" "anyio>=4"
+	$(COMPAT)/bin/pip install -q $(RUNTIME_DEPS) "crewai>=1.0" "fastmcp>=2.10,<3" "anthropic>=0.40" "pytest>=8"
+	touch $@
+
+$(COMPAT3)/.installed: pyproject.toml $(VENV)/.installed
+	$(PYTHON) -m venv $(COMPAT3)
+	$(COMPAT3)/bin/pip install -q --upgrade pip
+	$(COMPAT3)/bin/pip install -q $(RUNTIME_DEPS) "fastmcp>=3,<4" "pytest>=8"
 	touch $@
 
 .PHONY: test-compat
-test-compat: build-dev $(COMPAT)/.installed ## CrewAI and FastMCP 2.x, in .venv-compat (also part of make test)
-	CREWAI_DISABLE_TELEMETRY=true OTEL_SDK_DISABLED=true PYTHONPATH=python \
+test-compat: build-dev $(COMPAT)/.installed $(COMPAT3)/.installed ## CrewAI with FastMCP 2.x (.venv-compat), FastMCP 3.x (.venv-fastmcp3); also part of make test
+	CREWAI_DISABLE_TELEMETRY=true OTEL_SDK_DISABLED=true RETRYSAFE_FASTMCP=2 PYTHONPATH=python \
 		$(COMPAT)/bin/python -m pytest -q -p no:cacheprovider --confcutdir=tests/compat tests/compat
+	RETRYSAFE_FASTMCP=3 PYTHONPATH=python \
+		$(COMPAT3)/bin/python -m pytest -q -p no:cacheprovider --confcutdir=tests/compat tests/compat/test_fastmcp_lines.py
 
 .PHONY: test-faults
 test-faults: build-dev ## The fault run alone (a fault proxy before a real redis-server and PostgreSQL; also part of make test)
@@ -86,4 +97,4 @@ demo: build-dev ## The main job: retrysafe demo
 
 .PHONY: clean
 clean: ## Remove build products and the venv
-	rm -rf $(VENV) $(COMPAT) .venv-hunt target .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(COMPAT) $(COMPAT3) .venv-hunt target .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,9 +1,12 @@
-"""retrysafe.integrations.mcp on FastMCP 2.x (with mcp 1.x), through its in-memory client:
-the main suite runs FastMCP 4.x; this venv (``make test-compat``) holds the 2.x line."""
+"""retrysafe.integrations.mcp on the FastMCP lines the main venv cannot hold (2.x and 3.x
+need mcp 1.x; the main suite runs FastMCP 4.x on mcp 2.x), through FastMCP's in-memory
+client: ``make test-compat`` runs this file in ``.venv-compat`` (FastMCP 2.x) and in
+``.venv-fastmcp3`` (3.x), and names the line it expects in ``RETRYSAFE_FASTMCP``."""
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import fastmcp
@@ -20,8 +23,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def test_this_is_fastmcp_2() -> None:
-    assert fastmcp.__version__.startswith("2."), fastmcp.__version__
+def test_this_is_the_line_expected() -> None:
+    expected = os.environ.get("RETRYSAFE_FASTMCP", "")
+    assert expected and fastmcp.__version__.startswith(expected + "."), fastmcp.__version__
 
 
 async def test_a_repeated_write_runs_once_and_a_refusal_reads_as_the_hint() -> None:
@@ -53,8 +57,11 @@ async def test_a_repeated_write_runs_once_and_a_refusal_reads_as_the_hint() -> N
     server.tool(charge_card)
     server.tool(send_email)
     handler = Keep()
-    logger = logging.getLogger("fastmcp.tools.tool_manager")
-    logger.addHandler(handler)
+    loggers = [
+        logging.getLogger(n) for n in ("fastmcp.tools.tool_manager", "fastmcp.server.server")
+    ]
+    for logger in loggers:
+        logger.addHandler(handler)
     meta = {"retrysafe/conversation": "c"}
     try:
         async with fastmcp.Client(server) as client:
@@ -66,7 +73,8 @@ async def test_a_repeated_write_runs_once_and_a_refusal_reads_as_the_hint() -> N
                 for _ in range(2)
             ]
     finally:
-        logger.removeHandler(handler)
+        for logger in loggers:
+            logger.removeHandler(handler)
     assert ["customer"] == list(listed["charge_card"].inputSchema["properties"])
     assert listed["charge_card"].annotations is not None
     assert 1 == len(charges) and first.data == again.data
