@@ -175,6 +175,42 @@ BEGIN
     RETURN before_;
 END $$;
 
+-- Version 5: settled by an operator who saw the record with fence p_fence: only while that
+-- claim holds it (never a newer claim's, never one its late owner completed).
+CREATE OR REPLACE FUNCTION retrysafe_resolve(
+    p_key text, p_payload bytea, p_applied boolean, p_ttl double precision, p_channel text,
+    p_fence text
+) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    now_ double precision := extract(epoch FROM clock_timestamp())::float8;
+    rec record;
+BEGIN
+    SELECT r.state, r.lease, r.fence INTO rec FROM retrysafe_records r
+     WHERE r.key = p_key AND r.expires > now_ FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF rec.state = 'in_progress' AND rec.lease > now_ THEN
+        RETURN 'held';
+    END IF;
+    IF p_fence IS NOT NULL THEN
+        IF rec.state = 'completed' THEN
+            RETURN 'completed';
+        END IF;
+        IF rec.fence <> p_fence THEN
+            RETURN 'changed';
+        END IF;
+    END IF;
+    IF p_applied THEN
+        UPDATE retrysafe_records r SET state = 'completed', payload = p_payload, owner = NULL,
+               expires = now_ + p_ttl WHERE r.key = p_key;
+    ELSE
+        DELETE FROM retrysafe_records r WHERE r.key = p_key;
+    END IF;
+    PERFORM pg_notify(p_channel, p_key);
+    RETURN rec.state;
+END $$;
+
 CREATE OR REPLACE FUNCTION retrysafe_tail(arr text[], keep integer) RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
     SELECT arr[greatest(1, coalesce(array_length(arr, 1), 0) - keep + 1):]

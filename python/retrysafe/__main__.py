@@ -1,5 +1,5 @@
-"""Command line: ``retrysafe demo``, ``retrysafe vet PATH`` and ``retrysafe store init URL``
-(also ``python -m retrysafe ...``)."""
+"""Command line: ``retrysafe demo``, ``retrysafe vet PATH``, ``retrysafe store init URL`` and
+``retrysafe records show|resolve KEY`` (also ``python -m retrysafe ...``)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return vet_main(argv[1:])
     if argv and argv[0] == "store":
         return store_command(argv[1:])
+    if argv and argv[0] == "records":
+        from ._records_cli import main as records_main
+
+        return records_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="retrysafe", description="Make agent tool calls safe to retry."
     )
     parser.add_argument(
         "command",
-        choices=["demo", "vet", "store"],
+        choices=["demo", "vet", "store", "records"],
         help="demo: the swarm demo; vet PATH: static checks; store init URL: create a "
-        "database store's tables",
+        "database store's tables; records show|resolve KEY: settle an idempotency record",
     )
     parser.parse_args(argv)
     return 2

@@ -196,6 +196,13 @@ def _past_deadline() -> bool:
         return False
 
 
+def settle_command(record_key: str) -> str:
+    """The command an operator settles an UNKNOWN record with (any process, any host)."""
+    return (
+        f"settle it: retrysafe records resolve {record_key} --applied RESULT_JSON | --not-applied"
+    )
+
+
 class _Stopped(LeaseLostError):
     """Raised by a checkpoint: the call stopped before acting (its record is released)."""
 
@@ -592,7 +599,8 @@ class IdempotencyHandle:
         err = OutcomeUnknownError(
             f"{self.tool}: the outcome of the call with key {key} is unknown (it may have been "
             "applied); resolve it before trying again"
-            + ("" if said is None else f" (the server {said})"),
+            + ("" if said is None else f" (the server {said})")
+            + f"; {settle_command(record_key)}",
             key=key,
             tool=self.tool,
         )
@@ -610,7 +618,8 @@ class IdempotencyHandle:
         err = OutcomeUnknownError(
             f"{self.tool}: the call with key {key} ran, but its result was not stored "
             f"({type(cause).__name__}); the record is UNKNOWN. The result is on this error's "
-            "`.result`: settle the record with resolve(error, applied=...) before trying again",
+            "`.result`: settle the record with resolve(error, applied=...) before trying again, "
+            f"or {settle_command(record_key)}",
             key=key,
             tool=self.tool,
         )

@@ -420,10 +420,14 @@ def _failed(tool_name: str, error: Exception) -> None:
             getattr(error, "window", "session"),
         )
     elif outcome == "unknown":
+        record_key = getattr(error, "record_key", None)
         logger.warning(
-            "retrysafe: %s left an UNKNOWN outcome (key %s...): settle it with resolve()",
+            "retrysafe: %s left an UNKNOWN outcome (key %s...): %s",
             tool_name,
             str(getattr(error, "key", ""))[:11],
+            "settle it with resolve()"
+            if record_key is None
+            else f"retrysafe records resolve {record_key} --applied RESULT_JSON | --not-applied",
             extra={"retrysafe_tool": tool_name, "retrysafe_decision": "unknown"},
         )
 

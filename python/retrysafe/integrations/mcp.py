@@ -319,6 +319,9 @@ class _OneLineRefusals(logging.Filter):
         if isinstance(error, RetrysafeError):
             key = getattr(error, "key", None)
             detail = type(error).__name__ + (f" (key {key})" if key is not None else "")
+            record_key = getattr(error, "record_key", None)
+            if record_key is not None:  # an UNKNOWN outcome: the command that settles it
+                detail += f"; retrysafe records resolve {record_key}"
             record.msg, record.args = f"{record.getMessage()}: {detail}", ()
             record.exc_info, record.exc_text = None, None
         return True

@@ -164,9 +164,14 @@ class Store(Protocol):
         (nothing changed) when that claim no longer holds the record."""
         ...
 
-    def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
+    def resolve(
+        self, key: Key, payload: Any, applied: bool, ttl: float, fence: int | None = None
+    ) -> str | None:
         """Settle a record by hand: COMPLETED with ``payload`` or removed; returns the old
-        state, or ``"held"`` (changing nothing) while an owner's lease on it is live."""
+        state, or ``"held"`` (changing nothing) while an owner's lease on it is live.
+        With ``fence`` (what an operator saw), only the record that claim left UNKNOWN (or
+        whose lease ran out) is settled: ``"changed"`` (nothing changed) when another claim
+        holds it now, ``"completed"`` when it completed meanwhile (its late owner knew)."""
         ...
 
     def record(self, key: Key) -> RecordView | None:

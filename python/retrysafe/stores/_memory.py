@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any
 
 from ._base import MISS, Key, rebuild
-from ._records import COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, RecordView
+from ._records import CHANGED, COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, RecordView
 from ._sql import LocalWatchers
 
 __all__ = ["MemoryStore"]
@@ -346,13 +346,20 @@ class MemoryStore:
         self._notify(key)
         return True
 
-    def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
+    def resolve(
+        self, key: Key, payload: Any, applied: bool, ttl: float, fence: int | None = None
+    ) -> str | None:
         with self._lock:
             now = time.monotonic()
             rec = self._live_record(key, now)
             before = None if rec is None else str(rec["state"])
             if rec is not None and rec["state"] == IN_PROGRESS and rec["lease"] > now:
                 return HELD  # its owner runs it: not settled by hand
+            if rec is not None and fence is not None:
+                if rec["state"] == COMPLETED:
+                    return COMPLETED  # its late owner completed it meanwhile
+                if rec["fence"] != fence:
+                    return CHANGED  # another claim holds it now
             if rec is not None:
                 if applied:
                     payload = self._as_stored(key, payload)

@@ -38,7 +38,7 @@ __all__ = ["SCHEMA_SQL", "PostgresStore"]
 #: Version 4: ``unstarted`` (a claim with a checkpoint its owner never reached is taken over
 #: when its lease runs out); ``retrysafe_claim`` takes ``p_checkpoint`` (the 8-argument one of
 #: version 3 stays for processes not yet upgraded).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS retrysafe_kv (
@@ -214,6 +214,42 @@ BEGIN
     END IF;
     PERFORM pg_notify(p_channel, p_key);
     RETURN before_;
+END $$;
+
+-- Version 5: settled by an operator who saw the record with fence p_fence: only while that
+-- claim holds it (never a newer claim's, never one its late owner completed).
+CREATE OR REPLACE FUNCTION retrysafe_resolve(
+    p_key text, p_payload bytea, p_applied boolean, p_ttl double precision, p_channel text,
+    p_fence text
+) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    now_ double precision := extract(epoch FROM clock_timestamp())::float8;
+    rec record;
+BEGIN
+    SELECT r.state, r.lease, r.fence INTO rec FROM retrysafe_records r
+     WHERE r.key = p_key AND r.expires > now_ FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF rec.state = 'in_progress' AND rec.lease > now_ THEN
+        RETURN 'held';
+    END IF;
+    IF p_fence IS NOT NULL THEN
+        IF rec.state = 'completed' THEN
+            RETURN 'completed';
+        END IF;
+        IF rec.fence <> p_fence THEN
+            RETURN 'changed';
+        END IF;
+    END IF;
+    IF p_applied THEN
+        UPDATE retrysafe_records r SET state = 'completed', payload = p_payload, owner = NULL,
+               expires = now_ + p_ttl WHERE r.key = p_key;
+    ELSE
+        DELETE FROM retrysafe_records r WHERE r.key = p_key;
+    END IF;
+    PERFORM pg_notify(p_channel, p_key);
+    RETURN rec.state;
 END $$;
 
 CREATE OR REPLACE FUNCTION retrysafe_tail(arr text[], keep integer) RETURNS text[]
@@ -947,11 +983,20 @@ class PostgresStore:
     def mark_started(self, key: Key, fence: int) -> bool:
         return self._counted(self._do(self._op_mark_started(key, fence)))
 
-    def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
+    def resolve(
+        self, key: Key, payload: Any, applied: bool, ttl: float, fence: int | None = None
+    ) -> str | None:
         data = self._codec.dump(payload) if applied else None
         row = self._execute(
-            "SELECT retrysafe_resolve(%s, %s, %s, %s, %s)",
-            (self._k(key), data, applied, ttl, self._channel),
+            "SELECT retrysafe_resolve(%s, %s, %s, %s, %s, %s)",
+            (
+                self._k(key),
+                data,
+                applied,
+                ttl,
+                self._channel,
+                None if fence is None else str(fence),
+            ),
             "one",
         )
         before = self._first(row)

@@ -13,6 +13,8 @@ COMPLETED = "completed"
 UNKNOWN = "unknown"
 #: What ``resolve`` returns, changing nothing, for a record whose owner's lease is live.
 HELD = "held"
+#: What a fenced ``resolve`` returns, changing nothing, when another claim holds the record.
+CHANGED = "changed"
 
 
 class Claim:

@@ -210,11 +210,16 @@ return 1
 _RESOLVE = (
     _NOW
     + """
--- ARGV: applied, payload, ttl_ms, channel. A live owner's record is not settled by hand.
+-- ARGV: applied, payload, ttl_ms, channel, the fence an operator saw ('' for any). A live
+-- owner's record is not settled by hand; a fenced one only while that claim still holds it.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return false end
 if state == 'in_progress' and tonumber(redis.call('HGET', KEYS[1], 'lease')) > now then
   return 'held'
+end
+if ARGV[5] ~= '' then
+  if state == 'completed' then return 'completed' end
+  if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[5] then return 'changed' end
 end
 if ARGV[1] == '1' then
   redis.call('HSET', KEYS[1], 'state', 'completed', 'payload', ARGV[2])
@@ -1071,10 +1076,13 @@ class RedisStore:
         args = [fence, _ms(ttl), self._channel(key)]
         return bool(self._sync_run(lambda: script(keys=[self._record(key)], args=args)))
 
-    def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
+    def resolve(
+        self, key: Key, payload: Any, applied: bool, ttl: float, fence: int | None = None
+    ) -> str | None:
         data = self._dump(payload) if applied else b""
         script = self._sync_scripts["resolve"]
-        args = ["1" if applied else "0", data, _ms(ttl), self._channel(key)]
+        expected = "" if fence is None else str(fence)
+        args = ["1" if applied else "0", data, _ms(ttl), self._channel(key), expected]
         before = self._sync_run(lambda: script(keys=[self._record(key)], args=args))
         return before.decode() if isinstance(before, bytes) else before
 

@@ -19,7 +19,7 @@ from .._exceptions import StoreError
 from .._identity import escape
 from ._base import MISS, Key, rebuild
 from ._codec import Codec
-from ._records import COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, RecordView
+from ._records import CHANGED, COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, RecordView
 from ._sql import LocalWatchers, fence_token, forgotten_in_child, key_text, like_prefix
 
 __all__ = ["SQLiteStore"]
@@ -596,19 +596,26 @@ class SQLiteStore:
             key, fence, (IN_PROGRESS,), "state = 'unknown', expires = ?", (_After(ttl),)
         )
 
-    def resolve(self, key: Key, payload: Any, applied: bool, ttl: float) -> str | None:
+    def resolve(
+        self, key: Key, payload: Any, applied: bool, ttl: float, fence: int | None = None
+    ) -> str | None:
         text = self._k(key)
         data = self._codec.dump(payload) if applied else None
 
         def run(conn: sqlite3.Connection, now: float) -> str | None:
             row = conn.execute(
-                "SELECT state, lease FROM retrysafe_records WHERE key = ? AND expires > ?",
+                "SELECT state, lease, fence FROM retrysafe_records WHERE key = ? AND expires > ?",
                 (text, now),
             ).fetchone()
             if row is None:
                 return None
             if row[0] == IN_PROGRESS and row[1] > now:
                 return HELD  # its owner runs it: not settled by hand
+            if fence is not None:
+                if row[0] == COMPLETED:
+                    return COMPLETED  # its late owner completed it meanwhile
+                if str(row[2]) != str(fence):
+                    return CHANGED  # another claim holds it now
             if applied:
                 conn.execute(
                     "UPDATE retrysafe_records SET state = 'completed', payload = ?, owner = NULL, "

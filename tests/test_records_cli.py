@@ -1,0 +1,248 @@
+"""Settling records by key, without the exception object: ``retrysafe.records`` and the
+``retrysafe records`` command, on a real Redis, Redis Cluster, SQLite file and PostgreSQL
+(and the memory store, for the store-level rules)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retrysafe import Effect, OutcomeUnknownError, idempotent, records, session
+from retrysafe._records_cli import open_store
+from retrysafe.stores import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = re.compile(r"retrysafe records resolve (idem:[0-9a-f]{64})")
+
+# One owner: claims the charge of cus_1 in session "ops", says so, then hangs until killed.
+OWNER = textwrap.dedent(
+    """
+    import sys, anyio
+    from retrysafe import Effect, idempotent, session
+    from retrysafe._records_cli import open_store
+
+    url, prefix, started = sys.argv[1:4]
+    store = open_store(url, prefix)
+
+    @idempotent(store=store, scope="payments.charge", effect=Effect.WRITE, lease_seconds=1.0)
+    async def charge(customer: str, amount: int) -> dict:
+        open(started, "w").close()
+        await anyio.sleep(3600)
+        return {}
+
+    async def main() -> None:
+        async with session("ops"):
+            await charge("cus_1", 500)
+
+    anyio.run(main)
+    """
+)
+
+
+@pytest.fixture(params=["redis", "cluster", "sqlite", "postgres"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(store URL, a fresh prefix) of a real shared store."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'records.db'}"
+    else:
+        fixture = {"redis": "redis_url", "cluster": "redis_cluster_url"}.get(
+            request.param, "postgres_url"
+        )
+        url = str(request.getfixturevalue(fixture))
+    prefix = f"ops-{uuid.uuid4().hex[:10]}"
+    yield url, prefix
+    store = open_store(url, prefix)
+    store.clear("")
+    store.close()  # type: ignore[attr-defined]
+
+
+def cli(url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "retrysafe", "records", "--store", url, "--prefix", prefix, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def killed_mid_write(url: str, prefix: str, tmp_path: Path) -> None:
+    """An owner SIGKILLed while its charge runs (its lease is 1 s)."""
+    started = tmp_path / f"started-{uuid.uuid4().hex[:6]}"
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, url, prefix, str(started)], cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert owner.poll() is None and time.monotonic() < deadline, "the owner never started"
+        time.sleep(0.05)
+    os.kill(owner.pid, signal.SIGKILL)
+    owner.wait()
+    time.sleep(1.2)  # its lease runs out
+
+
+def the_tool(store: Store, effects: list[str]) -> Any:
+    @idempotent(store=store, scope="payments.charge", effect=Effect.WRITE, lease_seconds=1.0)
+    def charge(customer: str, amount: int) -> dict[str, Any]:
+        effects.append(customer)
+        return {"charge": f"ch_{len(effects)}"}
+
+    return charge
+
+
+def test_an_unknown_record_is_shown_and_settled_applied(
+    where: tuple[str, str], tmp_path: Path
+) -> None:
+    """The error names the command; ``show`` reads UNKNOWN; ``resolve --applied`` makes the
+    next call replay that result without running."""
+    url, prefix = where
+    killed_mid_write(url, prefix, tmp_path)
+    store = open_store(url, prefix)
+    effects: list[str] = []
+    charge = the_tool(store, effects)
+    try:
+        with session("ops"), pytest.raises(OutcomeUnknownError) as caught:
+            charge("cus_1", 500)
+        found = KEY.search(str(caught.value))
+        assert found, str(caught.value)
+        key = found.group(1)
+        shown = cli(url, prefix, "show", key)
+        assert 0 == shown.returncode, shown.stderr
+        assert re.search(r"^state\s+UNKNOWN$", shown.stdout, re.M), shown.stdout
+        assert f"retrysafe records resolve {key}" in shown.stdout
+        as_json = json.loads(cli(url, prefix, "--json", "show", key).stdout)
+        assert ("unknown", 1) == (as_json["state"], as_json["claim"])
+        settled = cli(url, prefix, "resolve", key, "--applied", '{"charge": "ch_manual"}')
+        assert 0 == settled.returncode, settled.stderr
+        assert "UNKNOWN -> applied" in settled.stdout
+        with session("ops"):
+            assert {"charge": "ch_manual"} == charge("cus_1", 500)
+        assert [] == effects
+        again = cli(url, prefix, "resolve", key, "--not-applied")
+        assert 1 == again.returncode and "has a result already" in again.stderr
+    finally:
+        store.close()  # type: ignore[attr-defined]
+
+
+def test_an_unknown_record_settled_not_applied_runs_once(
+    where: tuple[str, str], tmp_path: Path
+) -> None:
+    url, prefix = where
+    killed_mid_write(url, prefix, tmp_path)
+    store = open_store(url, prefix)
+    effects: list[str] = []
+    charge = the_tool(store, effects)
+    try:
+        with session("ops"), pytest.raises(OutcomeUnknownError) as caught:
+            charge("cus_1", 500)
+        key = KEY.search(str(caught.value)).group(1)  # type: ignore[union-attr]
+        settled = cli(url, prefix, "--json", "resolve", key, "--not-applied")
+        assert 0 == settled.returncode, settled.stderr
+        assert {"key": key, "settled": True, "was": "unknown"} == {
+            k: v for k, v in json.loads(settled.stdout).items() if k != "now"
+        }
+        with session("ops"):
+            first = charge("cus_1", 500)
+            assert first == charge("cus_1", 500)
+        assert ["cus_1"] == effects
+    finally:
+        store.close()  # type: ignore[attr-defined]
+
+
+def test_bad_input_is_named(where: tuple[str, str]) -> None:
+    url, prefix = where
+    missing = "idem:" + "0" * 64
+    assert 1 == cli(url, prefix, "show", missing).returncode
+    gone = cli(url, prefix, "resolve", missing, "--not-applied")
+    assert 1 == gone.returncode and "there is no record" in gone.stderr
+    bad_key = cli(url, prefix, "show", "ik_123")
+    assert 2 == bad_key.returncode and "not a record key" in bad_key.stderr
+    bad_json = cli(url, prefix, "resolve", missing, "--applied", "{nope")
+    assert 2 == bad_json.returncode and "--applied is not JSON" in bad_json.stderr
+    both = cli(url, prefix, "resolve", missing)
+    assert 2 == both.returncode
+    nowhere = subprocess.run(
+        [sys.executable, "-m", "retrysafe", "records", "show", missing],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "RETRYSAFE_STORE"},
+        cwd=ROOT,
+    )
+    assert 2 == nowhere.returncode and "--store URL or $RETRYSAFE_STORE" in nowhere.stderr
+
+
+# --- the store's rule, on every store: a fenced resolve never overwrites a newer claim -------
+
+
+def unknown_record(store: Store, key: str) -> int:
+    """A record claimed and left UNKNOWN; its fence."""
+    claim = store.claim(key, "fp", "owner-1", 30.0, 600.0, False)
+    assert "claimed" == claim.status
+    assert store.mark_unknown(key, claim.fence, 600.0)
+    return claim.fence
+
+
+def test_a_fenced_resolve_settles_only_the_claim_it_saw(store: Store) -> None:
+    key = "idem:" + uuid.uuid4().hex * 2
+    old = unknown_record(store, key)
+    assert "unknown" == records.resolve(store, key, not_applied=True, fence=old)
+    fresh = store.claim(key, "fp", "owner-2", 30.0, 600.0, False)
+    assert "claimed" == fresh.status and fresh.fence != old
+    with pytest.raises(records.SettleRefusedError) as held:
+        records.resolve(store, key, applied="stale", fence=old)
+    assert "held" == held.value.reason  # its owner's lease is live
+    assert store.mark_unknown(key, fresh.fence, 600.0)
+    with pytest.raises(records.SettleRefusedError) as changed:
+        records.resolve(store, key, applied="stale", fence=old)
+    assert "changed" == changed.value.reason  # another claim's UNKNOWN, not the one seen
+    assert store.complete(key, fresh.fence, "late owner's", 600.0)
+    with pytest.raises(records.SettleRefusedError) as completed:
+        records.resolve(store, key, applied="stale", fence=fresh.fence)
+    assert "completed" == completed.value.reason
+    seen = records.show(store, key)
+    assert seen is not None and ("completed", "late owner's") == (seen.state, seen.result)
+
+
+def test_a_resolve_racing_a_new_claim_never_overwrites_it(store: Store) -> None:
+    """Stale resolves (the fence an operator saw before the record was settled and claimed
+    again) keep coming while a new claim runs and completes: its result stands."""
+    key = "idem:" + uuid.uuid4().hex * 2
+    old = unknown_record(store, key)
+    records.resolve(store, key, not_applied=True, fence=old)
+    done = threading.Event()
+    outcomes: list[str] = []
+
+    def operator() -> None:
+        while not done.is_set():
+            try:
+                outcomes.append(records.resolve(store, key, applied="stale", fence=old))
+            except records.SettleRefusedError as exc:
+                outcomes.append(exc.reason)
+
+    racer = threading.Thread(target=operator)
+    racer.start()
+    try:
+        for _ in range(20):
+            claim = store.claim(key, "fp", "owner-2", 30.0, 600.0, False)
+            if claim.status == "claimed":
+                assert store.complete(key, claim.fence, "real", 600.0)
+                break
+            time.sleep(0.01)
+        time.sleep(0.05)
+    finally:
+        done.set()
+        racer.join()
+    seen = records.show(store, key)
+    assert seen is not None and ("completed", "real") == (seen.state, seen.result)
+    assert outcomes and set(outcomes) <= {"missing", "held", "changed", "completed"}
