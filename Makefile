@@ -16,10 +16,15 @@ export PYO3_PYTHON := $(abspath $(PY))
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml Cargo.toml
+# The venv and maturin alone: what the demo needs besides retrysafe's own dependencies.
+$(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "maturin>=1.5,<2"
+	touch $@
+
+# The test, bench and lint extras too (frameworks, SDKs, engines: about 300 packages).
+$(VENV)/.installed: $(VENV)/.base pyproject.toml Cargo.toml
 	$(VENV)/bin/maturin develop --release -q --extras test,bench,lint
 	touch $@
 
@@ -92,7 +97,8 @@ bench: build-dev ## Benchmarks against the anchor libraries (pytest-benchmark)
 	$(PY) benches/ratios.py .benchmarks/last.json
 
 .PHONY: demo
-demo: build-dev ## The main job: retrysafe demo
+demo: $(VENV)/.base ## The main job: retrysafe demo (builds the extension; installs only what the demo needs)
+	$(VENV)/bin/maturin develop --release -q
 	$(PY) -m retrysafe demo
 
 .PHONY: clean
