@@ -712,10 +712,9 @@ def test_entries_are_read_and_written_by_the_calls_arguments(store: Store) -> No
     assert {"city": "Paris", "temp": 21} == weather("Paris", units="metric")
     assert {"city": "Paris", "temp": 21} == weather.cache.get(city="Paris")
     assert weather.cache.contains("Paris", "metric")
-    assert ("Paris",) in weather.cache
-    assert {"city": "Paris"} in weather.cache
+    assert weather.cache.contains(city="Paris")
     assert "Paris" in weather.cache
-    assert ("Paris", "imperial") not in weather.cache
+    assert not weather.cache.contains("Paris", "imperial")
     assert {"city": "Rome", "warm": True} == weather.cache.get_or_set(
         lambda: {"city": "Rome", "warm": True}, "Rome"
     )
@@ -771,3 +770,20 @@ def test_expirations_are_counted_and_clear_resets_the_stats() -> None:
     assert {0} == set(square.cache.stats().values())
     square(3)
     assert (0, 1, 0) == tuple(square.cache.stats()[k] for k in ("hits", "misses", "expirations"))
+
+
+def test_in_takes_the_one_argument_as_a_call_does(store: Store) -> None:
+    """``x in fn.cache`` asks about ``fn(x)``: a dict or a tuple is the argument itself (it
+    was read as keyword or positional arguments, so ``{"k": 1} in fn.cache`` asked about
+    ``fn(k=1)``)."""
+
+    @cache_tool(ttl_seconds=60, store=store, namespace=f"in-{id(store)}")
+    def lookup(query: Any) -> str:
+        return "found"
+
+    lookup({"k": 1})
+    lookup(("a", "b"))
+    assert {"k": 1} in lookup.cache
+    assert ("a", "b") in lookup.cache
+    assert {"k": 2} not in lookup.cache
+    assert "a" not in lookup.cache

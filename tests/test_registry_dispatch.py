@@ -217,3 +217,10 @@ def test_decorating_a_tool_does_not_import_pydantic() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert ["False", "True"] == done.stdout.split(), done.stderr
+
+
+def test_an_empty_registry_is_true() -> None:
+    """``registry or ToolRegistry()`` keeps the registry given, empty or not."""
+    empty = ToolRegistry()
+    assert bool(empty) and 0 == len(empty)
+    assert (empty or ToolRegistry()) is empty

@@ -13,7 +13,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
@@ -229,14 +229,10 @@ class CacheInfo(Generic[T]):
         """:meth:`contains` for async code."""
         return await self.store.aget(self._key(args, kwargs)) is not MISS
 
-    def __contains__(self, call: Any) -> bool:
-        """``("Paris",) in fn.cache`` (positional arguments), ``{"city": "Paris"} in
-        fn.cache`` (keyword arguments), or ``"Paris" in fn.cache`` (the one argument)."""
-        if isinstance(call, tuple):
-            return self.contains(*call)
-        if isinstance(call, Mapping):
-            return self.contains(**call)
-        return self.contains(call)
+    def __contains__(self, argument: Any) -> bool:
+        """``x in fn.cache``: whether ``fn(x)`` is cached, for any ``x`` (a dict or a tuple
+        is the one argument, as in the call); :meth:`contains` takes several."""
+        return self.contains(argument)
 
     def get_or_set(self, factory: Callable[[], T], /, *args: Any, **kwargs: Any) -> T:
         """The cached result of this call; else ``factory()`` (not the function), stored as

@@ -262,6 +262,11 @@ class ToolRegistry:
     def __len__(self) -> int:
         return len(self._tools)
 
+    def __bool__(self) -> bool:
+        """Always true: an empty registry is still a registry (``registry or
+        ToolRegistry()`` would otherwise replace it)."""
+        return True
+
     def __getitem__(self, name: str) -> ToolSpec:
         self._unclashed(name)
         return self._tools[name]
