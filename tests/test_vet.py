@@ -125,3 +125,82 @@ def test_a_closed_pipe_and_the_help(tmp_path: Path) -> None:
     assert "``" not in helped.stdout and ":func:" not in helped.stdout
     assert "sarif for code-scanning" in helped.stdout and "exit 1 when a finding" in helped.stdout
     assert "RS010" in helped.stdout
+
+
+def test_a_read_tool_writing_through_a_client_bound_by_with_is_found() -> None:
+    """``async with httpx.AsyncClient() as c: c.delete(...)`` in a READ tool (missed: the
+    receiver's name says nothing of HTTP)."""
+    source = (
+        "import httpx\n"
+        "from retrysafe import tool\n"
+        "@tool.read\n"
+        "async def lookup(item: str) -> str:\n"
+        '    """Look an item up."""\n'
+        "    async with httpx.AsyncClient() as c:\n"
+        "        await c.delete(f'https://api/items/{item}')\n"
+        "    return item\n"
+        "@tool.read\n"
+        "def peek(item: str) -> str:\n"
+        '    """Peek at an item."""\n'
+        "    s = requests.Session()\n"
+        "    s.post('https://api/items', json={})\n"
+        "    return item\n"
+    )
+    found = [(f.code, f.line) for f in check_source(source, "reads.py")]
+    assert ("RS007", 7) in found and ("RS007", 13) in found
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("x = 1 + " + " + ".join(["1"] * 200_000) + "\n", "nested too deeply"),
+        ("x = 1\x00\n", "null bytes"),
+        ("def broken(:\n", "cannot parse"),
+    ],
+)
+def test_a_file_that_cannot_be_parsed_is_rs000_and_the_run_goes_on(
+    tmp_path: Path, source: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 200,000-term expression (a RecursionError), a NUL byte (a ValueError) and a syntax
+    error each end as one RS000 finding; the next file is still checked; exit 1 (findings),
+    never a traceback."""
+    (tmp_path / "a_bad.py").write_text(source)
+    (tmp_path / "b_good.py").write_text("from retrysafe import tool\n@tool.read\ndef f(): pass\n")
+    findings = check_path(tmp_path)
+    bad = [f for f in findings if f.path.endswith("a_bad.py")]
+    assert 1 == len(bad) and "RS000" == bad[0].code and reason in bad[0].message, bad
+    assert any(f.path.endswith("b_good.py") for f in findings)  # RS009: no docstring
+    assert 1 == main([str(tmp_path), "--format", "json"])
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_files_over_the_size_cap_are_skipped_with_a_notice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "generated.py").write_text("x = 1\n" * 100_000)
+    assert 0 == main([str(tmp_path), "--max-bytes", "10000"])
+    err = capsys.readouterr().err
+    assert "skipped" in err and "generated.py" in err and "--max-bytes 10,000" in err
+
+
+def test_an_internal_error_exits_2_and_the_other_files_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug of vet's own on one file is exit 2 (not 1, the code for findings), named on
+    stderr, and the other files are still reported."""
+    import retrysafe.vet as vet
+
+    real = vet.check_source
+
+    def flaky(source: str, path: str = "<string>") -> list[vet.Finding]:
+        if path.endswith("a.py"):
+            raise KeyError("a bug")
+        return real(source, path)
+
+    monkeypatch.setattr(vet, "check_source", flaky)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("from retrysafe import tool\n@tool.read\ndef f(): pass\n")
+    assert 2 == main([str(tmp_path), "--format", "json"])
+    captured = capsys.readouterr()
+    assert "internal error on" in captured.err and "a.py: KeyError" in captured.err
+    assert "b.py" in captured.out

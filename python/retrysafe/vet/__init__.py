@@ -22,17 +22,40 @@ __all__ = ["RULES", "Finding", "check_path", "check_source", "main"]
 LEVELS = {"warning": 1, "error": 2}
 
 
-def check_path(path: str | Path) -> list[Finding]:
-    """Every finding in a file or under a directory."""
+#: Files larger than this (bytes) are skipped with a notice: generated code, vendored
+#: bundles. ``--max-bytes`` changes it.
+MAX_BYTES = 2 * 1024 * 1024
+
+
+def check_path(
+    path: str | Path,
+    *,
+    max_bytes: int = MAX_BYTES,
+    skipped: list[str] | None = None,
+    errors: list[str] | None = None,
+) -> list[Finding]:
+    """Every finding in a file or under a directory. Files over ``max_bytes`` are not read;
+    their names go to ``skipped`` when given. An internal error of vet's own on a file goes
+    to ``errors`` when given (the other files are checked), else it propagates."""
     root = Path(path)
     findings: list[Finding] = []
     for file in iter_python_files(root):
         try:
+            size = file.stat().st_size
+            if size > max_bytes:
+                if skipped is not None:
+                    skipped.append(f"{file} ({size:,} bytes)")
+                continue
             source = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             findings.append(Finding(str(file), 1, 1, "RS000", f"cannot read: {exc}"))
             continue
-        findings.extend(check_source(source, str(file)))
+        try:
+            findings.extend(check_source(source, str(file)))
+        except Exception as exc:  # a bug of vet's own: not a finding about the file
+            if errors is None:
+                raise
+            errors.append(f"{file}: {type(exc).__name__}: {exc}")
     return findings
 
 
@@ -133,7 +156,8 @@ def _epilog() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Exit codes: 0 clean, 1 findings at or above ``--fail-on``, 2 usage error."""
+    """Exit codes: 0 clean, 1 findings at or above ``--fail-on``, 2 a usage error or an
+    internal error of vet's own."""
     parser = argparse.ArgumentParser(
         prog="retrysafe vet",
         description=_DESCRIPTION,
@@ -156,6 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(default: warning)",
     )
     parser.add_argument("--output", help="write the report to this file instead of stdout")
+    parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=MAX_BYTES,
+        help=f"skip files larger than this, with a notice (default: {MAX_BYTES:,})",
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -164,12 +194,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(f"retrysafe vet: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 2
-    findings = [f for p in args.paths for f in check_path(p)]
+    skipped: list[str] = []
+    errors: list[str] = []
+    findings = [
+        f
+        for p in args.paths
+        for f in check_path(p, max_bytes=args.max_bytes, skipped=skipped, errors=errors)
+    ]
+    for name in skipped:
+        print(
+            f"retrysafe vet: skipped {name}: larger than --max-bytes {args.max_bytes:,}",
+            file=sys.stderr,
+        )
     report = {"text": _text, "json": _json, "sarif": _sarif}[args.format](findings)
     if args.output:
         Path(args.output).write_text(report + "\n", encoding="utf-8")
     else:
         _print_to_pipe(report)
+    for error in errors:
+        print(f"retrysafe vet: internal error on {error}", file=sys.stderr)
+    if errors:
+        return 2
     if args.fail_on == "never":
         return 0
     threshold = LEVELS[args.fail_on]

@@ -111,6 +111,31 @@ def _last(node: ast.AST) -> str:
     return _name(node).rsplit(".", 1)[-1]
 
 
+def _makes_http_client(node: ast.AST | None) -> bool:
+    """``httpx.AsyncClient()``, ``requests.Session()``, ``aiohttp.ClientSession()``..."""
+    if not isinstance(node, ast.Call):
+        return False
+    full = _name(node)
+    lowered = full.lower()
+    return full.split(".")[0] in HTTP_MODULES or "client" in lowered or "session" in lowered
+
+
+def _http_receivers(fn: ast.AST) -> set[str]:
+    """The names a function binds to an HTTP client: ``with httpx.Client() as c``, ``async
+    with httpx.AsyncClient() as c``, ``c = requests.Session()``."""
+    names: set[str] = set()
+    for node in ast.walk(fn):
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                if isinstance(item.optional_vars, ast.Name) and _makes_http_client(
+                    item.context_expr
+                ):
+                    names.add(item.optional_vars.id)
+        elif isinstance(node, ast.Assign) and _makes_http_client(node.value):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
 def _kwarg(call: ast.AST, name: str) -> ast.expr | None:
     if isinstance(call, ast.Call):
         for kw in call.keywords:
@@ -354,12 +379,16 @@ class _Checker:
             if info.cached is not None and (info.effect == "DESTRUCTIVE" or not _uses_key(fn)):
                 self.add(info.cached, "RS004", f"result cache on {info.effect} tool {fn.name!r}")
         if info.effect == "READ":
+            receivers = _http_receivers(fn)
             for node in ast.walk(fn):
                 if isinstance(node, ast.Call):
                     full, last = _name(node), _last(node)
                     base = full.split(".")[0].lower()
                     if last in MUTATING_HTTP and (
-                        base in HTTP_MODULES or "client" in base or "session" in base
+                        base in HTTP_MODULES
+                        or "client" in base
+                        or "session" in base
+                        or full.split(".")[0] in receivers
                     ):
                         self.add(node, "RS007", f"READ tool {fn.name!r} calls {full}()")
                     elif last == "commit":
@@ -538,17 +567,29 @@ def _random_or_clock(node: ast.AST) -> bool:
 
 
 def check_source(source: str, path: str = "<string>") -> list[Finding]:
-    """Every finding in one module's source (a syntax error is reported as RS000)."""
+    """Every finding in one module's source. A file Python cannot parse (a syntax error, a
+    NUL byte, an expression nested past the parser's depth) is one RS000 finding with the
+    reason, as is one too deeply nested for the checks themselves."""
     try:
         tree = ast.parse(source, filename=path)
     except SyntaxError as exc:
         return [
             Finding(path, exc.lineno or 1, exc.offset or 1, "RS000", f"cannot parse: {exc.msg}")
         ]
-    return sorted(_Checker(path, source).run(tree), key=lambda f: (f.line, f.column, f.code))
+    except ValueError as exc:  # "source code string cannot contain null bytes"
+        return [Finding(path, 1, 1, "RS000", f"cannot parse: {exc}")]
+    except (RecursionError, MemoryError):
+        return [Finding(path, 1, 1, "RS000", "cannot parse: nested too deeply for Python's parser")]
+    try:
+        found = _Checker(path, source).run(tree)
+    except RecursionError:
+        return [Finding(path, 1, 1, "RS000", "cannot check: nested too deeply to walk")]
+    return sorted(found, key=lambda f: (f.line, f.column, f.code))
 
 
-RULES["RS000"] = Rule("RS000", "error", "file cannot be parsed", "fix the syntax error")
+RULES["RS000"] = Rule(
+    "RS000", "error", "file cannot be parsed or checked", "fix the syntax error, or split it"
+)
 
 
 def iter_python_files(root: Path) -> list[Path]:
