@@ -36,8 +36,9 @@ build-dev: install ## Rebuild the Rust extension into .venv (release mode)
 	$(VENV)/bin/maturin develop --release -q
 
 .PHONY: test
-test: build-dev ## Run cargo test and pytest (asyncio + trio; memory, SQLite, a real redis-server, a real 6-node Redis Cluster and a real PostgreSQL), then the compat venv's
+test: build-dev ## cargo test, make dist (the wheel checked in 3.10 and 3.13), the compat venvs, then pytest (asyncio + trio; memory, SQLite, a real redis-server, a real 6-node Redis Cluster and a real PostgreSQL)
 	cargo test --release -q
+	$(MAKE) --no-print-directory dist
 	$(MAKE) --no-print-directory test-compat
 	scripts/with-redis.sh scripts/with-redis-cluster.sh scripts/with-postgres.sh $(PY) -m pytest -q
 
@@ -88,6 +89,15 @@ lint: install ## ruff, mypy strict, stubtest of _native, rustfmt, clippy
 	cargo fmt --check
 	cargo clippy --release -q --all-targets -- -D warnings
 
+.PHONY: dist
+dist: install ## An sdist and an abi3 manylinux2014 x86_64 wheel in dist/ (zig from PyPI), checked in fresh 3.10 and 3.13 venvs
+	rm -rf dist
+	$(PIP) install -q "ziglang>=0.13" "auditwheel>=6"
+	$(VENV)/bin/maturin sdist -o dist
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release -q --zig \
+		--compatibility manylinux2014 --target x86_64-unknown-linux-gnu -o dist
+	scripts/check-dist.sh dist/retrysafe-*-cp310-abi3-manylinux*_x86_64.whl
+
 .PHONY: bench
 bench: build-dev ## Benchmarks against the anchor libraries (pytest-benchmark)
 	mkdir -p .benchmarks
@@ -103,4 +113,4 @@ demo: $(VENV)/.base ## The main job: retrysafe demo (builds the extension; insta
 
 .PHONY: clean
 clean: ## Remove build products and the venv
-	rm -rf $(VENV) $(COMPAT) $(COMPAT3) .venv-hunt target .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(COMPAT) $(COMPAT3) .venv-hunt target dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
