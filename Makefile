@@ -81,10 +81,11 @@ crash-hunt: build-dev ## Adversarial cases against the native encoder, each in i
 	scripts/crash-hunt.sh
 
 .PHONY: lint
-lint: install ## ruff, mypy strict, stubtest of _native, rustfmt, clippy
+lint: install ## ruff, mypy strict, pyright strict (tests/typing), stubtest of _native, rustfmt, clippy
 	$(VENV)/bin/ruff check python tests benches examples scripts
 	$(VENV)/bin/ruff format --check python tests benches examples scripts
 	$(VENV)/bin/mypy
+	$(VENV)/bin/basedpyright
 	$(PY) -m mypy.stubtest retrysafe._native
 	cargo fmt --check
 	cargo clippy --release -q --all-targets -- -D warnings

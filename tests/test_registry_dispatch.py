@@ -224,3 +224,17 @@ def test_an_empty_registry_is_true() -> None:
     empty = ToolRegistry()
     assert bool(empty) and 0 == len(empty)
     assert (empty or ToolRegistry()) is empty
+
+
+def test_the_registry_and_the_tool_factory_say_what_they_are() -> None:
+    from retrysafe import tool
+
+    registry = ToolRegistry()
+
+    @tool.read(registry=registry)
+    def weather(city: str) -> str:
+        """Weather."""
+        return city
+
+    assert "ToolRegistry(1 tools: weather)" == repr(registry)
+    assert "@tool.write" in repr(tool) and "@tool.write" in (type(tool).__doc__ or "")

@@ -6,7 +6,7 @@ effect tags, and async retry.
 
 from __future__ import annotations
 
-from ._cache import CacheInfo, CacheStats, cache_tool
+from ._cache import CachedTool, CacheInfo, CacheStats, cache_tool
 from ._classify import RETRY_STATUSES, is_transient
 from ._effects import (
     Effect,
@@ -39,6 +39,7 @@ from ._exceptions import (
 from ._guard import LoopGuard, LoopStop, current_guard
 from ._idempotent import (
     IdempotencyHandle,
+    IdempotentTool,
     NotApplied,
     current_fence,
     current_key,
@@ -87,9 +88,11 @@ __all__ = [
     "Session",
     "NotApplied",
     "IdempotencyHandle",
+    "IdempotentTool",
     "RETRY_STATUSES",
     "Attempt",
     "CacheInfo",
+    "CachedTool",
     "CacheStats",
     "Effect",
     "FingerprintError",

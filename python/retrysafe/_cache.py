@@ -13,8 +13,8 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import anyio
 
@@ -30,11 +30,9 @@ from .stores import MISS, Store, resolve_store
 from .stores._base import Key, rebuild
 
 if TYPE_CHECKING:
-    from typing_extensions import ParamSpec
-
     P = ParamSpec("P")
 
-__all__ = ["CacheInfo", "CacheStats", "cache_tool"]
+__all__ = ["CacheInfo", "CacheStats", "CachedTool", "cache_tool"]
 
 T = TypeVar("T")
 logger = logging.getLogger("retrysafe")
@@ -535,13 +533,7 @@ def _unwrap(value: Any) -> Any:
 
 
 @overload
-def cache_tool(
-    fn: Callable[P, Coroutine[Any, Any, T]], /
-) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-
-@overload
-def cache_tool(fn: Callable[P, T], /) -> Callable[P, T]: ...
+def cache_tool(fn: Callable[P, T], /) -> CachedTool[P, T]: ...
 
 
 @overload
@@ -623,16 +615,8 @@ class _CacheDecorator:
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
 
-    @overload
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
-
-    def __call__(self, fn: Any) -> Any:
-        return _wrap(fn, **self.options)
+    def __call__(self, fn: Callable[P, T]) -> CachedTool[P, T]:
+        return _wrap(fn, **self.options)  # type: ignore[no-any-return]
 
 
 def _positive(name: str, value: Any, allow_none: bool = False) -> None:
@@ -758,3 +742,24 @@ def _wrap(
     wrapper = functools.wraps(fn)(wrapper)
     wrapper.cache = info
     return wrapper
+
+
+_Args = ParamSpec("_Args")
+_Result = TypeVar("_Result", covariant=True)
+
+
+class CachedTool(Protocol[_Args, _Result]):
+    """A function decorated by ``@cache_tool`` or ``@tool.read``: called as the function
+    itself (same parameters, same result), with ``fn.cache``."""
+
+    __name__: str
+    __qualname__: str
+    __module__: str
+    __wrapped__: Any
+
+    @property
+    def cache(self) -> CacheInfo[Any]:
+        """Its cache: ``stats()``, ``invalidate(...)``, ``clear()``, ``get``/``set``..."""
+        ...
+
+    def __call__(self, *args: _Args.args, **kwargs: _Args.kwargs) -> _Result: ...

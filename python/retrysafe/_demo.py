@@ -331,7 +331,7 @@ async def run_retrysafe(
     async with anyio.create_task_group() as tg:
         for index, mine in enumerate(orders):
             tg.start_soon(agent, index, mine)
-    stats = lookup_product.cache.stats()  # type: ignore[attr-defined]
+    stats = lookup_product.cache.stats()
     tally.cache_hits = stats["hits"]
     tally.coalesced = stats["coalesced"]
     return tally

@@ -14,7 +14,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 import anyio
 import anyio.lowlevel
@@ -50,8 +50,6 @@ from .stores._records import HELD, Claim, claim_number
 from .stores._sql import fence_nonce
 
 if TYPE_CHECKING:
-    from typing_extensions import ParamSpec
-
     P = ParamSpec("P")
 
 __all__ = [
@@ -1210,6 +1208,37 @@ class IdempotencyHandle:
             settle_later(f"{what} ({self.tool})", steps)
 
 
+class _IdempotentDecorator(Protocol):
+    """``@idempotent(...)``: the decorated function keeps its signature."""
+
+    def __call__(self, fn: Callable[P, T], /) -> IdempotentTool[P, T]: ...
+
+
+@overload
+def idempotent(fn: Callable[P, T], /) -> IdempotentTool[P, T]: ...
+
+
+@overload
+def idempotent(
+    fn: None = None,
+    /,
+    *,
+    scope: str | None = None,
+    store: Any = None,
+    ttl_seconds: float = 86400,
+    lease_seconds: float = 30,
+    wait_seconds: float = 30,
+    key: Callable[..., Any] | None = None,
+    effect: Effect | str | None = None,
+    checkpoint: bool = False,
+    unknown_ttl_seconds: float = 259200,
+    require_session: bool | None = None,
+    require_durable: bool = False,
+    remote_idempotent: bool = False,
+    repeat: str = "confirm",
+) -> _IdempotentDecorator: ...
+
+
 def idempotent(
     fn: Any = None,
     /,
@@ -1357,3 +1386,24 @@ def resolve(
         not_applied=not_applied,
         record_key=getattr(error, "record_key", None),
     )
+
+
+_Args = ParamSpec("_Args")
+_Result = TypeVar("_Result", covariant=True)
+
+
+class IdempotentTool(Protocol[_Args, _Result]):
+    """A function decorated by ``@idempotent``, ``@tool.write``, ``@tool.destructive`` or
+    ``@tool.idempotent``: called as the function itself, with ``fn.idempotency``."""
+
+    __name__: str
+    __qualname__: str
+    __module__: str
+    __wrapped__: Any
+
+    @property
+    def idempotency(self) -> IdempotencyHandle:
+        """Its records: ``key_for(...)``, ``record(key)``, ``resolve(key, ...)``."""
+        ...
+
+    def __call__(self, *args: _Args.args, **kwargs: _Args.kwargs) -> _Result: ...

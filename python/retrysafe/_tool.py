@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
 from . import _telemetry
-from ._cache import cache_tool
+from ._cache import CachedTool, cache_tool
 from ._callables import check_decoratable, hide_parameters
 from ._dispatch import ArgumentError, ToolOutcome, failure_hint, invoke, make_validator
 from ._effects import Effect, effect, get_effect, mcp_annotations
 from ._guard import LoopGuard, LoopStop, bound_arguments, current_guard
-from ._idempotent import KEY_PARAM, idempotent
+from ._idempotent import KEY_PARAM, IdempotentTool, idempotent
 from ._identity import is_async, name_of
 from ._retry import RetryConfig, with_retry
 
@@ -262,6 +262,11 @@ class ToolRegistry:
     def __len__(self) -> int:
         return len(self._tools)
 
+    def __repr__(self) -> str:
+        names = sorted(self._tools)
+        shown = ", ".join(names[:8]) + (f", ... ({len(names) - 8} more)" if len(names) > 8 else "")
+        return f"ToolRegistry({len(names)} tools{': ' + shown if names else ''})"
+
     def __bool__(self) -> bool:
         """Always true: an empty registry is still a registry (``registry or
         ToolRegistry()`` would otherwise replace it)."""
@@ -466,18 +471,52 @@ _READ_RETRY = RetryConfig(max_attempts=3, base_delay=0.2, max_delay=5.0)
 F = typing.TypeVar("F", bound=Callable[..., Any])
 
 
-class _Shortcut(typing.Protocol):
-    """``@tool.read`` or ``@tool.read(**options)``: the decorated tool keeps its signature."""
+P = typing.ParamSpec("P")
+R = typing.TypeVar("R")
+
+
+class _ReadDecorator(typing.Protocol):
+    def __call__(self, fn: Callable[P, R], /) -> CachedTool[P, R]: ...
+
+
+class _ReadShortcut(typing.Protocol):
+    """``@tool.read`` or ``@tool.read(**options)``: the decorated tool keeps its signature,
+    and has ``fn.cache``."""
 
     @typing.overload
-    def __call__(self, fn: F, /) -> F: ...
+    def __call__(self, fn: Callable[P, R], /) -> CachedTool[P, R]: ...
 
     @typing.overload
-    def __call__(self, fn: None = None, /, **options: Any) -> Callable[[F], F]: ...
+    def __call__(self, fn: None = None, /, **options: Any) -> _ReadDecorator: ...
+
+
+class _WriteDecorator(typing.Protocol):
+    def __call__(self, fn: Callable[P, R], /) -> IdempotentTool[P, R]: ...
+
+
+class _WriteShortcut(typing.Protocol):
+    """``@tool.write`` (``.destructive``, ``.idempotent``), or with ``(**options)``: the
+    decorated tool keeps its signature, and has ``fn.idempotency``."""
+
+    @typing.overload
+    def __call__(self, fn: Callable[P, R], /) -> IdempotentTool[P, R]: ...
+
+    @typing.overload
+    def __call__(self, fn: None = None, /, **options: Any) -> _WriteDecorator: ...
 
 
 class _ToolFactory:
-    """``tool(effect=...)`` and its shortcuts ``tool.read``, ``tool.write``, ..."""
+    """``@tool``: declare an agent tool and the policy its effect calls for.
+
+    ``@tool.read`` (cached, retried), ``@tool.idempotent`` (retried), ``@tool.write``
+    (recorded once per key: ``fn.idempotency``), ``@tool.destructive`` (recorded, never
+    retried), or ``@tool(effect=..., **options)``; each with ``(**options)`` too. The tool
+    keeps its signature (for type checkers as well), is registered in ``default_registry``
+    (``registry=`` another, or None), and its schema never shows ``idempotency_key``.
+    """
+
+    def __repr__(self) -> str:
+        return "retrysafe.tool (use @tool.read, @tool.write, @tool.destructive, @tool.idempotent)"
 
     @typing.overload
     def __call__(self, fn: F, /) -> F: ...
@@ -566,32 +605,32 @@ class _ToolFactory:
 
         return decorate(fn) if fn is not None else decorate
 
-    def _kind(self, kind: Effect) -> _Shortcut:
+    def _kind(self, kind: Effect) -> Any:
         def shortcut(fn: Any = None, /, **options: Any) -> Any:
             return self(fn, effect=kind, **options)
 
         shortcut.__doc__ = f"``@tool(effect=Effect.{kind.name}, ...)``"
-        return typing.cast(_Shortcut, shortcut)
+        return shortcut
 
     @property
-    def read(self) -> _Shortcut:
+    def read(self) -> _ReadShortcut:
         """``@tool.read``: a READ tool."""
-        return self._kind(Effect.READ)
+        return typing.cast(_ReadShortcut, self._kind(Effect.READ))
 
     @property
-    def idempotent(self) -> _Shortcut:
+    def idempotent(self) -> _WriteShortcut:
         """``@tool.idempotent``: an IDEMPOTENT tool."""
-        return self._kind(Effect.IDEMPOTENT)
+        return typing.cast(_WriteShortcut, self._kind(Effect.IDEMPOTENT))
 
     @property
-    def write(self) -> _Shortcut:
+    def write(self) -> _WriteShortcut:
         """``@tool.write``: a WRITE tool."""
-        return self._kind(Effect.WRITE)
+        return typing.cast(_WriteShortcut, self._kind(Effect.WRITE))
 
     @property
-    def destructive(self) -> _Shortcut:
+    def destructive(self) -> _WriteShortcut:
         """``@tool.destructive``: a DESTRUCTIVE tool."""
-        return self._kind(Effect.DESTRUCTIVE)
+        return typing.cast(_WriteShortcut, self._kind(Effect.DESTRUCTIVE))
 
 
 tool = _ToolFactory()
