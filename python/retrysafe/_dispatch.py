@@ -119,12 +119,23 @@ def tool_text(value: Any) -> str:
 
 
 def make_validator(
-    fn: Callable[..., Any], name: str, hidden: tuple[str, ...]
+    fn: Callable[..., Any],
+    name: str,
+    hidden: tuple[str, ...],
+    *,
+    strict: bool = True,
+    schema: Mapping[str, Any] | None = None,
+    check: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     """A function that checks a model's arguments against ``fn``'s signature and returns the
     keyword arguments to call it with, or raises :class:`ArgumentError` naming each field.
-    Types are checked with pydantic (installed with most agent stacks); without it, only
-    names are: unknown, missing and hidden ones."""
+
+    Types are checked with pydantic where it is installed (as JSON, strictly by default: no
+    ``true`` for an int, no ``1`` for a bool, no ``"3"`` for a number; ``strict=False`` gives
+    pydantic's lax conversions); without it, against the JSON schema the model was given
+    (``schema``, else the signature's), never silently skipped. ``check`` (the arguments, as
+    the tool will get them) returns a message the model reads when they do not go together
+    (``end`` before ``start``), or None."""
     signature = inspect.signature(fn)
     params = [
         p
@@ -141,7 +152,7 @@ def make_validator(
 
     def validate(arguments: Mapping[str, Any]) -> dict[str, Any]:
         if not built:
-            built.append(_pydantic_model(fn, name, params))
+            built.append(_pydantic_model(fn, name, params, strict))
         model = built[0]
         if not isinstance(arguments, Mapping):
             raise _argument_error(name, [f"the arguments must be a JSON object, got {arguments!r}"])
@@ -155,24 +166,122 @@ def make_validator(
         ]
         if problems:
             raise _argument_error(name, problems)
+        if model is None or schema is not None:
+            given = schema if schema is not None else _signature_schema(fn)
+            problems = schema_problems(dict(arguments), given, "")
+            if problems:
+                raise _argument_error(name, problems)
         if model is None:
-            return dict(arguments)
-        import pydantic
-
-        try:
-            checked = model.model_validate(dict(arguments))
-        except pydantic.ValidationError as error:
-            raise _argument_error(
-                name,
-                [
-                    f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-                    f" (got {_short(e.get('input'))})"
-                    for e in error.errors()
-                ],
-            ) from None
-        return {key: getattr(checked, key) for key in arguments}
+            checked = dict(arguments)
+        else:
+            checked = _pydantic_checked(model, name, arguments, strict)
+        if check is not None:
+            message = check(checked)
+            if message:
+                raise _argument_error(name, [message])
+        return checked
 
     return validate
+
+
+def _signature_schema(fn: Callable[..., Any]) -> dict[str, Any]:
+    from ._tool import json_schema
+
+    return json_schema(fn)
+
+
+def _pydantic_checked(
+    model: Any, name: str, arguments: Mapping[str, Any], strict: bool
+) -> dict[str, Any]:
+    import pydantic
+
+    try:
+        if strict:
+            try:
+                import orjson
+
+                text = orjson.dumps(dict(arguments))
+            except TypeError:  # a Python value no JSON holds (registry.call from code)
+                checked = model.model_validate(dict(arguments))
+            else:
+                checked = model.model_validate_json(text)
+        else:
+            checked = model.model_validate(dict(arguments))
+    except pydantic.ValidationError as error:
+        raise _argument_error(
+            name,
+            [
+                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                f" (got {_short(e.get('input'))})"
+                for e in error.errors()
+            ],
+        ) from None
+    return {key: getattr(checked, key) for key in arguments}
+
+
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "array": lambda v: isinstance(v, (list, tuple)),
+    "object": lambda v: isinstance(v, Mapping),
+}
+
+
+def schema_problems(value: Any, schema: Mapping[str, Any], where: str) -> list[str]:
+    """What is wrong with ``value`` under a JSON schema (the part tools' schemas use: type,
+    enum, anyOf, oneOf, properties, required, additionalProperties, items, minimum, maximum,
+    minLength, maxLength, pattern); [] when nothing is. Strict as JSON is: a bool is no
+    integer, an integer no bool."""
+    at = where or "arguments"
+    kinds = schema.get("type")
+    if kinds is not None:
+        allowed = [kinds] if isinstance(kinds, str) else list(kinds)
+        if not any(_JSON_TYPES.get(k, lambda v: True)(value) for k in allowed):
+            return [f"{at}: expected {' or '.join(allowed)} (got {_short(value)})"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{at}: expected one of {_short(schema['enum'])} (got {_short(value)})"]
+    for keyword in ("anyOf", "oneOf"):
+        if keyword in schema and not any(
+            not schema_problems(value, option, where) for option in schema[keyword]
+        ):
+            return [f"{at}: matches none of the allowed forms (got {_short(value)})"]
+    problems: list[str] = []
+    if isinstance(value, Mapping):
+        properties = schema.get("properties") or {}
+        for key in schema.get("required") or ():
+            if key not in value:
+                problems.append(f"{at}: missing {key!r}")
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            inner = f"{where}.{key}" if where else str(key)
+            if key in properties:
+                problems += schema_problems(item, properties[key], inner)
+            elif extra is False:
+                problems.append(f"{at}: unexpected {key!r}")
+            elif isinstance(extra, Mapping):
+                problems += schema_problems(item, extra, inner)
+    if isinstance(value, (list, tuple)) and isinstance(schema.get("items"), Mapping):
+        for index, item in enumerate(value):
+            problems += schema_problems(item, schema["items"], f"{where}[{index}]")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            problems.append(f"{at}: must be at least {schema['minimum']} (got {value})")
+        if "maximum" in schema and value > schema["maximum"]:
+            problems.append(f"{at}: must be at most {schema['maximum']} (got {value})")
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            problems.append(f"{at}: must have at least {schema['minLength']} characters")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            problems.append(f"{at}: must have at most {schema['maxLength']} characters")
+        if "pattern" in schema:
+            import re
+
+            if not re.search(schema["pattern"], value):
+                problems.append(f"{at}: does not match {schema['pattern']!r}")
+    return problems
 
 
 def _short(value: Any) -> str:
@@ -189,7 +298,9 @@ def _argument_error(tool: str, problems: list[str]) -> ArgumentError:
     return ArgumentError(hint, llm_hint=hint)
 
 
-def _pydantic_model(fn: Callable[..., Any], name: str, params: list[inspect.Parameter]) -> Any:
+def _pydantic_model(
+    fn: Callable[..., Any], name: str, params: list[inspect.Parameter], strict: bool = True
+) -> Any:
     try:
         import pydantic
     except ImportError:
@@ -208,7 +319,9 @@ def _pydantic_model(fn: Callable[..., Any], name: str, params: list[inspect.Para
     try:
         return pydantic.create_model(
             f"{name}_arguments",
-            __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+            __config__=pydantic.ConfigDict(
+                extra="forbid", arbitrary_types_allowed=True, strict=strict
+            ),
             **fields,
         )
     except Exception:  # a type pydantic cannot describe: check names only

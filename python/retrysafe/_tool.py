@@ -204,7 +204,10 @@ class ToolSpec:
 class ToolRegistry:
     """The tools an agent offers a model; ``@tool`` registers into ``default_registry``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, strict: bool = True) -> None:
+        #: Arguments are checked as JSON is typed: no ``true`` for an int, no ``1`` for a
+        #: bool, no ``"3"`` for a number. ``strict=False``: pydantic's lax conversions.
+        self.strict = strict
         self._tools: dict[str, ToolSpec] = {}
         #: Names taken by tools of different modules (``module.qualname`` of each): they
         #: coexist (two modules of one program may each define ``charge_card`` for agents
@@ -212,12 +215,27 @@ class ToolRegistry:
         self._clashes: dict[str, list[str]] = {}
 
     def add(
-        self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        schema: Mapping[str, Any] | None = None,
+        check: Callable[[dict[str, Any]], str | None] | None = None,
     ) -> ToolSpec:
         """Register ``fn``; the name must be snake_case and unique, the description non-empty.
 
+        ``schema``: the JSON schema of its arguments the model is given (and the arguments
+        are checked against), instead of the one made from its signature. ``check``: a
+        function of the checked arguments returning what the model should read when they do
+        not go together (``"end must be after start"``), or None.
+
         Registering a function of the same module and qualified name again replaces it (a
         notebook cell run twice); another function under a taken name is an error."""
+        if schema is not None and (
+            not isinstance(schema, Mapping) or schema.get("type", "object") != "object"
+        ):
+            raise ValueError("schema= must be a JSON schema of an object (the arguments)")
         tool_name: str = name or str(getattr(fn, "__name__", ""))
         if not _SNAKE.match(tool_name):
             raise ValueError(f"tool name {tool_name!r} must be snake_case (a-z, 0-9, _)")
@@ -232,9 +250,11 @@ class ToolRegistry:
             tool_name,
             text,
             get_effect(fn),
-            json_schema(fn),
+            dict(schema) if schema is not None else json_schema(fn),
             fn,
-            make_validator(fn, tool_name, (KEY_PARAM,)),
+            make_validator(
+                fn, tool_name, (KEY_PARAM,), strict=self.strict, schema=schema, check=check
+            ),
         )
         origin = ".".join(_origin(fn))
         if existing is not None and _origin(existing.fn) != _origin(fn):
@@ -542,6 +562,8 @@ class _ToolFactory:
         checkpoint: bool = False,
         same_for_everyone: bool = False,
         repeat: str = "confirm",
+        schema: Mapping[str, Any] | None = None,
+        check: Callable[[dict[str, Any]], str | None] | None = None,
     ) -> Callable[[F], F]: ...
 
     def __call__(
@@ -564,6 +586,8 @@ class _ToolFactory:
         checkpoint: bool = False,
         same_for_everyone: bool = False,
         repeat: str = "confirm",
+        schema: Mapping[str, Any] | None = None,
+        check: Callable[[dict[str, Any]], str | None] | None = None,
     ) -> Any:
         """Apply the policy of an effect to a tool (sync or async):
 
@@ -580,7 +604,10 @@ class _ToolFactory:
         turn of the conversation (``"confirm"``, ``"replay"``, ``"allow"``; see
         :func:`~retrysafe.idempotent`).
         ``guard``: a LoopGuard checked first (else the one bound by ``with guard:``).
-        The tool is registered (name, description, JSON schema) in ``registry``.
+        The tool is registered (name, description, JSON schema) in ``registry``; ``schema``
+        replaces the JSON schema made from the signature, and ``check`` (the checked
+        arguments) returns what the model reads when they do not go together, or None
+        (see :meth:`ToolRegistry.add`).
         """
 
         def decorate(func: Any) -> Any:
@@ -601,6 +628,8 @@ class _ToolFactory:
                 checkpoint=checkpoint,
                 same_for_everyone=same_for_everyone,
                 repeat=repeat,
+                schema=schema,
+                check=check,
             )
 
         return decorate(fn) if fn is not None else decorate
@@ -654,6 +683,8 @@ def _build(
     checkpoint: bool,
     same_for_everyone: bool = False,
     repeat: str = "confirm",
+    schema: Mapping[str, Any] | None = None,
+    check: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> Any:
     check_decoratable(func, "@tool")
     tagged = get_effect(func)
@@ -781,5 +812,7 @@ def _build(
         if hasattr(layered, attribute):
             setattr(wrapper, attribute, getattr(layered, attribute))
     if registry is not None:
-        wrapper.spec = registry.add(wrapper, name=tool_name, description=description)
+        wrapper.spec = registry.add(
+            wrapper, name=tool_name, description=description, schema=schema, check=check
+        )
     return wrapper
