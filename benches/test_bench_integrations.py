@@ -140,3 +140,77 @@ def test_langchain(benchmark: Any) -> None:
         lambda: plain.invoke({"city": "Oslo"}, config=config),
     )
     _report(benchmark, "langchain", ratio)
+
+
+def test_google_adk(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
+    pytest.importorskip("google.adk")
+    from google.adk.agents import Agent
+    from google.adk.apps import App
+    from google.adk.cli.agent_test_runner import MockModel
+    from google.adk.runners import Runner
+    from google.adk.sessions import InMemorySessionService
+    from google.genai import types
+
+    from retrysafe.integrations.google_adk import Retrysafe
+
+    call = types.Content(
+        role="model", parts=[types.Part.from_function_call(name="_weather", args={"city": "Oslo"})]
+    )
+    done = types.Content(role="model", parts=[types.Part(text="ok")])
+    message = types.Content(role="user", parts=[types.Part(text="go")])
+
+    def runner(tool_fn: Callable[..., Any], plugins: list[Any]) -> Callable[[], Any]:
+        sessions = InMemorySessionService()
+
+        async def run() -> None:
+            agent = Agent(name="shop", model=MockModel.create([call, done]), tools=[tool_fn])
+            app = App(name="shop", root_agent=agent, plugins=plugins)
+            session = await sessions.create_session(app_name="shop", user_id="u")
+            async for _ in Runner(app=app, session_service=sessions).run_async(
+                user_id="u", session_id=session.id, new_message=message
+            ):
+                pass
+
+        return lambda: loop.run_until_complete(run())
+
+    benchmark.group = "integration overhead: google-adk Runner.run_async with one tool call"
+    ratio = paired_ratio(benchmark, runner(_protected(), [Retrysafe()]), runner(_weather, []))
+    _report(benchmark, "google-adk", ratio)
+
+
+def test_llama_index(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
+    pytest.importorskip("llama_index.core")
+    import warnings
+
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.base.llms.types import ChatMessage, MessageRole, ToolCallBlock
+    from llama_index.core.llms.mock import MockFunctionCallingLLM
+    from llama_index.core.tools import FunctionTool
+
+    from retrysafe.integrations.llama_index import as_tool
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+    def respond(messages: Any, **kwargs: Any) -> ChatMessage:
+        if any(m.role == MessageRole.TOOL for m in messages):
+            return ChatMessage(role="assistant", content="ok")
+        block = ToolCallBlock(tool_call_id="c", tool_name="_weather", tool_kwargs={"city": "Oslo"})
+        return ChatMessage(role="assistant", blocks=[block])
+
+    def agent(tool_obj: Any) -> Callable[[], Any]:
+        made = FunctionAgent(
+            tools=[tool_obj], llm=MockFunctionCallingLLM(response_generator=respond)
+        )
+
+        async def run() -> None:
+            await made.run("go")
+
+        return lambda: loop.run_until_complete(run())
+
+    benchmark.group = "integration overhead: llama-index FunctionAgent.run with one tool call"
+    ratio = paired_ratio(
+        benchmark,
+        agent(as_tool(_protected(), name="_weather")),
+        agent(FunctionTool.from_defaults(fn=_weather, name="_weather")),
+    )
+    _report(benchmark, "llama-index", ratio)

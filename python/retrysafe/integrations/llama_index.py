@@ -34,6 +34,7 @@ The tool's schema never has ``idempotency_key``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import typing
@@ -42,16 +43,18 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import Context
 
+from .. import Effect, get_effect
 from ..framework import KEY_PARAM, bind_call, failure_hint, is_async
 
 __all__ = ["ToolRefused", "as_tool", "identify", "identity_of"]
 
 #: The context store's root key retrysafe keeps a conversation's identity under.
 _KEY = "retrysafe_identity"
+#: The identity of each live context, once read (a tool call reads no store after that).
+_KNOWN: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
 #: A lock per live context: its first parallel tool calls agree on one conversation id.
 _LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 
@@ -83,12 +86,23 @@ async def identify(
         }
     )
     await ctx.store.set(_KEY, current)
+    _KNOWN.pop(ctx, None)
 
 
 async def identity_of(ctx: Context) -> dict[str, str]:
     """The identity the tools of ``ctx`` run in (``conversation``, and ``principal``,
     ``tenant`` where set): see the module's docstring. Gives the context its own
-    conversation id on first use."""
+    conversation id on first use. Read from the context's store once per live context
+    (:func:`identify` forgets it)."""
+    cached = _KNOWN.get(ctx)
+    if cached is not None:
+        return cached
+    found = await _identity_from_store(ctx)
+    _KNOWN[ctx] = found
+    return found
+
+
+async def _identity_from_store(ctx: Context) -> dict[str, str]:
     known = dict(await ctx.store.get(_KEY, default=None) or {})
     if known.get("conversation"):
         return known
@@ -120,6 +134,8 @@ def as_tool(
     """A LlamaIndex ``FunctionTool`` running ``fn`` (a retrysafe tool) in the identity of
     the workflow context it is called in; the description defaults to the docstring."""
     run_async = is_async(fn)
+    # A READ's record is its cache entry, which no turn changes: only writes read the turn.
+    turns = get_effect(fn) is not Effect.READ
 
     async def call(ctx: Context, **arguments: Any) -> Any:
         identity = await identity_of(ctx)
@@ -128,11 +144,14 @@ def as_tool(
                 identity["conversation"],
                 principal=identity.get("principal"),
                 tenant=identity.get("tenant"),
-                turn=await _turn_of(ctx),
+                turn=await _turn_of(ctx) if turns else None,
             ):
                 if run_async:
                     return await fn(**arguments)
-                return await anyio.to_thread.run_sync(functools.partial(fn, **arguments))
+                # As LlamaIndex runs a sync tool: in the loop's executor, in this context.
+                context = contextvars.copy_context()
+                call_fn = functools.partial(context.run, fn, **arguments)
+                return await asyncio.get_running_loop().run_in_executor(None, call_fn)
         except Exception as error:
             hint = failure_hint(error)
             if hint is None:
