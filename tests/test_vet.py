@@ -204,3 +204,19 @@ def test_an_internal_error_exits_2_and_the_other_files_are_checked(
     captured = capsys.readouterr()
     assert "internal error on" in captured.err and "a.py: KeyError" in captured.err
     assert "b.py" in captured.out
+
+
+def test_many_files_are_checked_in_parallel_with_the_same_findings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over 1 MiB in all, files go to a process per core: the findings are the same, in
+    the same order, as one process finds."""
+    import shutil
+
+    import retrysafe.vet as vet
+
+    for index in range(3):
+        shutil.copy(FIXTURES / "unsafe_tools.py", tmp_path / f"copy_{index}.py")
+    alone = check_path(tmp_path)
+    monkeypatch.setattr(vet, "_PARALLEL_BYTES", 0)
+    assert alone == vet.check_path(tmp_path) and len(alone) > 10

@@ -36,27 +36,57 @@ def check_path(
 ) -> list[Finding]:
     """Every finding in a file or under a directory. Files over ``max_bytes`` are not read;
     their names go to ``skipped`` when given. An internal error of vet's own on a file goes
-    to ``errors`` when given (the other files are checked), else it propagates."""
-    root = Path(path)
+    to ``errors`` when given (the other files are checked), else it propagates. Many files
+    (over 1 MiB in all) are checked in a process per core."""
+    files = iter_python_files(Path(path))
+    sizes = [_size(file) for file in files]
+    workers = min(os.cpu_count() or 1, len(files))
+    if workers > 1 and sum(s for s in sizes if s <= max_bytes) > _PARALLEL_BYTES:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # Spawned, not forked: a fork of a process with threads (a caller's) may hang.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+            results = list(pool.map(_check_file, files, [max_bytes] * len(files), chunksize=4))
+    else:
+        results = [_check_file(file, max_bytes) for file in files]
     findings: list[Finding] = []
-    for file in iter_python_files(root):
-        try:
-            size = file.stat().st_size
-            if size > max_bytes:
-                if skipped is not None:
-                    skipped.append(f"{file} ({size:,} bytes)")
-                continue
-            source = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            findings.append(Finding(str(file), 1, 1, "RS000", f"cannot read: {exc}"))
-            continue
-        try:
-            findings.extend(check_source(source, str(file)))
-        except Exception as exc:  # a bug of vet's own: not a finding about the file
+    for found, too_big, error in results:
+        findings.extend(found)
+        if too_big is not None and skipped is not None:
+            skipped.append(too_big)
+        if error is not None:
             if errors is None:
-                raise
-            errors.append(f"{file}: {type(exc).__name__}: {exc}")
+                raise RuntimeError(f"retrysafe vet: internal error on {error}")
+            errors.append(error)
     return findings
+
+
+#: Above this many bytes in all, files are checked in parallel processes.
+_PARALLEL_BYTES = 1024 * 1024
+
+
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0
+
+
+def _check_file(file: Path, max_bytes: int) -> tuple[list[Finding], str | None, str | None]:
+    """(findings, the file's name when over the cap, an internal error) for one file."""
+    try:
+        size = file.stat().st_size
+        if size > max_bytes:
+            return [], f"{file} ({size:,} bytes)", None
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [Finding(str(file), 1, 1, "RS000", f"cannot read: {exc}")], None, None
+    try:
+        return check_source(source, str(file)), None, None
+    except Exception as exc:  # a bug of vet's own: not a finding about the file
+        return [], None, f"{file}: {type(exc).__name__}: {exc}"
 
 
 def _text(findings: list[Finding]) -> str:

@@ -107,6 +107,19 @@ def _name(node: ast.AST) -> str:
     return ""
 
 
+#: ``ast.walk`` of each node walked during one ``check_source`` (the rules walk the module
+#: and each function several times; a walk is most of vet's time).
+_WALKED: dict[int, list[ast.AST]] = {}
+
+
+def _walk(node: ast.AST) -> list[ast.AST]:
+    """``list(ast.walk(node))``, once per node per checked module."""
+    found = _WALKED.get(id(node))
+    if found is None:
+        found = _WALKED[id(node)] = list(ast.walk(node))
+    return found
+
+
 def _last(node: ast.AST) -> str:
     return _name(node).rsplit(".", 1)[-1]
 
@@ -124,7 +137,7 @@ def _http_receivers(fn: ast.AST) -> set[str]:
     """The names a function binds to an HTTP client: ``with httpx.Client() as c``, ``async
     with httpx.AsyncClient() as c``, ``c = requests.Session()``."""
     names: set[str] = set()
-    for node in ast.walk(fn):
+    for node in _walk(fn):
         if isinstance(node, (ast.With, ast.AsyncWith)):
             for item in node.items:
                 if isinstance(item.optional_vars, ast.Name) and _makes_http_client(
@@ -270,7 +283,7 @@ def _uses_key(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     if "idempotency_key" in params:
         return True
     return any(
-        isinstance(n, ast.Call) and _last(n) in ("current_key", "for_args") for n in ast.walk(fn)
+        isinstance(n, ast.Call) and _last(n) in ("current_key", "for_args") for n in _walk(fn)
     )
 
 
@@ -301,7 +314,7 @@ class _Checker:
     def run(self, tree: ast.Module) -> list[Finding]:
         self.scopes = _Scopes(tree)
         functions = [
-            n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            n for n in _walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
         ]
         infos = {fn.name: _inspect_function(fn) for fn in functions}
         self._handed_to_frameworks(tree, infos)
@@ -315,7 +328,7 @@ class _Checker:
         """Plain functions given to a framework as tools (``Agent(tools=[fn])``,
         ``function_tool(fn)``, ``llm.bind_tools([fn])``) are tools too."""
         plain = _plain_functions(tree)
-        for node in ast.walk(tree):
+        for node in _walk(tree):
             if not isinstance(node, ast.Call) or _kwarg(node, "effect") is not None:
                 continue  # retrysafe's tool(fn, effect=...) tags what it wraps
             given: list[ast.expr] = []
@@ -380,7 +393,7 @@ class _Checker:
                 self.add(info.cached, "RS004", f"result cache on {info.effect} tool {fn.name!r}")
         if info.effect == "READ":
             receivers = _http_receivers(fn)
-            for node in ast.walk(fn):
+            for node in _walk(fn):
                 if isinstance(node, ast.Call):
                     full, last = _name(node), _last(node)
                     base = full.split(".")[0].lower()
@@ -402,7 +415,7 @@ class _Checker:
                         ):
                             self.add(node, "RS007", f"READ tool {fn.name!r} runs write SQL")
         if isinstance(fn, ast.AsyncFunctionDef) and (info.is_tool or tagged):
-            for node in ast.walk(fn):
+            for node in _walk(fn):
                 if isinstance(node, ast.Call):
                     full = _name(node)
                     if full == "time.sleep" or full.startswith("requests."):
@@ -415,7 +428,7 @@ class _Checker:
                 self.add(fn, "RS009", f"tool {name!r} has no description (docstring)")
 
     def _calls(self, tree: ast.Module, infos: dict[str, ToolInfo], writes: set[str]) -> None:
-        for node in ast.walk(tree):
+        for node in _walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             last = _last(node)
@@ -451,7 +464,7 @@ class _Checker:
                 key = node.args[0]
             if key is not None and self._random_or_clock(key, node):
                 self.add(key, "RS006")
-        for node in ast.walk(tree):  # headers={"Idempotency-Key": ...}
+        for node in _walk(tree):  # headers={"Idempotency-Key": ...}
             if isinstance(node, ast.Dict):
                 for k, v in zip(node.keys, node.values, strict=True):
                     if (
@@ -462,12 +475,12 @@ class _Checker:
                     ):
                         self.add(v, "RS006")
         # hand-written retry loops calling a write tool
-        for loop in ast.walk(tree):
+        for loop in _walk(tree):
             if isinstance(loop, (ast.For, ast.While, ast.AsyncFor)):
-                handlers = [n for n in ast.walk(loop) if isinstance(n, ast.Try)]
+                handlers = [n for n in _walk(loop) if isinstance(n, ast.Try)]
                 if not handlers:
                     continue
-                for call in ast.walk(loop):
+                for call in _walk(loop):
                     if isinstance(call, ast.Call) and _last(call) in writes:
                         self.add(
                             call,
@@ -483,7 +496,7 @@ class _Checker:
             return True
         if depth == 0:
             return False
-        for inner in ast.walk(node):
+        for inner in _walk(node):
             if isinstance(inner, ast.Name):
                 value = self.scopes.single_value(inner.id, at)
                 if value is not None and self._random_or_clock(value, at, depth - 1):
@@ -546,11 +559,11 @@ class _Scopes:
 
 
 def _mentions_session(tree: ast.Module) -> bool:
-    return any(isinstance(n, ast.Call) and _last(n) == "session" for n in ast.walk(tree))
+    return any(isinstance(n, ast.Call) and _last(n) == "session" for n in _walk(tree))
 
 
 def _random_or_clock(node: ast.AST) -> bool:
-    for inner in ast.walk(node):
+    for inner in _walk(node):
         if isinstance(inner, ast.Call) and _last(inner) in (
             "uuid4",
             "uuid1",
@@ -584,6 +597,8 @@ def check_source(source: str, path: str = "<string>") -> list[Finding]:
         found = _Checker(path, source).run(tree)
     except RecursionError:
         return [Finding(path, 1, 1, "RS000", "cannot check: nested too deeply to walk")]
+    finally:
+        _WALKED.clear()
     return sorted(found, key=lambda f: (f.line, f.column, f.code))
 
 
