@@ -1019,6 +1019,20 @@ class IdempotencyHandle:
         """What a failed run owes its record: ``(outcome, async steps, the same steps sync)``."""
         store = self.store
         outcome = self._after_error(exc, state)
+        if outcome == "unknown" and isinstance(exc, _Repeated):
+            # The note has done its work: the record is UNKNOWN now, and once a person
+            # settles it the next call runs as any other.
+            note = record_key + _SUSPENDED
+
+            async def unknown_steps() -> None:
+                await store.amark_unknown(record_key, fence, self.unknown_ttl)
+                await store.adelete(note)
+
+            def sync_unknown_steps() -> None:
+                store.mark_unknown(record_key, fence, self.unknown_ttl)
+                store.delete(note)
+
+            return outcome, unknown_steps, sync_unknown_steps
         if outcome == "unknown":
             return (
                 outcome,

@@ -5,6 +5,7 @@ interrupt is not repeated where retrysafe can know it happened."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -144,6 +145,15 @@ async def test_an_interrupt_after_side_effect_started_is_not_started_again() -> 
     again = await ask(graph, "t-3")
     assert ["ch_1"] == remote.charges
     assert str(again["messages"][-1].content) == answer
+    # A person settles it "not applied" (by key, as the error says): the next call runs
+    # once, the suspension's note spent.
+    from retrysafe import records
+
+    (key,) = [k for k in store._records if re.fullmatch(r"idem:[0-9a-f]{64}", str(k))]
+    records.resolve(store, str(key), not_applied=True)
+    paused = await ask(graph, "t-3")
+    assert "__interrupt__" in paused, paused
+    assert ["ch_1", "ch_2"] == remote.charges
 
 
 async def test_an_interrupt_before_side_effect_started_releases_the_claim() -> None:
