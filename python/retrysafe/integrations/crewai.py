@@ -62,6 +62,8 @@ _PENDING: dict[str, dict[str, str | None]] = {}
 #: What :func:`identify` named, per crew.
 _NAMED: weakref.WeakKeyDictionary[Any, dict[str, str | None]] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
+#: At most this many tokens wait for their call (the oldest go first).
+_MAX_PENDING = 4096
 _INSTALLED = False
 
 
@@ -97,6 +99,8 @@ def _before(context: Any) -> None:
     if identity is not None:
         token = secrets.token_hex(16)
         with _LOCK:
+            if len(_PENDING) >= _MAX_PENDING:  # tokens of calls CrewAI never made
+                del _PENDING[next(iter(_PENDING))]
             _PENDING[token] = identity
         context.tool_input[_TOKEN] = token
     return None
