@@ -182,23 +182,41 @@ class Store(Protocol):
         """Subscribe to the key's notifications."""
         ...
 
-    async def aget(self, key: Key) -> Any: ...
-    async def aset(self, key: Key, value: Any, ttl: float | None) -> None: ...
-    async def adelete(self, key: Key) -> bool: ...
-    async def aclear(self, prefix: str) -> int: ...
-    async def aincr(self, key: Key, amount: float, ttl: float | None) -> float: ...
+    async def aget(self, key: Key) -> Any:
+        """The async form of :meth:`get`."""
+
+    async def aset(self, key: Key, value: Any, ttl: float | None) -> None:
+        """The async form of :meth:`set`."""
+
+    async def adelete(self, key: Key) -> bool:
+        """The async form of :meth:`delete`."""
+
+    async def aclear(self, prefix: str) -> int:
+        """The async form of :meth:`clear`."""
+
+    async def aincr(self, key: Key, amount: float, ttl: float | None) -> float:
+        """The async form of :meth:`incr`."""
+
     async def aadd_clamped(
         self, key: Key, delta: float, low: float, high: float, ttl: float | None
-    ) -> float: ...
-    async def arecent(
-        self, key: Key, item: str | None, keep: int, ttl: float | None
-    ) -> list[str]: ...
-    async def aacquire_lease(self, key: Key, owner: str, ttl: float) -> bool: ...
-    async def aextend_lease(self, key: Key, owner: str, ttl: float) -> bool: ...
-    async def arelease_lease(self, key: Key, owner: str) -> bool: ...
-    async def aset_and_release(
-        self, key: Key, value: Any, ttl: float | None, owner: str
-    ) -> None: ...
+    ) -> float:
+        """The async form of :meth:`add_clamped`."""
+
+    async def arecent(self, key: Key, item: str | None, keep: int, ttl: float | None) -> list[str]:
+        """The async form of :meth:`recent`."""
+
+    async def aacquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
+        """The async form of :meth:`acquire_lease`."""
+
+    async def aextend_lease(self, key: Key, owner: str, ttl: float) -> bool:
+        """The async form of :meth:`extend_lease`."""
+
+    async def arelease_lease(self, key: Key, owner: str) -> bool:
+        """The async form of :meth:`release_lease`."""
+
+    async def aset_and_release(self, key: Key, value: Any, ttl: float | None, owner: str) -> None:
+        """The async form of :meth:`set_and_release`."""
+
     def awatch(self, key: Key) -> AbstractAsyncContextManager[AsyncWatcher]: ...
     async def aclaim(
         self,
@@ -210,13 +228,26 @@ class Store(Protocol):
         takeover: bool,
         nonce: str | None = None,
         checkpoint: bool = False,
-    ) -> Claim: ...
-    async def aabandon(self, key: Key, nonce: str) -> bool: ...
-    async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool: ...
-    async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool: ...
-    async def arelease(self, key: Key, fence: int) -> bool: ...
-    async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool: ...
-    async def amark_started(self, key: Key, fence: int) -> bool: ...
+    ) -> Claim:
+        """The async form of :meth:`claim`."""
+
+    async def aabandon(self, key: Key, nonce: str) -> bool:
+        """The async form of :meth:`abandon`."""
+
+    async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
+        """The async form of :meth:`heartbeat`."""
+
+    async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
+        """The async form of :meth:`complete`."""
+
+    async def arelease(self, key: Key, fence: int) -> bool:
+        """The async form of :meth:`release`."""
+
+    async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
+        """The async form of :meth:`mark_unknown`."""
+
+    async def amark_started(self, key: Key, fence: int) -> bool:
+        """The async form of :meth:`mark_started`."""
 
 
 class AsyncWatcher(Protocol):

@@ -288,6 +288,7 @@ class MemoryStore:
         return True
 
     async def amark_started(self, key: Key, fence: int) -> bool:
+        """The async form of :meth:`mark_started`."""
         return self.mark_started(key, fence)
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
@@ -402,21 +403,27 @@ class MemoryStore:
         nonce: str | None = None,
         checkpoint: bool = False,
     ) -> Claim:
+        """The async form of :meth:`claim`."""
         return self.claim(key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint)
 
     async def aabandon(self, key: Key, nonce: str) -> bool:
+        """The async form of :meth:`abandon`."""
         return self.abandon(key, nonce)
 
     async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:
+        """The async form of :meth:`heartbeat`."""
         return self.heartbeat(key, fence, lease)
 
     async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
+        """The async form of :meth:`complete`."""
         return self.complete(key, fence, payload, ttl)
 
     async def arelease(self, key: Key, fence: int) -> bool:
+        """The async form of :meth:`release`."""
         return self.release(key, fence)
 
     async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
+        """The async form of :meth:`mark_unknown`."""
         return self.mark_unknown(key, fence, ttl)
 
     # --- notifications ----------------------------------------------------------------------
@@ -431,38 +438,49 @@ class MemoryStore:
     # --- async forms: no I/O, so they run inline ----------------------------------------------
 
     async def aget(self, key: Key) -> Any:
+        """The async form of :meth:`get`."""
         return self.get(key)
 
     async def aset(self, key: Key, value: Any, ttl: float | None) -> None:
+        """The async form of :meth:`set`."""
         self.set(key, value, ttl)
 
     async def adelete(self, key: Key) -> bool:
+        """The async form of :meth:`delete`."""
         return self.delete(key)
 
     async def aclear(self, prefix: str = "") -> int:
+        """The async form of :meth:`clear`."""
         return self.clear(prefix)
 
     async def aincr(self, key: Key, amount: float, ttl: float | None) -> float:
+        """The async form of :meth:`incr`."""
         return self.incr(key, amount, ttl)
 
     async def aadd_clamped(
         self, key: Key, delta: float, low: float, high: float, ttl: float | None
     ) -> float:
+        """The async form of :meth:`add_clamped`."""
         return self.add_clamped(key, delta, low, high, ttl)
 
     async def arecent(self, key: Key, item: str | None, keep: int, ttl: float | None) -> list[str]:
+        """The async form of :meth:`recent`."""
         return self.recent(key, item, keep, ttl)
 
     async def aacquire_lease(self, key: Key, owner: str, ttl: float) -> bool:
+        """The async form of :meth:`acquire_lease`."""
         return self.acquire_lease(key, owner, ttl)
 
     async def aextend_lease(self, key: Key, owner: str, ttl: float) -> bool:
+        """The async form of :meth:`extend_lease`."""
         return self.extend_lease(key, owner, ttl)
 
     async def arelease_lease(self, key: Key, owner: str) -> bool:
+        """The async form of :meth:`release_lease`."""
         return self.release_lease(key, owner)
 
     async def aset_and_release(self, key: Key, value: Any, ttl: float | None, owner: str) -> None:
+        """The async form of :meth:`set_and_release`."""
         self.set_and_release(key, value, ttl, owner)
 
     def awatch(self, key: Key) -> AbstractAsyncContextManager[Any]:
