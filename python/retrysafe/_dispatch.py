@@ -125,6 +125,7 @@ def make_validator(
     *,
     strict: bool = True,
     schema: Mapping[str, Any] | None = None,
+    own_schema: bool = False,
     check: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     """A function that checks a model's arguments against ``fn``'s signature and returns the
@@ -132,8 +133,9 @@ def make_validator(
 
     Types are checked with pydantic where it is installed (as JSON, strictly by default: no
     ``true`` for an int, no ``1`` for a bool, no ``"3"`` for a number; ``strict=False`` gives
-    pydantic's lax conversions); without it, against the JSON schema the model was given
-    (``schema``, else the signature's), never silently skipped. ``check`` (the arguments, as
+    pydantic's lax conversions); without it, against ``schema``, the JSON schema the model
+    was given, never silently skipped (a tool's ``own_schema`` is checked with pydantic
+    too). ``check`` (the arguments, as
     the tool will get them) returns a message the model reads when they do not go together
     (``end`` before ``start``), or None."""
     signature = inspect.signature(fn)
@@ -166,9 +168,8 @@ def make_validator(
         ]
         if problems:
             raise _argument_error(name, problems)
-        if model is None or schema is not None:
-            given = schema if schema is not None else _signature_schema(fn)
-            problems = schema_problems(dict(arguments), given, "")
+        if schema is not None and (model is None or own_schema):
+            problems = schema_problems(dict(arguments), schema, "")
             if problems:
                 raise _argument_error(name, problems)
         if model is None:
@@ -182,12 +183,6 @@ def make_validator(
         return checked
 
     return validate
-
-
-def _signature_schema(fn: Callable[..., Any]) -> dict[str, Any]:
-    from ._tool import json_schema
-
-    return json_schema(fn)
 
 
 def _pydantic_checked(

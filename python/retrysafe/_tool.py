@@ -246,14 +246,21 @@ class ToolRegistry:
                 f"tool {tool_name!r} needs a description (a docstring or description=)"
             )
         existing = self._tools.get(tool_name)
+        parameters = dict(schema) if schema is not None else json_schema(fn)
         spec = ToolSpec(
             tool_name,
             text,
             get_effect(fn),
-            dict(schema) if schema is not None else json_schema(fn),
+            parameters,
             fn,
             make_validator(
-                fn, tool_name, (KEY_PARAM,), strict=self.strict, schema=schema, check=check
+                fn,
+                tool_name,
+                (KEY_PARAM,),
+                strict=self.strict,
+                schema=parameters,
+                own_schema=schema is not None,
+                check=check,
             ),
         )
         origin = ".".join(_origin(fn))
