@@ -139,7 +139,7 @@ _WHY = {
     "missing": "there is no record under this key (it was settled, or it expired)",
     HELD: "its owner's lease is live: the call is running; wait for it, or for its lease",
     CHANGED: "another claim holds it now (it was settled, and the call ran again): look again",
-    COMPLETED: "it has a result already (its owner stored one late): nothing to settle",
+    COMPLETED: "it has a result already (settled, or stored late by its owner): nothing to settle",
 }
 
 
