@@ -39,7 +39,7 @@ build-dev: install ## Rebuild the Rust extension into .venv (release mode)
 test: build-dev ## cargo test, make dist (the wheel checked in 3.10 and 3.13), the compat venvs, then pytest (asyncio + trio; memory, SQLite, a real redis-server, a real 6-node Redis Cluster and a real PostgreSQL)
 	cargo test --release -q
 	$(MAKE) --no-print-directory dist
-	$(MAKE) --no-print-directory test-compat
+	$(MAKE) --no-print-directory compat-run
 	scripts/with-redis.sh scripts/with-redis-cluster.sh scripts/with-postgres.sh $(PY) -m pytest -q
 
 # CrewAI pins mcp 1.x, openai 2.x and Pydantic < 2.13, and FastMCP 2.x needs mcp 1.x: they
@@ -58,7 +58,11 @@ $(COMPAT3)/.installed: pyproject.toml $(VENV)/.installed
 	touch $@
 
 .PHONY: test-compat
-test-compat: build-dev $(COMPAT)/.installed $(COMPAT3)/.installed ## CrewAI with FastMCP 2.x (.venv-compat), FastMCP 3.x (.venv-fastmcp3); also part of make test
+test-compat: build-dev compat-run ## CrewAI with FastMCP 2.x (.venv-compat), FastMCP 3.x (.venv-fastmcp3); also part of make test
+
+# The compat venvs' tests on the extension already built (make test built it once).
+.PHONY: compat-run
+compat-run: $(COMPAT)/.installed $(COMPAT3)/.installed
 	CREWAI_DISABLE_TELEMETRY=true OTEL_SDK_DISABLED=true RETRYSAFE_FASTMCP=2 PYTHONPATH=python \
 		$(COMPAT)/bin/python -m pytest -q -p no:cacheprovider --confcutdir=tests/compat tests/compat
 	RETRYSAFE_FASTMCP=3 PYTHONPATH=python \

@@ -148,35 +148,9 @@ BEGIN
     RETURN gone_;
 END $$;
 
-CREATE OR REPLACE FUNCTION retrysafe_resolve(
-    p_key text, p_payload bytea, p_applied boolean, p_ttl double precision, p_channel text
-) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    now_ double precision := extract(epoch FROM clock_timestamp())::float8;
-    before_ text;
-BEGIN
-    SELECT r.state INTO before_ FROM retrysafe_records r
-     WHERE r.key = p_key AND r.expires > now_ FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    -- A live owner's record is not settled by hand: it is running, not unknown.
-    IF before_ = 'in_progress' AND EXISTS (SELECT 1 FROM retrysafe_records r
-        WHERE r.key = p_key AND r.lease > now_) THEN
-        RETURN 'held';
-    END IF;
-    IF p_applied THEN
-        UPDATE retrysafe_records r SET state = 'completed', payload = p_payload, owner = NULL,
-               expires = now_ + p_ttl WHERE r.key = p_key;
-    ELSE
-        DELETE FROM retrysafe_records r WHERE r.key = p_key;
-    END IF;
-    PERFORM pg_notify(p_channel, p_key);
-    RETURN before_;
-END $$;
-
--- Version 5: settled by an operator who saw the record with fence p_fence: only while that
--- claim holds it (never a newer claim's, never one its late owner completed).
+-- Settled by hand: COMPLETED with p_payload, or removed. A live owner's record is not (it
+-- is running, not unknown). With p_fence (version 5: what an operator saw), only while that
+-- claim holds it: never a newer claim's, never one its late owner completed.
 CREATE OR REPLACE FUNCTION retrysafe_resolve(
     p_key text, p_payload bytea, p_applied boolean, p_ttl double precision, p_channel text,
     p_fence text
@@ -210,6 +184,13 @@ BEGIN
     PERFORM pg_notify(p_channel, p_key);
     RETURN rec.state;
 END $$;
+
+-- Version 4's form (processes not yet upgraded): the same, fenced on nothing.
+CREATE OR REPLACE FUNCTION retrysafe_resolve(
+    p_key text, p_payload bytea, p_applied boolean, p_ttl double precision, p_channel text
+) RETURNS text LANGUAGE sql AS $$
+    SELECT retrysafe_resolve(p_key, p_payload, p_applied, p_ttl, p_channel, NULL::text)
+$$;
 
 CREATE OR REPLACE FUNCTION retrysafe_tail(arr text[], keep integer) RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$

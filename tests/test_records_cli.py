@@ -101,63 +101,66 @@ def the_tool(store: Store, effects: list[str]) -> Any:
     return charge
 
 
-def test_an_unknown_record_is_shown_and_settled_applied(
-    where: tuple[str, str], tmp_path: Path
-) -> None:
+class Unknown:
+    """A charge left UNKNOWN by an owner killed mid-write, as the next caller meets it."""
+
+    def __init__(self, url: str, prefix: str, store: Store) -> None:
+        self.url, self.prefix, self.store = url, prefix, store
+        self.effects: list[str] = []
+        self.charge = the_tool(store, self.effects)
+        with session("ops"), pytest.raises(OutcomeUnknownError) as caught:
+            self.charge("cus_1", 500)
+        found = KEY.search(str(caught.value))
+        assert found, str(caught.value)  # the error names the record and the command
+        self.key = found.group(1)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return cli(self.url, self.prefix, *args)
+
+    def call(self) -> Any:
+        with session("ops"):
+            return self.charge("cus_1", 500)
+
+
+@pytest.fixture
+def unknown(where: tuple[str, str], tmp_path: Path) -> Iterator[Unknown]:
+    url, prefix = where
+    killed_mid_write(url, prefix, tmp_path)
+    store = open_store(url, prefix)
+    try:
+        yield Unknown(url, prefix, store)
+    finally:
+        store.close()  # type: ignore[attr-defined]
+
+
+def test_an_unknown_record_is_shown_and_settled_applied(unknown: Unknown) -> None:
     """The error names the command; ``show`` reads UNKNOWN; ``resolve --applied`` makes the
     next call replay that result without running."""
-    url, prefix = where
-    killed_mid_write(url, prefix, tmp_path)
-    store = open_store(url, prefix)
-    effects: list[str] = []
-    charge = the_tool(store, effects)
-    try:
-        with session("ops"), pytest.raises(OutcomeUnknownError) as caught:
-            charge("cus_1", 500)
-        found = KEY.search(str(caught.value))
-        assert found, str(caught.value)
-        key = found.group(1)
-        shown = cli(url, prefix, "show", key)
-        assert 0 == shown.returncode, shown.stderr
-        assert re.search(r"^state\s+UNKNOWN$", shown.stdout, re.M), shown.stdout
-        assert f"retrysafe records resolve {key}" in shown.stdout
-        as_json = json.loads(cli(url, prefix, "--json", "show", key).stdout)
-        assert ("unknown", 1) == (as_json["state"], as_json["claim"])
-        settled = cli(url, prefix, "resolve", key, "--applied", '{"charge": "ch_manual"}')
-        assert 0 == settled.returncode, settled.stderr
-        assert "UNKNOWN -> applied" in settled.stdout
-        with session("ops"):
-            assert {"charge": "ch_manual"} == charge("cus_1", 500)
-        assert [] == effects
-        again = cli(url, prefix, "resolve", key, "--not-applied")
-        assert 1 == again.returncode and "has a result already" in again.stderr
-    finally:
-        store.close()  # type: ignore[attr-defined]
+    key = unknown.key
+    shown = unknown.cli("show", key)
+    assert 0 == shown.returncode, shown.stderr
+    assert re.search(r"^state\s+UNKNOWN$", shown.stdout, re.M), shown.stdout
+    assert f"retrysafe records resolve {key}" in shown.stdout
+    as_json = json.loads(unknown.cli("--json", "show", key).stdout)
+    assert ("unknown", 1) == (as_json["state"], as_json["claim"])
+    settled = unknown.cli("resolve", key, "--applied", '{"charge": "ch_manual"}')
+    assert 0 == settled.returncode, settled.stderr
+    assert "UNKNOWN -> applied" in settled.stdout
+    assert {"charge": "ch_manual"} == unknown.call()
+    assert [] == unknown.effects
+    again = unknown.cli("resolve", key, "--not-applied")
+    assert 1 == again.returncode and "has a result already" in again.stderr
 
 
-def test_an_unknown_record_settled_not_applied_runs_once(
-    where: tuple[str, str], tmp_path: Path
-) -> None:
-    url, prefix = where
-    killed_mid_write(url, prefix, tmp_path)
-    store = open_store(url, prefix)
-    effects: list[str] = []
-    charge = the_tool(store, effects)
-    try:
-        with session("ops"), pytest.raises(OutcomeUnknownError) as caught:
-            charge("cus_1", 500)
-        key = KEY.search(str(caught.value)).group(1)  # type: ignore[union-attr]
-        settled = cli(url, prefix, "--json", "resolve", key, "--not-applied")
-        assert 0 == settled.returncode, settled.stderr
-        assert {"key": key, "settled": True, "was": "unknown"} == {
-            k: v for k, v in json.loads(settled.stdout).items() if k != "now"
-        }
-        with session("ops"):
-            first = charge("cus_1", 500)
-            assert first == charge("cus_1", 500)
-        assert ["cus_1"] == effects
-    finally:
-        store.close()  # type: ignore[attr-defined]
+def test_an_unknown_record_settled_not_applied_runs_once(unknown: Unknown) -> None:
+    settled = unknown.cli("--json", "resolve", unknown.key, "--not-applied")
+    assert 0 == settled.returncode, settled.stderr
+    assert {"key": unknown.key, "settled": True, "was": "unknown"} == {
+        k: v for k, v in json.loads(settled.stdout).items() if k != "now"
+    }
+    first = unknown.call()
+    assert first == unknown.call()
+    assert ["cus_1"] == unknown.effects
 
 
 def test_bad_input_is_named(where: tuple[str, str]) -> None:

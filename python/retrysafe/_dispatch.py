@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -192,9 +193,9 @@ def _pydantic_checked(
 
     try:
         if strict:
-            try:
-                import orjson
+            import orjson  # off `import retrysafe`: only registry calls need it
 
+            try:
                 text = orjson.dumps(dict(arguments))
             except TypeError:  # a Python value no JSON holds (registry.call from code)
                 checked = model.model_validate(dict(arguments))
@@ -272,8 +273,6 @@ def schema_problems(value: Any, schema: Mapping[str, Any], where: str) -> list[s
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             problems.append(f"{at}: must have at most {schema['maxLength']} characters")
         if "pattern" in schema:
-            import re
-
             if not re.search(schema["pattern"], value):
                 problems.append(f"{at}: does not match {schema['pattern']!r}")
     return problems

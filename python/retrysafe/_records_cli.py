@@ -101,24 +101,27 @@ def main(argv: Sequence[str]) -> int:
             closer()
 
 
+_SCHEMES = (
+    "redis://",
+    "rediss://",
+    "redis+cluster://",
+    "unix://",
+    "sqlite://",
+    "postgresql://",
+    "postgres://",
+)
+
+
 def open_store(url: str, prefix: str) -> Any:
-    """The store a URL names, under ``prefix``: the URLs ``store=`` takes."""
-    if url.startswith("sqlite://"):
-        from .stores import SQLiteStore
+    """The store a URL names (the URLs ``store=`` takes), under ``prefix``."""
+    if not url.startswith(_SCHEMES):
+        raise ValueError(
+            f"not a store URL: {url!r} (redis://, rediss://, redis+cluster://, sqlite:///path "
+            "or postgresql://)"
+        )
+    from .stores import resolve_store
 
-        return SQLiteStore.from_url(url, prefix=prefix)
-    if url.startswith(("postgresql://", "postgres://")):
-        from .stores import PostgresStore
-
-        return PostgresStore(url, prefix=prefix)
-    if url.startswith(("redis://", "rediss://", "redis+cluster://", "unix://")):
-        from .stores import RedisStore
-
-        return RedisStore(url, prefix=prefix)
-    raise ValueError(
-        f"not a store URL: {url!r} (redis://, rediss://, redis+cluster://, sqlite:///path "
-        "or postgresql://)"
-    )
+    return resolve_store(url, prefix=prefix)
 
 
 def _show(store: Any, key: str, as_json: bool) -> int:

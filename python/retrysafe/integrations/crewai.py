@@ -50,7 +50,7 @@ from crewai.hooks import register_after_tool_call_hook, register_before_tool_cal
 from crewai.tools import BaseTool
 from pydantic import ConfigDict, PrivateAttr, create_model
 
-from .. import Effect, get_effect, json_schema
+from .. import Effect, get_effect
 from ..framework import bind_call, failure_hint
 
 __all__ = ["RetrysafeTool", "as_tool", "identify"]
@@ -162,18 +162,19 @@ class RetrysafeTool(BaseTool):  # type: ignore[misc]
 
 
 def _args_schema(fn: Callable[..., Any], name: str) -> Any:
-    """A Pydantic model of ``fn``'s parameters (never ``idempotency_key``)."""
-    schema = json_schema(fn)
+    """A Pydantic model of ``fn``'s parameters (its signature: retrysafe hides the key)."""
     try:
         hints = typing.get_type_hints(fn)
-    except Exception:
+    except Exception:  # a name only a type checker sees: described as Any
         hints = {}
-    signature = inspect.signature(fn)
-    fields: dict[str, Any] = {}
-    for param_name in schema["properties"]:
-        param = signature.parameters[param_name]
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[param_name] = (hints.get(param_name, Any), default)
+    fields: dict[str, Any] = {
+        param.name: (
+            hints.get(param.name, Any),
+            ... if param.default is inspect.Parameter.empty else param.default,
+        )
+        for param in inspect.signature(fn).parameters.values()
+        if param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+    }
     return create_model(f"{name}_args", **fields)
 
 

@@ -47,13 +47,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'retrysafe.stores' has no attribute {name!r}")
 
 
-def resolve_store(store: Any, *, max_size: int = 10_000) -> Store:
+def resolve_store(store: Any, *, max_size: int = 10_000, prefix: str = "retrysafe") -> Store:
     """Turn what a user passes as ``store=`` into a Store.
 
     ``None`` gives a new ``MemoryStore(max_size)``; a Store is used as is; a ``redis.Redis``,
     a ``redis.asyncio.Redis``, a ``RedisCluster`` (sync or asyncio) or a ``redis://`` /
     ``rediss://`` / ``redis+cluster://`` URL gives a ``RedisStore``; ``sqlite:///path`` a
     ``SQLiteStore``; ``postgresql://...`` (or a psycopg pool) a ``PostgresStore``.
+    ``prefix``: the key prefix of a store built here.
     """
     if store is None:
         return MemoryStore(max_size=max_size)
@@ -62,17 +63,17 @@ def resolve_store(store: Any, *, max_size: int = 10_000) -> Store:
     if isinstance(store, str) and store.startswith("sqlite://"):
         from ._sqlite import SQLiteStore
 
-        return SQLiteStore.from_url(store)
+        return SQLiteStore.from_url(store, prefix=prefix)
     if (isinstance(store, str) and store.startswith(("postgresql://", "postgres://"))) or type(
         store
     ).__module__.startswith("psycopg"):
         from ._postgres import PostgresStore
 
-        return PostgresStore(store)
+        return PostgresStore(store, prefix=prefix)
     if isinstance(store, str) or type(store).__module__.startswith("redis"):
         from ._redis import RedisStore
 
-        return RedisStore(store)
+        return RedisStore(store, prefix=prefix)
     raise TypeError(
         "store must be a Store, a redis.Redis, a redis.asyncio.Redis, a RedisCluster, a "
         "psycopg pool, or a redis:// / redis+cluster:// / sqlite:/// / postgresql:// URL, "

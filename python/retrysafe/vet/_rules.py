@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,16 +108,18 @@ def _name(node: ast.AST) -> str:
     return ""
 
 
-#: ``ast.walk`` of each node walked during one ``check_source`` (the rules walk the module
-#: and each function several times; a walk is most of vet's time).
-_WALKED: dict[int, list[ast.AST]] = {}
+#: ``ast.walk`` of each node walked during one ``check_source``, per thread (the rules walk
+#: the module and each function several times; a walk is most of vet's time). Its lists keep
+#: the module's nodes alive until the check ends, so no id is reused meanwhile.
+_WALKED = threading.local()
 
 
 def _walk(node: ast.AST) -> list[ast.AST]:
     """``list(ast.walk(node))``, once per node per checked module."""
-    found = _WALKED.get(id(node))
+    walked: dict[int, list[ast.AST]] = _WALKED.__dict__.setdefault("lists", {})
+    found = walked.get(id(node))
     if found is None:
-        found = _WALKED[id(node)] = list(ast.walk(node))
+        found = walked[id(node)] = list(ast.walk(node))
     return found
 
 
@@ -598,7 +601,7 @@ def check_source(source: str, path: str = "<string>") -> list[Finding]:
     except RecursionError:
         return [Finding(path, 1, 1, "RS000", "cannot check: nested too deeply to walk")]
     finally:
-        _WALKED.clear()
+        _WALKED.__dict__.pop("lists", None)
     return sorted(found, key=lambda f: (f.line, f.column, f.code))
 
 
