@@ -300,6 +300,7 @@ def test_urls_durability_and_errors(tmp_path: Path, postgres_url: str) -> None:
     unreachable = PostgresStore("postgresql://postgres@127.0.0.1:1/none", prefix="x", timeout=0.5)
     with pytest.raises(StoreError, match="PostgreSQL"):  # at first use: building connects nowhere
         unreachable.get("k")
+    unreachable.close()  # its pool's threads stop here, not in a later test's collection
     broken = SQLiteStore(tmp_path / "b.db")
     broken.close()
     with pytest.raises(StoreError):

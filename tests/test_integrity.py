@@ -249,6 +249,7 @@ def test_postgres_connection_failures_say_which(postgres_url: str) -> None:
         store = PostgresStore(url, prefix="x", timeout=0.5)  # connects at first use
         with pytest.raises(StoreError) as caught:
             store.get("k")
+        store.close()  # its pool's threads stop here, not in a later test's collection
         assert kind in str(caught.value), str(caught.value)
         assert "SEKRET" not in str(caught.value)
 
