@@ -20,6 +20,12 @@ CREATE TABLE IF NOT EXISTS retrysafe_records (
     expires double precision NOT NULL
 );
 ALTER TABLE retrysafe_records ADD COLUMN IF NOT EXISTS unstarted boolean NOT NULL DEFAULT false;
+ALTER TABLE retrysafe_records ADD COLUMN IF NOT EXISTS meta text;
+ALTER TABLE retrysafe_records ADD COLUMN IF NOT EXISTS created double precision NOT NULL DEFAULT 0;
+ALTER TABLE retrysafe_records ADD COLUMN IF NOT EXISTS updated double precision NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS retrysafe_records_created ON retrysafe_records (created DESC, key DESC);
+CREATE INDEX IF NOT EXISTS retrysafe_records_state
+    ON retrysafe_records (state, created DESC, key DESC);
 CREATE TABLE IF NOT EXISTS retrysafe_fences (key text PRIMARY KEY, counter bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS retrysafe_schema (version integer NOT NULL);
 
@@ -27,7 +33,7 @@ DROP FUNCTION IF EXISTS retrysafe_now();
 
 CREATE OR REPLACE FUNCTION retrysafe_claim(
     p_key text, p_fp text, p_owner text, p_lease double precision, p_ttl double precision,
-    p_takeover boolean, p_nonce text, p_channel text, p_checkpoint boolean
+    p_takeover boolean, p_nonce text, p_channel text, p_checkpoint boolean, p_meta text
 ) RETURNS TABLE (status text, fence text, payload bytea, lease_left double precision,
                  took boolean, expired_now boolean)
 LANGUAGE plpgsql AS $$
@@ -85,8 +91,8 @@ BEGIN
         -- A write's owner vanished mid-call: it may have acted, unless it claimed with a
         -- checkpoint and never reached it.
         IF NOT p_takeover AND NOT rec.unstarted THEN
-            UPDATE retrysafe_records r SET state = 'unknown', expires = now_ + p_ttl
-             WHERE r.key = p_key;
+            UPDATE retrysafe_records r SET state = 'unknown', expires = now_ + p_ttl,
+                   updated = now_ WHERE r.key = p_key;
             PERFORM pg_notify(p_channel, p_key);
             RETURN QUERY SELECT 'unknown'::text, rec.fence, NULL::bytea, 0::float8, false, true;
             RETURN;
@@ -94,17 +100,33 @@ BEGIN
     END IF;
     UPDATE retrysafe_fences f SET counter = f.counter + 1 WHERE f.key = p_key
         RETURNING f.counter INTO counter_;
+    -- A takeover keeps the record's first claim time (its attempts are its fence counter).
     INSERT INTO retrysafe_records AS r
-        (key, state, fp, owner, fence, nonce, lease, payload, expires, unstarted)
+        (key, state, fp, owner, fence, nonce, lease, payload, expires, unstarted, meta,
+         created, updated)
         VALUES (p_key, 'in_progress', p_fp, p_owner, counter_::text || p_nonce, p_nonce,
-                now_ + p_lease, NULL, now_ + p_ttl, p_checkpoint AND NOT p_takeover)
+                now_ + p_lease, NULL, now_ + p_ttl, p_checkpoint AND NOT p_takeover, p_meta,
+                now_, now_)
         ON CONFLICT (key) DO UPDATE SET state = excluded.state, fp = excluded.fp,
             owner = excluded.owner, fence = excluded.fence, nonce = excluded.nonce,
             lease = excluded.lease, payload = NULL, expires = excluded.expires,
-            unstarted = excluded.unstarted;
+            unstarted = excluded.unstarted, meta = excluded.meta,
+            created = CASE WHEN r.created > 0 THEN r.created ELSE excluded.created END,
+            updated = excluded.updated;
     RETURN QUERY SELECT 'claimed'::text, counter_::text || p_nonce, NULL::bytea, 0::float8,
                         rec.key IS NOT NULL, false;
 END $$;
+
+-- Version 5's form (processes not yet upgraded): the same, with no metadata.
+CREATE OR REPLACE FUNCTION retrysafe_claim(
+    p_key text, p_fp text, p_owner text, p_lease double precision, p_ttl double precision,
+    p_takeover boolean, p_nonce text, p_channel text, p_checkpoint boolean
+) RETURNS TABLE (status text, fence text, payload bytea, lease_left double precision,
+                 took boolean, expired_now boolean)
+LANGUAGE sql AS $$
+    SELECT * FROM retrysafe_claim(p_key, p_fp, p_owner, p_lease, p_ttl, p_takeover, p_nonce,
+                                  p_channel, p_checkpoint, NULL::text)
+$$;
 
 CREATE OR REPLACE FUNCTION retrysafe_complete(
     p_key text, p_fence text, p_payload bytea, p_ttl double precision, p_channel text
@@ -113,7 +135,8 @@ DECLARE
     now_ double precision := extract(epoch FROM clock_timestamp())::float8;
 BEGIN
     UPDATE retrysafe_records r
-       SET state = 'completed', payload = p_payload, owner = NULL, expires = now_ + p_ttl
+       SET state = 'completed', payload = p_payload, owner = NULL, expires = now_ + p_ttl,
+           updated = now_
      WHERE r.key = p_key AND r.fence = p_fence AND r.state IN ('in_progress', 'unknown')
        AND r.expires > now_;
     IF FOUND THEN
@@ -177,7 +200,7 @@ BEGIN
     END IF;
     IF p_applied THEN
         UPDATE retrysafe_records r SET state = 'completed', payload = p_payload, owner = NULL,
-               expires = now_ + p_ttl WHERE r.key = p_key;
+               expires = now_ + p_ttl, updated = now_ WHERE r.key = p_key;
     ELSE
         DELETE FROM retrysafe_records r WHERE r.key = p_key;
     END IF;

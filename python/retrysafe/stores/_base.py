@@ -124,6 +124,7 @@ class Store(Protocol):
         takeover: bool,
         nonce: str | None = None,
         checkpoint: bool = False,
+        meta: str | None = None,
     ) -> Claim:
         """Claim a record: start it, replay it, or report who holds it (see :class:`Claim`).
         An expired lease is taken over when ``takeover`` (READ/IDEMPOTENT), or when the
@@ -131,7 +132,8 @@ class Store(Protocol):
         (it died before its side effect could start); else the record turns UNKNOWN.
         ``nonce`` (12 digits, the caller's; the store draws one if None) names this claim:
         the claim resent with it is recognised as itself, and :meth:`abandon` finds it by
-        it."""
+        it. ``meta`` (JSON text: the tool and the identity, for operators; never an
+        argument value) is kept with a record this claim starts."""
         ...
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
@@ -228,6 +230,7 @@ class Store(Protocol):
         takeover: bool,
         nonce: str | None = None,
         checkpoint: bool = False,
+        meta: str | None = None,
     ) -> Claim:
         """The async form of :meth:`claim`."""
 

@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any
 
 from ._base import MISS, Key, rebuild
-from ._records import CHANGED, COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, RecordView
+from ._records import CHANGED, COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, Cursor, RecordView
 from ._sql import LocalWatchers
 
 __all__ = ["MemoryStore"]
@@ -220,6 +220,7 @@ class MemoryStore:
         takeover: bool,
         nonce: str | None = None,
         checkpoint: bool = False,
+        meta: str | None = None,
     ) -> Claim:
         now = time.monotonic()
         # The replay path: a live completed record is read without the lock (one dict get is
@@ -249,12 +250,16 @@ class MemoryStore:
                 # with a checkpoint and never reached it.
                 taken = takeover or bool(rec.get("unstarted"))
                 if not taken:
-                    rec.update(state=UNKNOWN, expires=now + ttl)
+                    rec.update(state=UNKNOWN, expires=now + ttl, updated=time.time())
                     cut_off = Claim("unknown", rec["fence"], expired_now=True)
             if rec is None or taken:
                 fence = self._fences.get(key, 0) + 1
                 self._fences[key] = fence
+                wall = time.time()
                 self._records[key] = {
+                    "meta": meta,
+                    "created": wall if rec is None else rec.get("created", wall),
+                    "updated": wall,
                     "state": IN_PROGRESS,
                     "fp": fingerprint,
                     "owner": owner,
@@ -312,6 +317,7 @@ class MemoryStore:
                 payload=payload,
                 owner=None,
                 expires=time.monotonic() + ttl,
+                updated=time.time(),
                 claim=Claim("completed", fence, payload),
             )
         self._notify(key)
@@ -343,7 +349,7 @@ class MemoryStore:
             rec = self._with_fence(key, fence, (IN_PROGRESS,))
             if rec is None:
                 return False
-            rec.update(state=UNKNOWN, expires=time.monotonic() + ttl)
+            rec.update(state=UNKNOWN, expires=time.monotonic() + ttl, updated=time.time())
         self._notify(key)
         return True
 
@@ -369,6 +375,7 @@ class MemoryStore:
                         payload=payload,
                         owner=None,
                         expires=time.monotonic() + ttl,
+                        updated=time.time(),
                         claim=Claim("completed", rec["fence"], payload),
                     )
                 else:
@@ -387,10 +394,50 @@ class MemoryStore:
 
     def record(self, key: Key) -> RecordView | None:
         with self._lock:
-            rec = self._live_record(key, time.monotonic())
-            if rec is None:
-                return None
-            return RecordView(rec["state"], rec["fp"], rec["fence"], rec["owner"], rec["payload"])
+            now = time.monotonic()
+            rec = self._live_record(key, now)
+            return None if rec is None else self._view(key, rec, now)
+
+    @staticmethod
+    def _view(key: Key, rec: dict[str, Any], now: float) -> RecordView:
+        return RecordView(
+            rec["state"],
+            rec["fp"],
+            rec["fence"],
+            rec["owner"],
+            rec["payload"],
+            meta=rec.get("meta"),
+            created=rec.get("created"),
+            updated=rec.get("updated"),
+            lease_left=max(0.0, rec["lease"] - now) if rec["state"] == IN_PROGRESS else None,
+            key=str(key),
+        )
+
+    def list_records(
+        self, state: str | None = None, after: Cursor | None = None, limit: int = 50
+    ) -> list[RecordView]:
+        """Live records newest first (by first claim, then key), ``state`` only if given,
+        those after the cursor ``after`` only: one page of at most ``limit``."""
+        with self._lock:
+            now = time.monotonic()
+            found = [
+                self._view(key, rec, now)
+                for key, rec in self._records.items()
+                if rec["expires"] > now and (state is None or rec["state"] == state)
+            ]
+        found.sort(key=lambda r: (r.created or 0.0, r.key or ""), reverse=True)
+        if after is not None:
+            found = [r for r in found if (r.created or 0.0, r.key or "") < after]
+        return found[:limit]
+
+    def purge_expired(self) -> int:
+        """Drop the records whose time ran out; how many went."""
+        with self._lock:
+            now = time.monotonic()
+            gone = [key for key, rec in self._records.items() if rec["expires"] <= now]
+            for key in gone:
+                del self._records[key]
+        return len(gone)
 
     async def aclaim(
         self,
@@ -402,9 +449,10 @@ class MemoryStore:
         takeover: bool,
         nonce: str | None = None,
         checkpoint: bool = False,
+        meta: str | None = None,
     ) -> Claim:
         """The async form of :meth:`claim`."""
-        return self.claim(key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint)
+        return self.claim(key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint, meta)
 
     async def aabandon(self, key: Key, nonce: str) -> bool:
         """The async form of :meth:`abandon`."""

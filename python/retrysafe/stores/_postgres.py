@@ -25,8 +25,17 @@ from .._exceptions import StoreError
 from .._identity import current_call, escape
 from ._base import MISS, Key, rebuild
 from ._codec import Codec
-from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, RecordView
-from ._sql import LocalWatchers, fence_nonce, forgotten_in_child, key_text, like_prefix
+from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, Cursor, RecordView
+from ._sql import (
+    RECORD_COLUMNS,
+    LocalWatchers,
+    fence_nonce,
+    forgotten_in_child,
+    key_text,
+    like_prefix,
+    list_query,
+    record_view,
+)
 from ._urls import redact_url
 
 __all__ = ["SCHEMA_SQL", "PostgresStore"]
@@ -38,7 +47,9 @@ __all__ = ["SCHEMA_SQL", "PostgresStore"]
 #: Version 4: ``unstarted`` (a claim with a checkpoint its owner never reached is taken over
 #: when its lease runs out); ``retrysafe_claim`` takes ``p_checkpoint`` (the 8-argument one of
 #: version 3 stays for processes not yet upgraded).
-SCHEMA_VERSION = 5
+#: Version 6: what operators list (``meta``: the tool and identity, ``created``, ``updated``,
+#: and their indexes); ``retrysafe_claim`` takes ``p_meta`` (version 5's form stays).
+SCHEMA_VERSION = 6
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS retrysafe_kv (
@@ -61,6 +72,12 @@ CREATE TABLE IF NOT EXISTS retrysafe_records (
     expires double precision NOT NULL
 );
 ALTER TABLE retrysafe_records ADD COLUMN IF NOT EXISTS unstarted boolean NOT NULL DEFAULT false;
+ALTER TABLE retrysafe_records ADD COLUMN IF NOT EXISTS meta text;
+ALTER TABLE retrysafe_records ADD COLUMN IF NOT EXISTS created double precision NOT NULL DEFAULT 0;
+ALTER TABLE retrysafe_records ADD COLUMN IF NOT EXISTS updated double precision NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS retrysafe_records_created ON retrysafe_records (created DESC, key DESC);
+CREATE INDEX IF NOT EXISTS retrysafe_records_state
+    ON retrysafe_records (state, created DESC, key DESC);
 CREATE TABLE IF NOT EXISTS retrysafe_fences (key text PRIMARY KEY, counter bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS retrysafe_schema (version integer NOT NULL);
 
@@ -68,7 +85,7 @@ DROP FUNCTION IF EXISTS retrysafe_now();
 
 CREATE OR REPLACE FUNCTION retrysafe_claim(
     p_key text, p_fp text, p_owner text, p_lease double precision, p_ttl double precision,
-    p_takeover boolean, p_nonce text, p_channel text, p_checkpoint boolean
+    p_takeover boolean, p_nonce text, p_channel text, p_checkpoint boolean, p_meta text
 ) RETURNS TABLE (status text, fence text, payload bytea, lease_left double precision,
                  took boolean, expired_now boolean)
 LANGUAGE plpgsql AS $$
@@ -126,8 +143,8 @@ BEGIN
         -- A write's owner vanished mid-call: it may have acted, unless it claimed with a
         -- checkpoint and never reached it.
         IF NOT p_takeover AND NOT rec.unstarted THEN
-            UPDATE retrysafe_records r SET state = 'unknown', expires = now_ + p_ttl
-             WHERE r.key = p_key;
+            UPDATE retrysafe_records r SET state = 'unknown', expires = now_ + p_ttl,
+                   updated = now_ WHERE r.key = p_key;
             PERFORM pg_notify(p_channel, p_key);
             RETURN QUERY SELECT 'unknown'::text, rec.fence, NULL::bytea, 0::float8, false, true;
             RETURN;
@@ -135,17 +152,33 @@ BEGIN
     END IF;
     UPDATE retrysafe_fences f SET counter = f.counter + 1 WHERE f.key = p_key
         RETURNING f.counter INTO counter_;
+    -- A takeover keeps the record's first claim time (its attempts are its fence counter).
     INSERT INTO retrysafe_records AS r
-        (key, state, fp, owner, fence, nonce, lease, payload, expires, unstarted)
+        (key, state, fp, owner, fence, nonce, lease, payload, expires, unstarted, meta,
+         created, updated)
         VALUES (p_key, 'in_progress', p_fp, p_owner, counter_::text || p_nonce, p_nonce,
-                now_ + p_lease, NULL, now_ + p_ttl, p_checkpoint AND NOT p_takeover)
+                now_ + p_lease, NULL, now_ + p_ttl, p_checkpoint AND NOT p_takeover, p_meta,
+                now_, now_)
         ON CONFLICT (key) DO UPDATE SET state = excluded.state, fp = excluded.fp,
             owner = excluded.owner, fence = excluded.fence, nonce = excluded.nonce,
             lease = excluded.lease, payload = NULL, expires = excluded.expires,
-            unstarted = excluded.unstarted;
+            unstarted = excluded.unstarted, meta = excluded.meta,
+            created = CASE WHEN r.created > 0 THEN r.created ELSE excluded.created END,
+            updated = excluded.updated;
     RETURN QUERY SELECT 'claimed'::text, counter_::text || p_nonce, NULL::bytea, 0::float8,
                         rec.key IS NOT NULL, false;
 END $$;
+
+-- Version 5's form (processes not yet upgraded): the same, with no metadata.
+CREATE OR REPLACE FUNCTION retrysafe_claim(
+    p_key text, p_fp text, p_owner text, p_lease double precision, p_ttl double precision,
+    p_takeover boolean, p_nonce text, p_channel text, p_checkpoint boolean
+) RETURNS TABLE (status text, fence text, payload bytea, lease_left double precision,
+                 took boolean, expired_now boolean)
+LANGUAGE sql AS $$
+    SELECT * FROM retrysafe_claim(p_key, p_fp, p_owner, p_lease, p_ttl, p_takeover, p_nonce,
+                                  p_channel, p_checkpoint, NULL::text)
+$$;
 
 CREATE OR REPLACE FUNCTION retrysafe_complete(
     p_key text, p_fence text, p_payload bytea, p_ttl double precision, p_channel text
@@ -154,7 +187,8 @@ DECLARE
     now_ double precision := extract(epoch FROM clock_timestamp())::float8;
 BEGIN
     UPDATE retrysafe_records r
-       SET state = 'completed', payload = p_payload, owner = NULL, expires = now_ + p_ttl
+       SET state = 'completed', payload = p_payload, owner = NULL, expires = now_ + p_ttl,
+           updated = now_
      WHERE r.key = p_key AND r.fence = p_fence AND r.state IN ('in_progress', 'unknown')
        AND r.expires > now_;
     IF FOUND THEN
@@ -218,7 +252,7 @@ BEGIN
     END IF;
     IF p_applied THEN
         UPDATE retrysafe_records r SET state = 'completed', payload = p_payload, owner = NULL,
-               expires = now_ + p_ttl WHERE r.key = p_key;
+               expires = now_ + p_ttl, updated = now_ WHERE r.key = p_key;
     ELSE
         DELETE FROM retrysafe_records r WHERE r.key = p_key;
     END IF;
@@ -252,7 +286,7 @@ _CLAIM = (
     "false AS took, false AS expired_now FROM retrysafe_records WHERE key = %(key)s "
     "AND state = 'completed' AND fp = %(fp)s AND expires > " + _NOW + ") "
     "SELECT * FROM hit UNION ALL SELECT * FROM retrysafe_claim(%(key)s, %(fp)s, %(owner)s, "
-    "%(lease)s, %(ttl)s, %(takeover)s, %(nonce)s, %(channel)s, %(checkpoint)s) "
+    "%(lease)s, %(ttl)s, %(takeover)s, %(nonce)s, %(channel)s, %(checkpoint)s, %(meta)s) "
     "WHERE NOT EXISTS (SELECT 1 FROM hit)"
 )
 # The replay of a key this process has seen completed: the same read alone, two parameters
@@ -777,9 +811,11 @@ class PostgresStore:
         takeover: bool,
         nonce: str | None,
         checkpoint: bool = False,
+        meta: str | None = None,
     ) -> tuple[str, Any, str]:
         params = {
             "checkpoint": checkpoint,
+            "meta": meta,
             "key": k,
             "fp": fingerprint,
             "owner": owner,
@@ -875,7 +911,7 @@ class PostgresStore:
             key,
             fence,
             (IN_PROGRESS,),
-            "state = 'unknown', expires = " + _NOW + " + %(ttl)s",
+            "state = 'unknown', expires = " + _NOW + " + %(ttl)s, updated = " + _NOW,
             {"ttl": ttl},
         )
 
@@ -937,13 +973,14 @@ class PostgresStore:
         takeover: bool,
         nonce: str | None = None,
         checkpoint: bool = False,
+        meta: str | None = None,
     ) -> Claim:
         k = self._k(key)
         if k in self._seen:
             replayed = self._replayed(k, self._execute(_REPLAY, (k, fingerprint), "one"))
             if replayed is not None:
                 return replayed
-        op = self._op_claim(k, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint)
+        op = self._op_claim(k, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint, meta)
         return self._claimed(k, self._do(op))
 
     def heartbeat(self, key: Key, fence: int, lease: float) -> bool:
@@ -985,16 +1022,33 @@ class PostgresStore:
 
     def record(self, key: Key) -> RecordView | None:
         row = self._execute(
-            "SELECT state, fp, fence, owner, payload FROM retrysafe_records "
+            f"SELECT {RECORD_COLUMNS}, {_NOW} FROM retrysafe_records "
             "WHERE key = %s AND expires > " + _NOW,
             (self._k(key),),
             "one",
         )
-        if row is None:
-            return None
-        payload = self._codec.load(row[4]) if row[4] is not None else None
-        fence = self._codec.fence(row[2], self._k(key))
-        return RecordView(row[0], row[1], fence, row[3], None if payload is MISS else payload)
+        return None if row is None else record_view(self._codec, row[:-1], self._k(""), row[-1])
+
+    def list_records(
+        self, state: str | None = None, after: Cursor | None = None, limit: int = 50
+    ) -> list[RecordView]:
+        """Live records newest first (by first claim, then key), ``state`` only if given,
+        those after the cursor ``after`` only: one page of at most ``limit`` (an indexed
+        range read, as fast on a million records as on ten)."""
+        now = self._first(self._execute("SELECT " + _NOW, (), "one"))
+        sql, args = list_query(self._k(""), state, after, limit, now, "%s")
+        rows = self._execute(sql, args, "all")
+        return [record_view(self._codec, row, self._k(""), now) for row in rows]
+
+    def purge_expired(self) -> int:
+        """Delete the records whose time ran out; how many went."""
+        row = self._execute(
+            "WITH d AS (DELETE FROM retrysafe_records WHERE key LIKE %s ESCAPE '\\' "
+            "AND expires <= " + _NOW + " RETURNING 1) SELECT count(*) FROM d",
+            (like_prefix(self._k("")),),
+            "one",
+        )
+        return int(self._first(row) or 0)
 
     # --- async operations: the same statements ----------------------------------------------
 
@@ -1047,13 +1101,14 @@ class PostgresStore:
         takeover: bool,
         nonce: str | None = None,
         checkpoint: bool = False,
+        meta: str | None = None,
     ) -> Claim:
         k = self._k(key)
         if k in self._seen:
             replayed = self._replayed(k, await self._aexecute(_REPLAY, (k, fingerprint), "one"))
             if replayed is not None:
                 return replayed
-        op = self._op_claim(k, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint)
+        op = self._op_claim(k, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint, meta)
         return self._claimed(k, await self._ado(op))
 
     async def aheartbeat(self, key: Key, fence: int, lease: float) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Claim", "RecordView", "claim_number"]
+__all__ = ["Claim", "Cursor", "RecordView", "claim_number"]
 
 # Record states (stored as these strings).
 IN_PROGRESS = "in_progress"
@@ -62,10 +62,26 @@ def claim_number(fence: int) -> int:
 
 @dataclass(frozen=True)
 class RecordView:
-    """A record as stored, for inspection and tests."""
+    """A record as stored, for inspection, the operators' tools and tests.
+
+    ``meta``: what the claim said of itself (JSON text: the tool's name and the identity it
+    ran under; never an argument value), ``created`` / ``updated``: epoch seconds of its
+    first claim and last transition, ``lease_left``: seconds left on its owner's lease (in
+    progress only), ``key``: the record key (set by listings). None where a store (or a
+    record written by an earlier version) does not know."""
 
     state: str
     fingerprint: str
     fence: int
     owner: str | None
     payload: Any
+    meta: str | None = None
+    created: float | None = None
+    updated: float | None = None
+    lease_left: float | None = None
+    key: str | None = None
+
+
+#: A listing's place: (created, record key) of the last record shown; the next page starts
+#: after it, newest first.
+Cursor = tuple[float, str]

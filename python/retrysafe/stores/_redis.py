@@ -16,7 +16,7 @@ import anyio
 from .._exceptions import StoreError
 from ._base import MISS, Key, rebuild
 from ._codec import Codec, Serializer
-from ._records import Claim, RecordView
+from ._records import IN_PROGRESS, UNKNOWN, Claim, Cursor, RecordView
 from ._sql import fence_nonce, forgotten_in_child
 from ._urls import redact_url
 
@@ -101,9 +101,11 @@ _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.fl
 _CLAIM = (
     _NOW
     + """
--- KEYS: record, fence, abandoned | ARGV: fp, owner, lease_ms, ttl_ms, takeover, channel, nonce
--- takeover: '1' (an expired lease is taken over), '0' (it turns UNKNOWN), 'c' (as '0', but
--- the claim has a checkpoint: until mark_started, 'unstarted' says it cannot have acted)
+-- KEYS: record, fence, abandoned[, index, unknown index] | ARGV: fp, owner, lease_ms, ttl_ms,
+-- takeover, channel, nonce, meta. takeover: '1' (an expired lease is taken over), '0' (it
+-- turns UNKNOWN), 'c' (as '0', but the claim has a checkpoint: until mark_started,
+-- 'unstarted' says it cannot have acted). The indexes (one server only: a cluster's script
+-- reaches one slot) list records for operators, newest first; entries are hints, read back.
 if redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1 then return {'abandoned'} end
 local state = redis.call('HGET', KEYS[1], 'state')
 local took_over = 0
@@ -118,20 +120,27 @@ if state then
   local lease = tonumber(redis.call('HGET', KEYS[1], 'lease'))
   if lease > now then return {'in_progress', fence, tostring(lease - now)} end
   if ARGV[5] ~= '1' and redis.call('HGET', KEYS[1], 'unstarted') ~= '1' then
-    redis.call('HSET', KEYS[1], 'state', 'unknown')
+    redis.call('HSET', KEYS[1], 'state', 'unknown', 'updated', now)
     redis.call('PEXPIRE', KEYS[1], ARGV[4])
+    if KEYS[5] then
+      redis.call('ZADD', KEYS[5], tonumber(redis.call('HGET', KEYS[1], 'created')) or now, KEYS[1])
+    end
     redis.call('PUBLISH', ARGV[6], 'unknown')
     return {'unknown', fence, 'expired'}
   end
   took_over = 1
 end
+local created = now
+if state then created = tonumber(redis.call('HGET', KEYS[1], 'created')) or now end
 local fence = string.format('%d', redis.call('INCR', KEYS[2])) .. ARGV[7]
 redis.call('PEXPIRE', KEYS[2], math.max(tonumber(ARGV[4]), 86400000) * 2)
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', 'in_progress', 'fp', ARGV[1], 'owner', ARGV[2],
   'fence', fence, 'lease', now + tonumber(ARGV[3]), 'nonce', ARGV[7], 'took', took_over,
-  'unstarted', ARGV[5] == 'c' and '1' or '0')
+  'unstarted', ARGV[5] == 'c' and '1' or '0', 'created', created, 'updated', now)
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'meta', ARGV[8]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if KEYS[4] then redis.call('ZADD', KEYS[4], created, KEYS[1]) end
 return {'claimed', fence, tostring(took_over)}
 """
 )
@@ -150,12 +159,13 @@ return 1
 """
 )
 _COMPLETE = (
-    _FENCED
+    _NOW
+    + _FENCED
     + """
 -- ARGV: fence, payload, ttl_ms, channel
 if state == 'completed' then return 1 end  -- this token's completion, resent
 if state ~= 'in_progress' and state ~= 'unknown' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'completed', 'payload', ARGV[2])
+redis.call('HSET', KEYS[1], 'state', 'completed', 'payload', ARGV[2], 'updated', now)
 redis.call('HDEL', KEYS[1], 'owner', 'lease')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PUBLISH', ARGV[4], 'completed')
@@ -188,12 +198,16 @@ redis.call('PUBLISH', ARGV[2], 'released')
 return 1
 """
 _MARK_UNKNOWN = (
-    _FENCED
+    _NOW
+    + _FENCED
     + """
--- ARGV: fence, ttl_ms, channel
+-- KEYS: record[, unknown index] | ARGV: fence, ttl_ms, channel
 if state ~= 'in_progress' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'unknown')
+redis.call('HSET', KEYS[1], 'state', 'unknown', 'updated', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if KEYS[2] then
+  redis.call('ZADD', KEYS[2], tonumber(redis.call('HGET', KEYS[1], 'created')) or now, KEYS[1])
+end
 redis.call('PUBLISH', ARGV[3], 'unknown')
 return 1
 """
@@ -222,7 +236,7 @@ if ARGV[5] ~= '' then
   if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[5] then return 'changed' end
 end
 if ARGV[1] == '1' then
-  redis.call('HSET', KEYS[1], 'state', 'completed', 'payload', ARGV[2])
+  redis.call('HSET', KEYS[1], 'state', 'completed', 'payload', ARGV[2], 'updated', now)
   redis.call('HDEL', KEYS[1], 'owner', 'lease')
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 else
@@ -232,6 +246,19 @@ redis.call('PUBLISH', ARGV[4], 'resolved')
 return state
 """
 )
+# Index entries whose record is gone (or, in the UNKNOWN index, no longer UNKNOWN) are
+# removed, each checked and removed in one step: a record turning UNKNOWN again meanwhile
+# keeps its entry. KEYS: index, records... | ARGV: '1' for the UNKNOWN index.
+_UNINDEX = """
+local n = 0
+for i = 2, #KEYS do
+  local state = redis.call('HGET', KEYS[i], 'state')
+  if not state or (ARGV[1] == '1' and state ~= 'unknown') then
+    n = n + redis.call('ZREM', KEYS[1], KEYS[i])
+  end
+end
+return n
+"""
 _SCRIPTS = {
     "acquire": _ACQUIRE,
     "extend": _EXTEND,
@@ -248,6 +275,7 @@ _SCRIPTS = {
     "mark_unknown": _MARK_UNKNOWN,
     "mark_started": _MARK_STARTED,
     "resolve": _RESOLVE,
+    "unindex": _UNINDEX,
 }
 
 # Connection settings carried from one client to a client of the other kind.
@@ -303,6 +331,11 @@ def _import_redis() -> Any:
             "RedisStore needs redis-py: install it with `pip install 'retrysafe[redis]'`"
         ) from exc
     return redis
+
+
+def _seconds(ms: Any) -> float | None:
+    """A stored time in milliseconds as epoch seconds (None: not stored)."""
+    return int(ms) / 1000 if ms else None
 
 
 def _ms(seconds: float | None) -> int:
@@ -875,6 +908,8 @@ class RedisStore:
         def run() -> int:
             removed = 0
             batch: list[Any] = []
+            if not prefix and self._indexes:  # the listing's indexes go with the records
+                self._sync.delete(*self._indexes)
             for k in self._sync.scan_iter(match=pattern, count=500):
                 batch.append(k)
                 if len(batch) >= 500:
@@ -959,8 +994,9 @@ class RedisStore:
         takeover: bool,
         nonce: str | None,
         checkpoint: bool = False,
+        meta: str | None = None,
     ) -> tuple[list[str], list[Any]]:
-        keys = [self._record(key), self._fence(key), self._abandoned(key)]
+        keys = [self._record(key), self._fence(key), self._abandoned(key), *self._indexes]
         args = [
             fingerprint,
             owner,
@@ -969,6 +1005,7 @@ class RedisStore:
             "1" if takeover else "c" if checkpoint else "0",
             self._channel(key),
             nonce or fence_nonce(),  # this claim's nonce: its token's tail
+            meta or "",
         ]
         return keys, args
 
@@ -1037,9 +1074,10 @@ class RedisStore:
         takeover: bool,
         nonce: str | None = None,
         checkpoint: bool = False,
+        meta: str | None = None,
     ) -> Claim:
         keys, args = self._claim_args(
-            key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint
+            key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint, meta
         )
         return self._to_claim(key, self._sync_run(lambda: self._replicated("claim", keys, args)))
 
@@ -1074,7 +1112,8 @@ class RedisStore:
     def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         script = self._sync_scripts["mark_unknown"]
         args = [fence, _ms(ttl), self._channel(key)]
-        return bool(self._sync_run(lambda: script(keys=[self._record(key)], args=args)))
+        keys = [self._record(key), *self._indexes[1:]]
+        return bool(self._sync_run(lambda: script(keys=keys, args=args)))
 
     def resolve(
         self, key: Key, payload: Any, applied: bool, ttl: float, fence: int | None = None
@@ -1087,18 +1126,145 @@ class RedisStore:
         return before.decode() if isinstance(before, bytes) else before
 
     def record(self, key: Key) -> RecordView | None:
-        fields = self._sync_run(lambda: self._sync.hgetall(self._record(key)))
-        if not fields:
-            return None
+        now_ms, (fields,) = self._sync_run(lambda: self._fetch([self._record(key)]))
+        return self._view(self._text(key), fields, now_ms) if fields else None
+
+    def _view(self, key: str, fields: dict[bytes, Any], now_ms: int) -> RecordView:
+        """A record's hash as a :class:`RecordView` (times in epoch seconds)."""
         owner = fields.get(b"owner")
         payload = self._load(key, fields[b"payload"]) if b"payload" in fields else None
+        state = fields[b"state"].decode()
+        lease = fields.get(b"lease")
+        meta = fields.get(b"meta")
         return RecordView(
-            fields[b"state"].decode(),
+            state,
             fields[b"fp"].decode(),
             self._codec.fence(fields[b"fence"], self._record(key)),
             owner.decode() if owner else None,
             None if payload is MISS else payload,
+            meta=meta.decode() if meta else None,
+            created=_seconds(fields.get(b"created")),
+            updated=_seconds(fields.get(b"updated")),
+            lease_left=(
+                max(0.0, (float(lease) - now_ms) / 1000)
+                if state == IN_PROGRESS and lease is not None
+                else None
+            ),
+            key=key,
         )
+
+    @property
+    def _indexes(self) -> list[str]:
+        """The listing's indexes (every record; the UNKNOWN ones), on one server only: a
+        cluster's script reaches one slot, and a cluster's listing scans its nodes."""
+        if self._cluster is not None:
+            return []
+        return [f"{self.prefix}:records", f"{self.prefix}:records:unknown"]
+
+    def list_records(
+        self, state: str | None = None, after: Cursor | None = None, limit: int = 50
+    ) -> list[RecordView]:
+        """Live records newest first (by first claim, then key), ``state`` only if given,
+        those after the cursor ``after`` only: one page of at most ``limit``. On one server
+        a range read of the index (UNKNOWN ones: of their own index), whatever the number of
+        records; on a cluster a scan of every node (no index can span slots)."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
+            raise ValueError(f"limit must be an int from 1 to 10000, got {limit!r}")
+        read = self._scan_records if self._cluster is not None else self._indexed_records
+        page: list[RecordView] = self._sync_run(lambda: read(state, after, limit))
+        return page
+
+    def _fetch(self, names: list[Any]) -> tuple[int, list[dict[bytes, Any]]]:
+        """The server's clock (ms) and the hashes named, in one round trip (a cluster's
+        pipeline has no TIME: its clock is one node's, asked first)."""
+        pipe = self._sync.pipeline(transaction=False)
+        if self._cluster is None:
+            pipe.time()
+        else:
+            now = self._sync.get_redis_connection(self._sync.get_default_node()).time()
+        for name in names:
+            pipe.hgetall(name)
+        replies = pipe.execute()
+        if self._cluster is None:
+            now, *found = replies
+        else:
+            found = replies
+        return now[0] * 1000 + now[1] // 1000, found
+
+    def _indexed_records(
+        self, state: str | None, after: Cursor | None, limit: int
+    ) -> list[RecordView]:
+        index = self._indexes[1 if state == UNKNOWN else 0]
+        top: Any = "+inf" if after is None else round(after[0] * 1000)
+        last = None if after is None else self._record(after[1]).encode()
+        page: list[RecordView] = []
+        stale: list[bytes] = []
+        offset, batch = 0, max(limit, 100)
+        while len(page) < limit:
+            names = self._sync.zrevrangebyscore(
+                index, top, "-inf", start=offset, num=batch, withscores=True
+            )
+            if not names:
+                break
+            offset += len(names)
+            now_ms, found = self._fetch([name for name, _ in names])
+            for (name, score), fields in zip(names, found, strict=True):
+                if last is not None and score == top and name >= last:
+                    continue  # at or before the cursor
+                if not fields or (state == UNKNOWN and fields.get(b"state") != b"unknown"):
+                    stale.append(name)
+                    continue
+                if state is not None and fields[b"state"].decode() != state:
+                    continue
+                page.append(self._view(self._record_name(name), fields, now_ms))
+                if len(page) == limit:
+                    break
+        if stale:
+            self._sync_scripts["unindex"](
+                keys=[index, *stale], args=["1" if state == UNKNOWN else "0"]
+            )
+        return page
+
+    def _record_name(self, name: bytes) -> str:
+        """The record key inside a record's Redis name (``prefix:{key}:rec``)."""
+        text = name.decode("utf-8", "backslashreplace")
+        return text[len(self.prefix) + 2 : -5]
+
+    def _scan_records(
+        self, state: str | None, after: Cursor | None, limit: int
+    ) -> list[RecordView]:
+        pattern = f"{_glob_literal(self.prefix)}:{{idem:*}}:rec"
+        names = list(dict.fromkeys(self._sync.scan_iter(match=pattern, count=1000)))
+        found: list[RecordView] = []
+        for start in range(0, len(names), 1000):
+            now_ms, fields = self._fetch(names[start : start + 1000])
+            for name, rec in zip(names[start : start + 1000], fields, strict=True):
+                if rec and (state is None or rec[b"state"].decode() == state):
+                    found.append(self._view(self._record_name(name), rec, now_ms))
+        found.sort(key=lambda r: (r.created or 0.0, r.key or ""), reverse=True)
+        if after is not None:
+            found = [r for r in found if (r.created or 0.0, r.key or "") < after]
+        return found[:limit]
+
+    def purge_expired(self) -> int:
+        """Drop the listing's index entries whose record expired (Redis drops expired
+        records itself); how many went."""
+        if self._cluster is not None:
+            return 0
+
+        def run() -> int:
+            gone = 0
+            for index, unknown in zip(self._indexes, ("0", "1"), strict=True):
+                start = 0
+                while names := self._sync.zrange(index, start, start + 999):
+                    dropped = int(
+                        self._sync_scripts["unindex"](keys=[index, *names], args=[unknown])
+                    )
+                    start += len(names) - dropped
+                    gone += dropped
+            return gone
+
+        return int(self._sync_run(run))
 
     async def aclaim(
         self,
@@ -1110,9 +1276,10 @@ class RedisStore:
         takeover: bool,
         nonce: str | None = None,
         checkpoint: bool = False,
+        meta: str | None = None,
     ) -> Claim:
         keys, args = self._claim_args(
-            key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint
+            key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint, meta
         )
         return self._to_claim(key, await self._record_script("claim", keys, args))
 
@@ -1150,7 +1317,8 @@ class RedisStore:
 
     async def amark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         args = [fence, _ms(ttl), self._channel(key)]
-        return bool(await self._script("mark_unknown", [self._record(key)], args))
+        keys = [self._record(key), *self._indexes[1:]]
+        return bool(await self._script("mark_unknown", keys, args))
 
     @contextmanager
     def watch(self, key: Key) -> Iterator[_SyncWatcher]:

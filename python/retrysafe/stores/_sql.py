@@ -14,7 +14,8 @@ from typing import Any
 
 import anyio
 
-from ._base import Key
+from ._base import MISS, Key
+from ._records import IN_PROGRESS, Cursor, RecordView
 
 
 def key_text(key: Key) -> str:
@@ -27,6 +28,51 @@ def like_prefix(prefix: str) -> str:
     """A LIKE pattern matching keys that start with ``prefix`` (``\\`` escapes)."""
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
+
+
+#: The columns a record is read with, for :func:`record_view` (both SQL stores).
+RECORD_COLUMNS = "key, state, fp, fence, owner, payload, meta, created, updated, lease"
+
+
+def list_query(
+    prefix: str, state: str | None, after: Cursor | None, limit: int, now: float, mark: str
+) -> tuple[str, tuple[Any, ...]]:
+    """One page of a store's live records newest first (``mark``: the driver's placeholder):
+    an ordered range read of the (state,) created, key index, never a scan of the table."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
+        raise ValueError(f"limit must be an int from 1 to 10000, got {limit!r}")
+    where = [f"key LIKE {mark} ESCAPE '\\'", f"expires > {mark}"]
+    args: list[Any] = [like_prefix(prefix), now]
+    if state is not None:
+        where.append(f"state = {mark}")
+        args.append(state)
+    if after is not None:
+        where.append(f"(created, key) < ({mark}, {mark})")
+        args.extend((float(after[0]), prefix + after[1]))
+    sql = (
+        f"SELECT {RECORD_COLUMNS} FROM retrysafe_records WHERE {' AND '.join(where)} "
+        f"ORDER BY created DESC, key DESC LIMIT {limit}"
+    )
+    return sql, tuple(args)
+
+
+def record_view(codec: Any, row: Any, prefix: str, now: float) -> RecordView:
+    """A row of :data:`RECORD_COLUMNS` as a :class:`RecordView` (its key without the
+    store's prefix; times in epoch seconds, None where unknown)."""
+    key, state, fp, fence, owner, payload, meta, created, updated, lease = row
+    loaded = codec.load(payload) if payload is not None else None
+    return RecordView(
+        state,
+        fp,
+        codec.fence(fence, key),
+        owner,
+        None if loaded is MISS else loaded,
+        meta=meta,
+        created=created or None,
+        updated=updated or None,
+        lease_left=max(0.0, lease - now) if state == IN_PROGRESS else None,
+        key=key[len(prefix) :],
+    )
 
 
 # The random tails of fence tokens: a generator of this process's own, seeded from the

@@ -19,8 +19,17 @@ from .._exceptions import StoreError
 from .._identity import escape
 from ._base import MISS, Key, rebuild
 from ._codec import Codec
-from ._records import CHANGED, COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, RecordView
-from ._sql import LocalWatchers, fence_token, forgotten_in_child, key_text, like_prefix
+from ._records import CHANGED, COMPLETED, HELD, IN_PROGRESS, UNKNOWN, Claim, Cursor, RecordView
+from ._sql import (
+    RECORD_COLUMNS,
+    LocalWatchers,
+    fence_token,
+    forgotten_in_child,
+    key_text,
+    like_prefix,
+    list_query,
+    record_view,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -155,7 +164,7 @@ class SQLiteStore:
                     self._wal(conn)
                     if not self._schema_done:
                         conn.executescript(SCHEMA)
-                        _add_unstarted(conn)
+                        _add_columns(conn)
                         self._schema_done = True
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
         except BaseException:
@@ -434,6 +443,7 @@ class SQLiteStore:
         takeover: bool,
         nonce: str | None = None,
         checkpoint: bool = False,
+        meta: str | None = None,
     ) -> Claim:
         text = self._k(key)
         # The replay path: one read, no write lock.
@@ -457,12 +467,12 @@ class SQLiteStore:
             ):
                 return Claim("abandoned")  # its caller gave it up before it arrived
             rec = conn.execute(
-                "SELECT state, fp, fence, lease, payload, unstarted FROM retrysafe_records "
-                "WHERE key = ? AND expires > ?",
+                "SELECT state, fp, fence, lease, payload, unstarted, created "
+                "FROM retrysafe_records WHERE key = ? AND expires > ?",
                 (text, now),
             ).fetchone()
             if rec is not None:
-                state, fp, fence, lease_until, payload, unstarted = rec
+                state, fp, fence, lease_until, payload, unstarted, _ = rec
                 if state == IN_PROGRESS and nonce is not None and str(fence).endswith(nonce):
                     return Claim("claimed", self._codec.fence(fence, text))  # this claim, resent
                 if fp != fingerprint:
@@ -478,8 +488,9 @@ class SQLiteStore:
                 # with a checkpoint and never reached it.
                 if not takeover and not unstarted:
                     conn.execute(
-                        "UPDATE retrysafe_records SET state = ?, expires = ? WHERE key = ?",
-                        (UNKNOWN, now + ttl, text),
+                        "UPDATE retrysafe_records SET state = ?, expires = ?, updated = ? "
+                        "WHERE key = ?",
+                        (UNKNOWN, now + ttl, now, text),
                     )
                     return Claim(UNKNOWN, int(fence), expired_now=True)
             counter = conn.execute(
@@ -490,8 +501,8 @@ class SQLiteStore:
             fence = fence_token(int(counter), nonce)
             conn.execute(
                 "INSERT OR REPLACE INTO retrysafe_records "
-                "(key, state, fp, owner, fence, lease, payload, expires, unstarted) "
-                "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                "(key, state, fp, owner, fence, lease, payload, expires, unstarted, meta, "
+                "created, updated) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
                 (
                     text,
                     IN_PROGRESS,
@@ -501,6 +512,9 @@ class SQLiteStore:
                     now + lease,
                     now + ttl,
                     int(checkpoint and not takeover),
+                    meta,
+                    now if rec is None or not rec[6] else rec[6],
+                    now,
                 ),
             )
             return Claim("claimed", fence, takeover=rec is not None)
@@ -543,8 +557,8 @@ class SQLiteStore:
             key,
             fence,
             (IN_PROGRESS, UNKNOWN),
-            "state = 'completed', payload = ?, owner = NULL, expires = ?",
-            (data, _After(ttl)),
+            "state = 'completed', payload = ?, owner = NULL, expires = ?, updated = ?",
+            (data, _After(ttl), _After(0.0)),
         ):
             return True
         # This fence's completion made before (a retried operation) is done, not lost.
@@ -593,7 +607,11 @@ class SQLiteStore:
 
     def mark_unknown(self, key: Key, fence: int, ttl: float) -> bool:
         return self._fenced(
-            key, fence, (IN_PROGRESS,), "state = 'unknown', expires = ?", (_After(ttl),)
+            key,
+            fence,
+            (IN_PROGRESS,),
+            "state = 'unknown', expires = ?, updated = ?",
+            (_After(ttl), _After(0.0)),
         )
 
     def resolve(
@@ -619,8 +637,8 @@ class SQLiteStore:
             if applied:
                 conn.execute(
                     "UPDATE retrysafe_records SET state = 'completed', payload = ?, owner = NULL, "
-                    "expires = ? WHERE key = ?",
-                    (data, now + ttl, text),
+                    "expires = ?, updated = ? WHERE key = ?",
+                    (data, now + ttl, now, text),
                 )
             else:
                 conn.execute("DELETE FROM retrysafe_records WHERE key = ?", (text,))
@@ -631,16 +649,35 @@ class SQLiteStore:
         return before
 
     def record(self, key: Key) -> RecordView | None:
+        now = time.time()
         row = self._read(
-            "SELECT state, fp, fence, owner, payload FROM retrysafe_records "
-            "WHERE key = ? AND expires > ?",
-            (self._k(key), time.time()),
+            f"SELECT {RECORD_COLUMNS} FROM retrysafe_records WHERE key = ? AND expires > ?",
+            (self._k(key), now),
         )
-        if row is None:
-            return None
-        payload = self._codec.load(row[4]) if row[4] is not None else None
-        fence = self._codec.fence(row[2], self._k(key))
-        return RecordView(row[0], row[1], fence, row[3], None if payload is MISS else payload)
+        return None if row is None else record_view(self._codec, row, self._k(""), now)
+
+    def list_records(
+        self, state: str | None = None, after: Cursor | None = None, limit: int = 50
+    ) -> list[RecordView]:
+        """Live records newest first (by first claim, then key), ``state`` only if given,
+        those after the cursor ``after`` only: one page of at most ``limit`` (an indexed
+        range read, as fast on a million records as on ten)."""
+        now = time.time()
+        sql, args = list_query(self._k(""), state, after, limit, now, "?")
+        rows = self._with_connection(lambda c: c.execute(sql, args).fetchall())
+        return [record_view(self._codec, row, self._k(""), now) for row in rows]
+
+    def purge_expired(self) -> int:
+        """Delete the records whose time ran out; how many went."""
+        pattern = like_prefix(self._k(""))
+        return self._write(
+            lambda c, now: (
+                c.execute(
+                    "DELETE FROM retrysafe_records WHERE key LIKE ? ESCAPE '\\' AND expires <= ?",
+                    (pattern, now),
+                ).rowcount
+            )
+        )
 
     # --- waiting ----------------------------------------------------------------------------
 
@@ -701,9 +738,10 @@ class SQLiteStore:
         takeover: bool,
         nonce: str | None = None,
         checkpoint: bool = False,
+        meta: str | None = None,
     ) -> Claim:
         return await self._in_thread(
-            self.claim, key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint
+            self.claim, key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint, meta
         )
 
     async def amark_started(self, key: Key, fence: int) -> bool:
@@ -725,19 +763,34 @@ class SQLiteStore:
         return await self._in_thread(self.mark_unknown, key, fence, ttl)
 
 
-def _add_unstarted(conn: sqlite3.Connection) -> None:
-    """A file made by an earlier version has no ``unstarted`` column: add it (once; another
-    process adding it at the same moment is fine)."""
+_COLUMNS = {
+    "unstarted": "INTEGER NOT NULL DEFAULT 0",
+    "meta": "TEXT",
+    "created": "REAL NOT NULL DEFAULT 0",
+    "updated": "REAL NOT NULL DEFAULT 0",
+}
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """A file made by an earlier version lacks the later columns: add them (once; another
+    process adding one at the same moment is fine), and the listing's indexes."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(retrysafe_records)")}
-    if "unstarted" in columns:
-        return
-    try:
-        conn.execute(
-            "ALTER TABLE retrysafe_records ADD COLUMN unstarted INTEGER NOT NULL DEFAULT 0"
-        )
-    except sqlite3.OperationalError as exc:
-        if "duplicate column" not in str(exc):
-            raise
+    for name, kind in _COLUMNS.items():
+        if name in columns:
+            continue
+        try:
+            conn.execute(f"ALTER TABLE retrysafe_records ADD COLUMN {name} {kind}")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS retrysafe_records_created "
+        "ON retrysafe_records (created DESC, key DESC)"
+    )
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS retrysafe_records_state "
+        "ON retrysafe_records (state, created DESC, key DESC)"
+    )
 
 
 def _forget_parent(store: SQLiteStore) -> object:
