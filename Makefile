@@ -40,7 +40,7 @@ test: build-dev ## cargo test, make dist (the wheel checked in 3.10 and 3.13), t
 	cargo test --release -q
 	$(MAKE) --no-print-directory dist
 	$(MAKE) --no-print-directory compat-run
-	scripts/with-redis.sh scripts/with-redis-cluster.sh scripts/with-postgres.sh $(PY) -m pytest -q
+	scripts/with-chromium.sh scripts/with-redis.sh scripts/with-redis-cluster.sh scripts/with-postgres.sh $(PY) -m pytest -q
 
 # CrewAI pins mcp 1.x, openai 2.x and Pydantic < 2.13, and FastMCP 2.x needs mcp 1.x: they
 # get a venv of their own, which imports retrysafe from python/ (the abi3 extension

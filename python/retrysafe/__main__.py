@@ -1,5 +1,6 @@
 """Command line: ``retrysafe demo``, ``retrysafe vet PATH``, ``retrysafe store init URL`` and
-``retrysafe records show|resolve KEY`` (also ``python -m retrysafe ...``)."""
+``retrysafe records list|show|resolve|purge`` and ``retrysafe console`` (also
+``python -m retrysafe ...``)."""
 
 from __future__ import annotations
 
@@ -25,14 +26,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._records_cli import main as records_main
 
         return records_main(argv[1:])
+    if argv and argv[0] == "console":
+        from .console import main as console_main
+
+        return console_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="retrysafe", description="Make agent tool calls safe to retry."
     )
     parser.add_argument(
         "command",
-        choices=["demo", "vet", "store", "records"],
+        choices=["demo", "vet", "store", "records", "console"],
         help="demo: the swarm demo; vet PATH: static checks; store init URL: create a "
-        "database store's tables; records show|resolve KEY: settle an idempotency record",
+        "database store's tables; records list|show|resolve|purge: find and settle "
+        "idempotency records; console --store URL: the same on a local web page",
     )
     parser.parse_args(argv)
     return 2
