@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from retrysafe import records
+from retrysafe import LoopGuard, LoopStop, records, session
 from retrysafe._records_cli import open_store
 
 from .test_records_cli import ROOT, Unknown, killed_mid_write
@@ -123,7 +123,7 @@ def browser() -> Iterator[Any]:
         "--headless=new",
         "--no-sandbox",
         "--disable-dev-shm-usage",
-        "--window-size=1280,900",
+        "--window-size=1280,1400",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
@@ -138,12 +138,24 @@ def test_an_unknown_charge_is_settled_through_the_page_and_replays(
 ) -> None:
     from selenium.webdriver.common.by import By
 
+    guard = LoopGuard(max_identical=1, max_calls=None, mode="message", store=unknown.store)
+
+    @guard
+    def lookup(account: str) -> str:
+        return "found"
+
+    with session("ops", tenant="acme"):
+        lookup("acct-7")
+        assert isinstance(lookup("acct-7"), LoopStop)  # a stop, logged for the page
     browser.get(f"{console.base}/?token={console.token}")  # then a cookie carries it
     assert browser.current_url.rstrip("/") == console.base
     row = browser.find_element(By.CSS_SELECTOR, f'tr.unknown[data-key="{unknown.key}"]')
     assert "charge" in row.text and "conversation=ops" in row.text and "#1" in row.text
     assert "cus_1" not in browser.page_source  # fingerprints and names, never arguments
     assert browser.find_element(By.ID, "plot").is_displayed()
+    stops = browser.find_element(By.ID, "stops").find_element(By.XPATH, "following-sibling::table")
+    assert "lookup" in stops.text and "identical" in stops.text and "2 of 1" in stops.text
+    assert "acct-7" not in browser.page_source
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / f"console-{request.node.callspec.id}.png"
     browser.save_screenshot(str(shot))

@@ -322,3 +322,48 @@ def test_a_swarm_shares_one_count_window(shared_url: str) -> None:
     finally:
         guard.reset("s")
         store.close()
+
+
+def test_a_shared_guard_logs_its_stops_for_operators(store: Store) -> None:
+    """On a shared store every stop is noted (tool, limit, session; never the arguments),
+    newest first, for ``retrysafe.records.guard_stops`` and the console; a namespace reads
+    only its own. In process, the stop is only the caller's result."""
+    from retrysafe import records
+
+    guard = LoopGuard(max_identical=1, max_calls=None, mode="message", store=store, namespace="ops")
+    other = LoopGuard(max_identical=1, max_calls=None, mode="message", store=store, namespace="x")
+
+    @guard
+    def transfer(account: str) -> str:
+        return "done"
+
+    with session("chat-7", tenant="acme"):
+        assert "done" == transfer("ACCT-SECRET-1")
+        assert isinstance(transfer("ACCT-SECRET-1"), LoopStop)
+        assert isinstance(transfer("ACCT-SECRET-1"), LoopStop)
+    if not store.shared:
+        assert [] == guard.stops()
+        return
+    stops = guard.stops()
+    assert 2 == len(stops) == len(records.guard_stops(store, "ops"))
+    assert stops[0]["at"] >= stops[1]["at"]
+    assert {"transfer"} == {s["tool"].rsplit(".", 1)[-1] for s in stops}
+    assert {"identical"} == {s["reason"] for s in stops} and 3 == stops[0]["count"]
+    assert all("t=acme" in s["session"] and "c=chat-7" in s["session"] for s in stops)
+    assert "SECRET" not in repr(stops)
+    assert [] == other.stops() == records.guard_stops(store, "guard")
+
+
+@pytest.mark.anyio
+async def test_an_async_shared_guard_logs_its_stops(astore: Store) -> None:
+    guard = LoopGuard(max_calls=1, max_identical=None, mode="message", store=astore, namespace="a")
+
+    @guard
+    async def search(q: str) -> str:
+        return q
+
+    async with session("s"):
+        assert "x" == await search("x")
+        assert isinstance(await search("y"), LoopStop)
+    if astore.shared:
+        assert ["total"] == [s["reason"] for s in guard.stops()]

@@ -116,6 +116,35 @@ def _local_for(store: Any, namespace: str) -> _Local:
         return local
 
 
+#: How many stops a guard's log keeps, and for how long (seconds).
+STOPS_KEPT = 200
+STOPS_TTL = 7 * 86400.0
+
+
+def stops_key(namespace: str) -> str:
+    """The store key of a guard namespace's log of stops (beside, never inside, the
+    ``guard/<namespace>:`` space that sessions' counts live in)."""
+    return f"guard-stops/{escape(namespace, 'a guard namespace')}"
+
+
+def recent_stops(store: Any, namespace: str = "guard", limit: int = 50) -> list[dict[str, Any]]:
+    """The recent stops of the guards of ``namespace`` on ``store``, newest first: each a
+    dict of ``at`` (epoch seconds), ``tool``, ``reason``, ``count``, ``limit``, ``window``
+    and ``session`` (the session's identity, encoded)."""
+    import json
+
+    found = []
+    items = store.recent(stops_key(namespace), None, STOPS_KEPT, None)  # oldest first
+    for item in reversed(items[-limit:] if limit > 0 else []):
+        try:
+            made = json.loads(item)
+        except ValueError:
+            continue
+        if isinstance(made, dict):
+            found.append(made)
+    return found
+
+
 @functools.lru_cache(maxsize=4096)
 def _explicit_scope(session_id: str) -> str:
     """The scope of a conversation named by ``session_id=``: that of ``session(session_id)``
@@ -230,6 +259,8 @@ class LoopGuard:
         # Every key of this guard starts with it; sessions' scopes hold no raw ":", so one
         # session's prefix never matches another's (``chat`` and ``chat:1``).
         self._space = f"guard/{escape(namespace, 'a guard namespace')}:"
+        self._namespace = namespace
+        self._stops = stops_key(namespace)
         self.on_store_error = on_store_error
         self.history_size = history_size
         #: How many of a session's last calls are kept: the window, else the history.
@@ -484,6 +515,8 @@ class LoopGuard:
             stop = self._count_local(local, tool, ident, sess, True)
         else:
             stop = self._count_shared(tool, ident, sess, True)
+            if stop is not None and stop.reason != "store_unavailable":
+                self._log_stop(stop, sess)
         return None if stop is None else self._act(stop, args)
 
     async def arecord(
@@ -497,7 +530,47 @@ class LoopGuard:
             stop = self._count_local(local, tool, ident, sess, True)
         else:
             stop = await self._acount_shared(tool, ident, sess, True)
+            if stop is not None and stop.reason != "store_unavailable":
+                try:
+                    await self.store.arecent(
+                        self._stops, self._stop_item(stop, sess), STOPS_KEPT, STOPS_TTL
+                    )
+                except StoreError:
+                    logger.debug("retrysafe: a loop guard stop was not logged: the store failed")
         return None if stop is None else self._act(stop, args)
+
+    def _log_stop(self, stop: LoopStop, sess: str) -> None:
+        """Note a stop in the shared store's log of this guard's recent stops (what operators
+        read: ``retrysafe.records.guard_stops``, the console). A store that fails loses the
+        note, never the verdict."""
+        try:
+            self.store.recent(self._stops, self._stop_item(stop, sess), STOPS_KEPT, STOPS_TTL)
+        except StoreError:
+            logger.debug("retrysafe: a loop guard stop was not logged: the store failed")
+
+    @staticmethod
+    def _stop_item(stop: LoopStop, sess: str) -> str:
+        """A stop as the log keeps it: the tool, the limit and the session's identity, never
+        the arguments."""
+        import json
+
+        return json.dumps(
+            {
+                "at": round(time.time(), 3),
+                "tool": stop.tool,
+                "reason": stop.reason,
+                "count": stop.count,
+                "limit": stop.limit,
+                "window": stop.window,
+                "session": sess,
+            },
+            separators=(",", ":"),
+        )
+
+    def stops(self, limit: int = 50) -> list[dict[str, Any]]:
+        """This guard's recent stops, newest first: every process's on a shared store, none
+        on an in-process one (its stops are the results its callers got)."""
+        return recent_stops(self.store, self._namespace, limit) if self._local is None else []
 
     def check(
         self, tool: str, args: Any = None, *, session_id: str | None = None

@@ -37,9 +37,16 @@ SHOWN = 50
 PLOTTED = 1000
 
 
-def make_app(store: Any, token: str, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Any:
+def make_app(
+    store: Any,
+    token: str,
+    *,
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+    guard_namespace: str = "guard",
+) -> Any:
     """The console as a Starlette application over ``store`` (any shared store), guarded by
-    ``token``; ``hosts``: the ``Host`` names it answers (its address and port)."""
+    ``token``; ``hosts``: the ``Host`` names it answers; ``guard_namespace``: the loop
+    guard whose stops it shows."""
     try:
         from starlette.applications import Starlette
         from starlette.requests import Request
@@ -74,7 +81,7 @@ def make_app(store: Any, token: str, *, hosts: tuple[str, ...] = ("127.0.0.1", "
                 status_code=403,
             )
         notice = request.query_params.get("done", "")
-        body = await _in_thread(_render, store, token, notice)
+        body = await _in_thread(_render, store, token, notice, guard_namespace)
         return HTMLResponse(body, headers=_HEADERS)
 
     async def record(request: Request) -> Response:
@@ -279,7 +286,29 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _render(store: Any, token: str, notice: str) -> str:
+def _stops(found: list[dict[str, Any]], now: float) -> str:
+    if not found:
+        return '<p class="none">none</p>'
+    out = [
+        "<table><tr><th>when</th><th>tool</th><th>limit passed</th><th>calls</th>"
+        "<th>window</th><th>session</th></tr>"
+    ]
+    for stop in found:
+        at = stop.get("at")
+        cells = [
+            _ago(at if isinstance(at, (int, float)) else None, now),
+            _e(stop.get("tool")),
+            _e(stop.get("reason")),
+            f"{_e(stop.get('count'))} of {_e(stop.get('limit'))}",
+            _e(stop.get("window")),
+            f"<code>{_e(stop.get('session'))}</code>",
+        ]
+        out.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _render(store: Any, token: str, notice: str, guard_namespace: str) -> str:
     now = time.time()
     unknown = records.list(store, state="unknown", limit=SHOWN).records
     running = records.list(store, state="in_progress", limit=SHOWN).records
@@ -304,6 +333,8 @@ def _render(store: Any, token: str, notice: str) -> str:
         _rows(completed, token, now, settle=False),
         "<h2>Records per hour, by state</h2>",
         _plot(recent, now),
+        f'<h2 id="stops">Loop guard ({_e(guard_namespace)}): recent stops</h2>',
+        _stops(records.guard_stops(store, guard_namespace, SHOWN), now),
     ]
     return _page("records", "".join(body))
 
@@ -341,6 +372,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--prefix", default="retrysafe")
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--guard-namespace", default="guard", help="the loop guard whose stops are shown"
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -362,7 +396,7 @@ def main(argv: list[str]) -> int:
     hosts = tuple(
         {args.host, "127.0.0.1", "localhost"} if args.host == "127.0.0.1" else {args.host}
     )
-    app = make_app(store, token, hosts=hosts)
+    app = make_app(store, token, hosts=hosts, guard_namespace=args.guard_namespace)
     print(f"retrysafe console: http://{args.host}:{args.port}/?token={token}", flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

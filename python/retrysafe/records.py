@@ -49,6 +49,7 @@ __all__ = [
     "Purged",
     "Record",
     "SettleRefusedError",
+    "guard_stops",
     "list",
     "purge",
     "record_key",
@@ -194,6 +195,17 @@ def show(store: Store, key: str) -> Record | None:
     name = record_key(key)
     seen = store.record(name)
     return None if seen is None else Record.of(name, seen)
+
+
+def guard_stops(
+    store: Store, namespace: str = "guard", limit: int = 50
+) -> builtins.list[dict[str, Any]]:
+    """The loop guard's recent stops on ``store`` (its ``namespace``), newest first: each a
+    dict of ``at`` (epoch seconds), ``tool``, ``reason``, ``count``, ``limit``, ``window`` and
+    ``session`` (the session's identity, encoded; never the call's arguments)."""
+    from ._guard import recent_stops
+
+    return recent_stops(store, namespace, limit)
 
 
 def _cursor(text: str) -> tuple[float, str]:
