@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from retrysafe import LoopGuard, LoopStop, records, session
+from retrysafe import LoopGuard, LoopStop, cache_tool, records, session
 from retrysafe._records_cli import open_store
 
 from .test_records_cli import ROOT, Unknown, killed_mid_write
@@ -147,6 +147,13 @@ def test_an_unknown_charge_is_settled_through_the_page_and_replays(
     with session("ops", tenant="acme"):
         lookup("acct-7")
         assert isinstance(lookup("acct-7"), LoopStop)  # a stop, logged for the page
+
+    @cache_tool(store=unknown.store, namespace="weather.today")
+    def weather(city: str) -> str:
+        return "sunny"
+
+    weather("Paris")
+    weather("Oslo")
     browser.get(f"{console.base}/?token={console.token}")  # then a cookie carries it
     assert browser.current_url.rstrip("/") == console.base
     row = browser.find_element(By.CSS_SELECTOR, f'tr.unknown[data-key="{unknown.key}"]')
@@ -156,6 +163,10 @@ def test_an_unknown_charge_is_settled_through_the_page_and_replays(
     stops = browser.find_element(By.ID, "stops").find_element(By.XPATH, "following-sibling::table")
     assert "lookup" in stops.text and "identical" in stops.text and "2 of 1" in stops.text
     assert "acct-7" not in browser.page_source
+    caches = browser.find_element(By.ID, "caches").find_element(
+        By.XPATH, "following-sibling::table"
+    )
+    assert "weather.today 2" in caches.text and "Paris" not in browser.page_source
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / f"console-{request.node.callspec.id}.png"
     browser.save_screenshot(str(shot))

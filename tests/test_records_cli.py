@@ -351,3 +351,27 @@ def test_a_bad_listing_is_a_usage_error(where: tuple[str, str]) -> None:
     ):
         done = cli(url, prefix, *args)
         assert 2 == done.returncode and said in done.stderr, (args, done.stderr)
+
+
+def test_cache_entries_are_counted_per_namespace(store: Store) -> None:
+    """Live cache entries by namespace, most first, on every store; keys only (a namespace
+    with a colon is escaped, so it never splits into another's)."""
+    from retrysafe import cache_tool
+
+    @cache_tool(store=store, namespace="geo:lookup")
+    def where(city: str) -> str:
+        return "here"
+
+    @cache_tool(store=store, namespace="weather")
+    def weather(city: str) -> str:
+        return "sunny"
+
+    for city in ("a", "b", "c"):
+        where(city)
+    weather("a")
+    counts = records.cache_entries(store)
+    assert [3, 1] == list(counts.values())
+    assert list(counts)[1] == "weather" and "geo" in next(iter(counts))
+    assert {"weather": 1} == {
+        k: v for k, v in records.cache_entries(store).items() if k == "weather"
+    }

@@ -35,6 +35,8 @@ COOKIE = "retrysafe_console"
 #: How many records of each state the page shows, and the plot counts (newest first).
 SHOWN = 50
 PLOTTED = 1000
+#: How many cache keys the page counts by namespace.
+CACHE_KEYS = 100_000
 
 
 def make_app(
@@ -308,6 +310,19 @@ def _stops(found: list[dict[str, Any]], now: float) -> str:
     return "".join(out)
 
 
+def _caches(counts: dict[str, int]) -> str:
+    if not counts:
+        return '<p class="none">none</p>'
+    rows = "".join(
+        f"<tr><td><code>{_e(ns)}</code></td><td>{n}</td></tr>" for ns, n in counts.items()
+    )
+    return (
+        f"<table><tr><th>namespace</th><th>live entries</th></tr>{rows}</table>"
+        f'<p class="none">Counted over at most {CACHE_KEYS:,} keys. Hits and misses are each '
+        "process's own: <code>fn.cache.stats()</code>, or the retrysafe.cache metrics.</p>"
+    )
+
+
 def _render(store: Any, token: str, notice: str, guard_namespace: str) -> str:
     now = time.time()
     unknown = records.list(store, state="unknown", limit=SHOWN).records
@@ -335,6 +350,8 @@ def _render(store: Any, token: str, notice: str, guard_namespace: str) -> str:
         _plot(recent, now),
         f'<h2 id="stops">Loop guard ({_e(guard_namespace)}): recent stops</h2>',
         _stops(records.guard_stops(store, guard_namespace, SHOWN), now),
+        '<h2 id="caches">Cache entries per namespace</h2>',
+        _caches(records.cache_entries(store, CACHE_KEYS)),
     ]
     return _page("records", "".join(body))
 

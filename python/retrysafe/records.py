@@ -49,6 +49,7 @@ __all__ = [
     "Purged",
     "Record",
     "SettleRefusedError",
+    "cache_entries",
     "guard_stops",
     "list",
     "purge",
@@ -206,6 +207,20 @@ def guard_stops(
     from ._guard import recent_stops
 
     return recent_stops(store, namespace, limit)
+
+
+def cache_entries(store: Store, max_keys: int = 100_000) -> dict[str, int]:
+    """Live cache entries on ``store`` by cache namespace (escaped, as keys hold it), most
+    first, counting at most ``max_keys`` keys. Hits and misses are each process's own:
+    ``fn.cache.stats()``."""
+    lister = getattr(store, "keys", None)
+    if lister is None:
+        raise ValueError(f"{type(store).__name__} cannot list its keys")
+    counts: dict[str, int] = {}
+    for key in lister("cache:", max_keys):
+        namespace = key.split(":", 2)[1] if key.count(":") >= 2 else key
+        counts[namespace] = counts.get(namespace, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _cursor(text: str) -> tuple[float, str]:

@@ -118,6 +118,23 @@ class MemoryStore:
                 del self._data[k]
         return len(doomed)
 
+    def keys(self, prefix: str, limit: int = 100_000) -> list[str]:
+        """The keys of live values that start with ``prefix`` (at most ``limit``), for
+        operators' counts: never values."""
+        raw = prefix.encode()
+        now = time.monotonic()
+        found: list[str] = []
+        with self._lock:
+            for k, (expires, _) in self._data.items():
+                if len(found) >= limit:
+                    break
+                if isinstance(k, bytes):
+                    if k.startswith(raw) and (not expires or expires > now):
+                        found.append(k.decode("utf-8", "backslashreplace"))
+                elif k.startswith(prefix) and (not expires or expires > now):
+                    found.append(k)
+        return found
+
     def incr(self, key: Key, amount: float, ttl: float | None) -> float:
         with self._lock:
             entry = self._data.get(key)

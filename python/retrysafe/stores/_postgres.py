@@ -1040,6 +1040,17 @@ class PostgresStore:
         rows = self._execute(sql, args, "all")
         return [record_view(self._codec, row, self._k(""), now) for row in rows]
 
+    def keys(self, prefix: str, limit: int = 100_000) -> list[str]:
+        """The keys of live values that start with ``prefix`` (at most ``limit``), for
+        operators' counts: never values."""
+        rows = self._execute(
+            "SELECT key FROM retrysafe_kv WHERE key LIKE %s ESCAPE '\\' AND " + _LIVE + " LIMIT %s",
+            (like_prefix(self._k(prefix)), limit),
+            "all",
+        )
+        start = len(self._k(""))
+        return [row[0][start:] for row in rows]
+
     def purge_expired(self) -> int:
         """Delete the records whose time ran out; how many went."""
         row = self._execute(

@@ -1246,6 +1246,24 @@ class RedisStore:
             found = [r for r in found if (r.created or 0.0, r.key or "") < after]
         return found[:limit]
 
+    def keys(self, prefix: str, limit: int = 100_000) -> list[str]:
+        """The keys of values that start with ``prefix`` (at most ``limit``; a scan of every
+        node), for operators' counts: never values."""
+        start = len(self.prefix) + 2
+
+        def run() -> list[str]:
+            found: list[str] = []
+            for name in self._sync.scan_iter(match=self._key_pattern(prefix), count=1000):
+                text = name.decode("utf-8", "backslashreplace")
+                if text.endswith("}"):  # a value (a lease, a record end otherwise)
+                    found.append(text[start:-1])
+                    if len(found) >= limit:
+                        break
+            return found
+
+        keys: list[str] = self._sync_run(run)
+        return keys
+
     def purge_expired(self) -> int:
         """Drop the listing's index entries whose record expired (Redis drops expired
         records itself); how many went."""
@@ -1338,8 +1356,14 @@ class RedisStore:
             return
         client, self._sync_made, self._scripts_made = self._sync_made, None, None
         if client is not None:  # (none built yet: nothing to close)
+            # A cluster has a pool per node, which closing the client leaves connected.
+            nodes = client.get_nodes() if self._cluster is not None else []
             client.close()
-            pool = getattr(client, "connection_pool", None)  # a cluster has one per node
+            for node in nodes:
+                made = getattr(node, "redis_connection", None)
+                if made is not None:
+                    made.connection_pool.disconnect()
+            pool = getattr(client, "connection_pool", None)
             if pool is not None:
                 pool.disconnect()
 

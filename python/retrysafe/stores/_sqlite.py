@@ -667,6 +667,19 @@ class SQLiteStore:
         rows = self._with_connection(lambda c: c.execute(sql, args).fetchall())
         return [record_view(self._codec, row, self._k(""), now) for row in rows]
 
+    def keys(self, prefix: str, limit: int = 100_000) -> list[str]:
+        """The keys of live values that start with ``prefix`` (at most ``limit``), for
+        operators' counts: never values."""
+        rows = self._with_connection(
+            lambda c: c.execute(
+                "SELECT key FROM retrysafe_kv WHERE key LIKE ? ESCAPE '\\' "
+                "AND (expires = 0 OR expires > ?) LIMIT ?",
+                (like_prefix(self._k(prefix)), time.time(), limit),
+            ).fetchall()
+        )
+        start = len(self._k(""))
+        return [row[0][start:] for row in rows]
+
     def purge_expired(self) -> int:
         """Delete the records whose time ran out; how many went."""
         pattern = like_prefix(self._k(""))
