@@ -321,7 +321,12 @@ def test_a_swarm_s_unknown_records_are_listed_exactly_and_settled(
         assert ["completed"] == [r["state"] for r in by_tenant["records"]]
         refunds = records.list(store, tool=by_tenant["records"][0]["tool"])
         assert [r.key for r in refunds.records] == [by_tenant["records"][0]["key"]]
-        assert not records.list(store, newer_than=0.0).records or True
+        assert 6 == len(records.list(store, newer_than=3600).records)
+        assert [] == records.list(store, older_than=3600).records
+        oldest = records.list(store).records[-1]
+        assert oldest.created is not None
+        aged = records.list(store, older_than=time.time() - oldest.created - 0.001)
+        assert oldest.key in [r.key for r in aged.records]
 
         settled = sorted(unknown_keys)[0]
         done = cli(url, prefix, "resolve", settled, "--not-applied")
