@@ -25,11 +25,11 @@ $(VENV)/.base:
 
 # The test, bench and lint extras too (frameworks, SDKs, engines: about 300 packages).
 $(VENV)/.installed: $(VENV)/.base pyproject.toml Cargo.toml
-	$(VENV)/bin/maturin develop --release -q --extras test,bench,lint
+	$(VENV)/bin/maturin develop --release -q --extras test,bench,lint,docs
 	touch $@
 
 .PHONY: install
-install: $(VENV)/.installed ## Create .venv with the test, bench and lint extras, build the extension
+install: $(VENV)/.installed ## Create .venv with the test, bench, lint and docs extras, build the extension
 
 .PHONY: build-dev
 build-dev: install ## Rebuild the Rust extension into .venv (release mode)
@@ -102,6 +102,10 @@ dist: install ## An sdist and an abi3 manylinux2014 x86_64 wheel in dist/ (zig f
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release -q --zig \
 		--compatibility manylinux2014 --target x86_64-unknown-linux-gnu -o dist
 	scripts/check-dist.sh dist/retrysafe-*-cp310-abi3-manylinux*_x86_64.whl
+
+.PHONY: docs
+docs: install ## The documentation site (MkDocs Material + mkdocstrings) in target/site, warnings as errors
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 .PHONY: bench
 bench: build-dev ## Benchmarks against the anchor libraries (pytest-benchmark)
