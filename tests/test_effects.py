@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import anyio
 import pytest
@@ -137,3 +138,57 @@ def test_the_four_policy_helpers_with_untagged_as_destructive() -> None:
     assert is_retry_safe("idempotent") and is_read_only(Effect.READ)
     wrapped = functools.wraps(read)(lambda: None)
     assert is_read_only(wrapped)  # through functools.wraps
+
+
+def test_custom_tags_are_kept_beside_the_effect_and_queried() -> None:
+    """effect() keeps tags of one's own for routing; they add up, follow wrappers, never
+    loosen policy (tags alone: untagged, treated as DESTRUCTIVE) and a registry finds its
+    tools by them."""
+    from retrysafe import ToolRegistry, get_tags, has_tag, is_destructive, tool
+
+    @effect(Effect.WRITE, "payments")
+    @effect("pii")
+    def charge(card: str) -> str:
+        return card
+
+    assert Effect.WRITE is get_effect(charge)
+    assert frozenset({"payments", "pii"}) == get_tags(charge)
+    assert has_tag(charge, "pii") and has_tag(charge, "write") and not has_tag(charge, "read")
+
+    @effect("sends_email")
+    def notify(to: str) -> None: ...
+
+    assert get_effect(notify) is None and is_destructive(notify)  # a tag never loosens policy
+
+    registry = ToolRegistry()
+
+    @tool.write(registry=registry)
+    @effect("payments")
+    def refund(charge_id: str) -> str:
+        """Refund a charge."""
+        return charge_id
+
+    @tool.read(registry=registry)
+    def balance(account: str) -> int:
+        """An account's balance."""
+        return 0
+
+    assert ["refund"] == [spec.name for spec in registry.tagged("payments")]
+    assert ["balance"] == [spec.name for spec in registry.tagged("read")]
+    assert {"payments"} == get_tags(refund)  # through the tool's wrapper
+
+
+@pytest.mark.parametrize(
+    ("kinds", "said"),
+    [
+        ((), "needs an effect or a tag"),
+        (("Payments",), "custom tag"),
+        (("has space",), "custom tag"),
+        (("x" * 65,), "custom tag"),
+        ((Effect.READ, "write"), "two effects"),
+        ((3,), "unknown effect 3"),
+    ],
+)
+def test_a_bad_tag_is_refused_naming_the_rule(kinds: tuple[Any, ...], said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        effect(*kinds)

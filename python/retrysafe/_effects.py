@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -12,6 +13,8 @@ __all__ = [
     "effect",
     "effect_from_mcp",
     "get_effect",
+    "get_tags",
+    "has_tag",
     "has_side_effect",
     "is_destructive",
     "is_read_only",
@@ -23,6 +26,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: The attribute a tagged function carries; other layers (and `retrysafe vet`) read it.
 EFFECT_ATTRIBUTE = "__retrysafe_effect__"
+#: The attribute holding a function's custom tags (a frozenset of str).
+TAGS_ATTRIBUTE = "__retrysafe_tags__"
+#: A custom tag: lowercase, a letter first, then letters, digits and ``_ . : -`` (64 at most).
+_TAG = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
 
 
 class Effect(str, enum.Enum):
@@ -68,30 +75,87 @@ class Effect(str, enum.Enum):
         return self.value
 
 
-def effect(kind: Effect | str) -> Callable[[F], F]:
-    """Tag a function (sync or async, or a method) with its side effect.
+def _split(kinds: tuple[Effect | str, ...]) -> tuple[Effect | None, frozenset[str]]:
+    """The one built-in effect among ``kinds`` (or None) and the custom tags."""
+    found: Effect | None = None
+    tags: set[str] = set()
+    for kind in kinds:
+        if isinstance(kind, Effect) or (
+            isinstance(kind, str) and kind.strip().lower() in Effect._value2member_map_
+        ):
+            parsed = Effect.parse(kind)
+            if found is not None and found is not parsed:
+                raise ValueError(f"two effects given: {found.value} and {parsed.value}")
+            found = parsed
+        elif isinstance(kind, str) and _TAG.fullmatch(kind):
+            tags.add(kind)
+        else:
+            names = ", ".join(e.value for e in Effect)
+            raise ValueError(
+                f"unknown effect {kind!r}: expected one of {names}, or a custom tag (lowercase, "
+                "a letter first, then letters, digits, '_', '.', ':' or '-'; 64 at most)"
+            )
+    return found, frozenset(tags)
 
-    The function object itself is returned, with one attribute set; its signature, type and
-    async-ness are unchanged. Tagging a function twice with different effects is an error.
 
-    >>> @effect(Effect.WRITE)
-    ... async def send_email(to: str, body: str) -> None: ...
-    >>> get_effect(send_email)
-    <Effect.WRITE: 'write'>
+def effect(*kinds: Effect | str) -> Callable[[F], F]:
+    """Tag a function (sync or async, or a method) with its side effect, and with custom
+    tags of your own for routing (``"payments"``, ``"pii"``, ``"sends_email"``).
+
+    The function object itself is returned, with attributes set; its signature, type and
+    async-ness are unchanged. One built-in effect at most: tagging a function twice with
+    different effects is an error; custom tags add up. A function with custom tags and no
+    built-in effect is untagged for policy (treated as DESTRUCTIVE): a tag of your own
+    never loosens retrysafe's policy. Query them with :func:`get_tags` / :func:`has_tag`.
+
+    >>> @effect(Effect.WRITE, "payments")
+    ... async def charge(customer: str, cents: int) -> None: ...
+    >>> get_effect(charge), sorted(get_tags(charge))
+    (<Effect.WRITE: 'write'>, ['payments'])
     """
-    parsed = Effect.parse(kind)
+    if not kinds:
+        raise ValueError(
+            "effect() needs an effect or a tag: effect(Effect.WRITE), effect('payments')"
+        )
+    parsed, tags = _split(kinds)
 
     def decorate(fn: F) -> F:
         target = getattr(fn, "__func__", fn)  # staticmethod / classmethod
         existing = getattr(target, EFFECT_ATTRIBUTE, None)
-        if existing is not None and existing is not parsed:
+        if parsed is not None and existing is not None and existing is not parsed:
             raise ValueError(
                 f"{getattr(fn, '__qualname__', fn)!r} is already tagged {existing.value}, not {parsed.value}"
             )
-        setattr(target, EFFECT_ATTRIBUTE, parsed)
+        if parsed is not None:
+            setattr(target, EFFECT_ATTRIBUTE, parsed)
+        if tags:
+            setattr(target, TAGS_ATTRIBUTE, getattr(target, TAGS_ATTRIBUTE, frozenset()) | tags)
         return fn
 
     return decorate
+
+
+def get_tags(fn: Any) -> frozenset[str]:
+    """The custom tags of a function (and of the functions it wraps), beside its effect."""
+    found: frozenset[str] = frozenset()
+    seen = 0
+    while fn is not None and seen < 32:
+        tags = getattr(fn, TAGS_ATTRIBUTE, None)
+        if isinstance(tags, frozenset):
+            found |= tags
+        fn = (
+            getattr(fn, "__wrapped__", None)
+            or getattr(fn, "__func__", None)
+            or getattr(fn, "func", None)
+        )
+        seen += 1
+    return found
+
+
+def has_tag(fn: Any, tag: str) -> bool:
+    """True when ``fn`` carries the custom tag ``tag``, or ``tag`` names its effect."""
+    effect_ = get_effect(fn)
+    return tag in get_tags(fn) or (effect_ is not None and effect_.value == tag)
 
 
 def get_effect(fn: Any) -> Effect | None:

@@ -19,7 +19,7 @@ from . import _telemetry
 from ._cache import CachedTool, cache_tool
 from ._callables import check_decoratable, hide_parameters
 from ._dispatch import ArgumentError, ToolOutcome, failure_hint, invoke, make_validator
-from ._effects import Effect, effect, get_effect, mcp_annotations
+from ._effects import Effect, effect, get_effect, has_tag, mcp_annotations
 from ._guard import LoopGuard, LoopStop, bound_arguments, current_guard
 from ._idempotent import KEY_PARAM, IdempotentTool, idempotent
 from ._identity import is_async, name_of
@@ -302,6 +302,11 @@ class ToolRegistry:
     def __getitem__(self, name: str) -> ToolSpec:
         self._unclashed(name)
         return self._tools[name]
+
+    def tagged(self, tag: str) -> list[ToolSpec]:
+        """The tools carrying ``tag``: a custom tag (``effect("payments")``) or an effect's
+        name (``"write"``), in registration order."""
+        return [spec for spec in self if has_tag(spec.fn, tag)]
 
     def anthropic(self) -> list[dict[str, Any]]:
         """Every tool as an Anthropic tool definition."""
