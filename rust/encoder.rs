@@ -420,6 +420,70 @@ struct Member {
     index: u32,
 }
 
+/// From this many members a dict's keys are sorted through [`sort_by_bytes`]: below it the
+/// members themselves are sorted, which is as fast.
+const BYTE_SORT_MIN: usize = 32;
+
+/// True when `key` holds a byte at which UTF-8 order and UTF-16 order can part: the lead
+/// byte of a character in U+E000..U+FFFF (EE, EF) or of a supplementary one (F0..F4). Keys
+/// without any such byte sort by their bytes exactly as RFC 8785 sorts them (see
+/// [`utf16_cmp`]).
+#[inline]
+fn utf16_differs(key: &[u8]) -> bool {
+    key.iter().any(|&b| b >= 0xEE)
+}
+
+/// The first 8 bytes of a key as a big-endian number, zero-padded: if one key's number is
+/// less than another's, the key is less (the first differing byte is within the 8, or one
+/// key ends there and is a prefix of the other); equal numbers fall back to the bytes.
+#[inline]
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut head = [0u8; 8];
+    let n = key.len().min(8);
+    head[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(head)
+}
+
+/// Sorts members by their keys' bytes (the callers checked that this is UTF-16 order):
+/// (prefix, index) pairs of 16 bytes are sorted, most comparisons settled by one integer
+/// comparison, and the members then moved once into that order, in place. (Sorting the
+/// members themselves compared keys byte by byte and moved 48-byte members at each step:
+/// two thirds of a 10,000-key dict's time.)
+fn sort_by_bytes(members: &mut [Member]) {
+    // Keys already in order (a dict built from sorted data, or parsed from canonical
+    // JSON) are checked in one pass and left as they are.
+    if members
+        .windows(2)
+        .all(|w| w[0].text.as_bytes() < w[1].text.as_bytes())
+    {
+        return;
+    }
+    let mut order: Vec<(u64, u32)> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (key_prefix(m.text.as_bytes()), i as u32))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| {
+            let (x, y) = (&members[a.1 as usize], &members[b.1 as usize]);
+            x.text.as_bytes().cmp(y.text.as_bytes())
+        })
+    });
+    // Slot j takes the member that was at order[j]: each cycle of the permutation is
+    // closed by swaps, every member moved once.
+    let mut source: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
+    for start in 0..source.len() {
+        let mut at = start;
+        while source[at] as usize != start {
+            let next = source[at] as usize;
+            members.swap(at, next);
+            source[at] = at as u32;
+            at = next;
+        }
+        source[at] = at as u32;
+    }
+}
+
 /// The room [`Encoder::write_leaf`] needs at its position: a float's text and the slack of
 /// its word-sized stores (a quoted str of 15 bytes takes 18, a literal 8).
 const LEAF_MAX: usize = 24;
@@ -1145,7 +1209,11 @@ impl<'py, S: Sink> Encoder<'py, S> {
         members: &mut [Member],
         check_duplicates: bool,
     ) -> Result {
-        if members.len() > 1 {
+        if members.len() >= BYTE_SORT_MIN
+            && !members.iter().any(|m| utf16_differs(m.text.as_bytes()))
+        {
+            sort_by_bytes(members);
+        } else if members.len() > 1 {
             members.sort_unstable_by(|a, b| utf16_cmp(a.text.as_bytes(), b.text.as_bytes()));
         }
         if check_duplicates {

@@ -41,6 +41,31 @@ def test_every_float_matches_reference_and_round_trips(value: float) -> None:
     assert value == json.loads(text, parse_int=float)
 
 
+# Keys for wide dicts (32 keys and more are sorted by their bytes when no key holds a
+# character where UTF-8 and UTF-16 order part): shared prefixes longer than the 8 bytes
+# compared at once, NUL bytes, keys that are prefixes of others, and, in the last
+# alphabet, characters of U+E000..U+FFFF and supplementary ones (the UTF-16 path).
+_WIDE_ALPHABETS = [
+    st.sampled_from(["a", "b", "\x00", "\x7f", "é", "ß", "\u0800", "\ud7ff"]),
+    st.characters(max_codepoint=0xD7FF, exclude_categories=["Cs"]),
+    st.characters(exclude_categories=["Cs"]),
+]
+
+
+@pytest.mark.parametrize("alphabet", range(len(_WIDE_ALPHABETS)), ids=["few", "below-e000", "all"])
+@given(data=st.data())
+def test_wide_dicts_sort_as_rfc8785(alphabet: int, data: st.DataObject) -> None:
+    """Dicts of 32 to 400 keys: the bytes are rfc8785's (UTF-16 key order) whichever sort
+    path the encoder takes."""
+    chars = _WIDE_ALPHABETS[alphabet]
+    stem = data.draw(st.text(chars, max_size=12))
+    keys = st.builds(lambda tail: stem + tail, st.text(chars, max_size=6)) | st.text(
+        chars, max_size=10
+    )
+    value = data.draw(st.dictionaries(keys, st.integers(-5, 5), min_size=32, max_size=400))
+    assert rfc8785.dumps(value) == canonical_json(value)
+
+
 @given(st.dictionaries(st.text(max_size=5), st.integers(), min_size=2, max_size=8), st.randoms())
 def test_dict_order_never_changes_the_key(value: dict[str, int], rnd: random.Random) -> None:
     """Insertion order of a dict is not part of its fingerprint."""

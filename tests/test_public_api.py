@@ -9,13 +9,39 @@ import retrysafe
 
 def test_all_matches_public_names() -> None:
     """Every public attribute is in __all__ and every name in __all__ exists, documented."""
+    for name in retrysafe.__all__:
+        getattr(retrysafe, name)  # loaded at first access
     public = {
         name
         for name, value in vars(retrysafe).items()
         if not name.startswith("_")
         and not isinstance(value, types.ModuleType)
-        and name != "annotations"  # from __future__
+        and name not in ("annotations", "TYPE_CHECKING")  # __future__; the typing guard
     }
+    assert set(retrysafe.__all__) <= set(dir(retrysafe))
     assert sorted(public) == sorted(retrysafe.__all__)
     for name in retrysafe.__all__:
         assert getattr(retrysafe, name).__doc__, f"{name} has no docstring"
+
+
+def test_import_retrysafe_loads_only_what_is_used() -> None:
+    """``import retrysafe`` loads no submodule and not typing; a name loads its module at
+    first access, and an unknown name is an AttributeError."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, retrysafe\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('retrysafe.'))\n"
+        "print(loaded, 'typing' in sys.modules)\n"
+        "retrysafe.RetryConfig\n"
+        "print('retrysafe._retry' in sys.modules, 'retrysafe._cache' in sys.modules)\n"
+        "try:\n    retrysafe.nothing_here\nexcept AttributeError as e:\n    print(e)\n"
+        "print(retrysafe.stores.RedisStore.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = done.stdout.splitlines()
+    assert "[] False" == lines[0]
+    assert "True False" == lines[1]
+    assert "has no attribute 'nothing_here'" in lines[2]
+    assert "RedisStore" == lines[3]  # a subpackage, as an attribute

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +24,7 @@ from ._flights import ThreadFlights, join_or_lead
 from ._identity import _CURRENT as _CURRENT_SESSION
 from ._identity import ANONYMOUS, escape, is_async
 from ._lease import run_with_heartbeat, start_heartbeat
+from ._log import logger
 from ._native import CallKeyer, canonical_json, digest_with_head
 from .stores import MISS, Store, resolve_store
 from .stores._base import Key, rebuild
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["CacheInfo", "CacheStats", "CachedTool", "cache_tool"]
 
 T = TypeVar("T")
-logger = logging.getLogger("retrysafe")
 
 _KEY_VERSION = b"retrysafe/cache/v1\0"
 # In-process stores key small calls by their canonical bytes (exact, no SHA-256 needed).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import threading
 import time
 import weakref
@@ -18,13 +17,13 @@ from typing import Any, Literal
 from ._exceptions import StoreError, ToolLoopError
 from ._identity import _CURRENT as _CURRENT_SESSION
 from ._identity import ANONYMOUS, Session, escape, is_async, name_of
+from ._log import logger
 from ._native import canonical_json, fingerprint
 from .stores import Store, resolve_store
 from .stores._base import rebuild
 
 __all__ = ["LoopGuard", "LoopStop", "current_guard"]
 
-logger = logging.getLogger("retrysafe")
 #: The separator of a tool's name and its call's identity in a shared window's items.
 _SEP = "\x1f"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import os
 import time
 import weakref
@@ -42,6 +41,7 @@ from ._identity import CallState as _CallState
 from ._identity import Session, escape, is_async, name_of, partition_of
 from ._keys import IdempKey
 from ._lease import Held, run_with_heartbeat, start_heartbeat
+from ._log import logger
 from ._native import CallKeyer, fingerprint, idempotency_digest
 from ._settle import settle_later
 from .stores import Store, resolve_store
@@ -63,7 +63,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-logger = logging.getLogger("retrysafe")
 #: Stores whose missing durability was already logged (one warning per store object). Held
 #: weakly: an id() would be reused by the next store after a warned one is collected, and
 #: that store would never be warned. A store that refuses weak references is held strongly.

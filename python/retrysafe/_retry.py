@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import math
 import random as _random
 import threading
@@ -34,6 +33,7 @@ from ._classify import failure_label, is_transient, server_hint
 from ._effects import get_effect
 from ._exceptions import RetryExhausted, RetryRefusedError, StoreError
 from ._identity import escape, is_async, name_of
+from ._log import WARNING, logger
 from .stores._base import rebuild
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-logger = logging.getLogger("retrysafe")
 
 _JITTERS = {
     True: "full",
@@ -597,7 +596,7 @@ class _Run:
         if TESTING.active:
             wait = 0.0
         event = RetryEvent(self.name, stats.attempts, error, result, wait, stats)
-        if logger.isEnabledFor(logging.WARNING):
+        if logger.isEnabledFor(WARNING):
             what = failure_label(error)
             logger.warning(
                 "retrysafe: %s attempt %d of %d failed (%s); retrying in %.2fs",
@@ -631,7 +630,7 @@ class _Run:
         sink = _COLLECT.get()
         if sink is not None:
             sink.append(self.stats)
-        if why is not None and logger.isEnabledFor(logging.WARNING):
+        if why is not None and logger.isEnabledFor(WARNING):
             logger.warning(
                 "retrysafe: %s not retried: %s (%s)",
                 self.name,

@@ -15,17 +15,16 @@ from __future__ import annotations
 import atexit
 import heapq
 import itertools
-import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 
 from ._exceptions import StoreError
+from ._log import logger
 
 __all__ = ["HORIZON", "pending", "settle_later", "wait_settled"]
 
-logger = logging.getLogger("retrysafe")
 
 #: Seconds a transition is retried before it is given up (its record then follows the
 #: expired-lease rule: a write's turns UNKNOWN, for a person or ``retrysafe records``).

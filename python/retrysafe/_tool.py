@@ -4,12 +4,9 @@ exports tool definitions for Anthropic, OpenAI and MCP."""
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import decimal
 import enum
 import functools
 import inspect
-import logging
 import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -23,9 +20,8 @@ from ._effects import Effect, effect, get_effect, has_tag, mcp_annotations
 from ._guard import LoopGuard, LoopStop, bound_arguments, current_guard
 from ._idempotent import KEY_PARAM, IdempotentTool, idempotent
 from ._identity import is_async, name_of
+from ._log import logger
 from ._retry import RetryConfig, with_retry
-
-logger = logging.getLogger("retrysafe")
 
 __all__ = ["ToolOutcome", "ToolRegistry", "ToolSpec", "default_registry", "json_schema", "tool"]
 
@@ -73,7 +69,10 @@ def _schema_of(tp: Any) -> dict[str, Any]:
             return {"type": "integer"}
         if issubclass(tp, float):
             return {"type": "number"}
-        import uuid  # schemas are built once per tool; keep it off `import retrysafe`
+        # Schemas are built once per tool: these stay off `import retrysafe`.
+        import datetime
+        import decimal
+        import uuid
 
         if issubclass(tp, (str, uuid.UUID)):
             return {"type": "string"}

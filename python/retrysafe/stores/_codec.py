@@ -4,17 +4,16 @@ reads as a miss, never as a wrong result."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Protocol
 
 import orjson
 
 from .._exceptions import CodecError
+from .._log import logger
 from ._base import MISS
 
 __all__ = ["HEADER", "Codec", "OrjsonSerializer", "Serializer"]
 
-logger = logging.getLogger("retrysafe")
 
 HEADER = b"rs1:"
 

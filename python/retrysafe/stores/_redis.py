@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio as _asyncio
-import logging
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -14,6 +13,7 @@ from typing import Any, ClassVar
 import anyio
 
 from .._exceptions import StoreError
+from .._log import logger
 from ._base import MISS, Key, rebuild
 from ._codec import Codec, Serializer
 from ._records import IN_PROGRESS, UNKNOWN, Claim, Cursor, RecordView
@@ -22,7 +22,6 @@ from ._urls import redact_url
 
 __all__ = ["RedisStore", "Serializer"]
 
-logger = logging.getLogger("retrysafe")
 
 # Safe to resend: the owner that already holds the lease gets it again.
 _ACQUIRE = """
