@@ -27,6 +27,8 @@ def main() -> None:
         extra = bench.get("extra_info", {})
         if "paired_ratio" in extra:
             target = f" (target <= {extra['target']})" if "target" in extra else ""
+            if "target_min" in extra:  # a throughput: higher is better
+                target = f" (target >= {extra['target_min']})"
             paired.append(f"  {bench['group']}: {extra['paired_ratio']:.3f}{target}")
             continue
         groups[bench["group"]][name] = bench["stats"]["median"]

@@ -92,18 +92,29 @@ async def _raw_redis(
     import redis.asyncio
     import redis.asyncio.cluster
 
+    # RedisStore's own limits: a pool of 192 connections and 64 commands in flight.
     if cluster:
-        client: Any = redis.asyncio.cluster.RedisCluster.from_url(url.replace("+cluster", ""))
+        client: Any = redis.asyncio.cluster.RedisCluster.from_url(
+            url.replace("+cluster", ""), max_connections=192
+        )
     else:
-        client = redis.asyncio.Redis.from_url(url, max_connections=None)
+        pool = redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=192, timeout=20)
+        client = redis.asyncio.Redis(connection_pool=pool)
+    gate = asyncio.Semaphore(64)
     prefix = f"raw-{uuid.uuid4().hex[:8]}"
     for i in range(100):
         await client.set(f"{prefix}:{{k{i}}}", b'{"v":"x"}')
     rounds = {"n": 0}
 
     async def fresh(key: str) -> None:
-        await client.set(key, b"in_progress", nx=True, px=30_000)
-        await client.set(key, b'{"v":"x"}', px=86_400_000)
+        async with gate:
+            await client.set(key, b"in_progress", nx=True, px=30_000)
+        async with gate:
+            await client.set(key, b'{"v":"x"}', px=86_400_000)
+
+    async def get(key: str) -> None:
+        async with gate:
+            await client.get(key)
 
     async def run(n_tasks: int, calls: int) -> None:
         rounds["n"] += 1
@@ -111,7 +122,7 @@ async def _raw_redis(
             tag = f"{prefix}:r{rounds['n']}-"
             await _spread(n_tasks, calls, lambda i: fresh(f"{tag}{{{i}}}"))
         else:
-            await _spread(n_tasks, calls, lambda i: client.get(f"{prefix}:{{k{i % 100}}}"))
+            await _spread(n_tasks, calls, lambda i: get(f"{prefix}:{{k{i % 100}}}"))
 
     return client, run
 
@@ -168,25 +179,27 @@ async def _paired(kind: str, url: str, op: str, n_tasks: int) -> list[float]:
         raw_client, raw = await _raw_postgres(url, op)
     else:
         raw_client, raw = await _raw_redis(url, op, cluster=kind == "cluster")
-    await _prime(ours, op)
-    await ours(n_tasks, 200)  # warm: connections, scripts, the event loop's clients
-    await raw(n_tasks, 200)
     ratios = []
-    for r in range(ROUNDS):
-        order = [(ours, "ours"), (raw, "raw")] if r % 2 == 0 else [(raw, "raw"), (ours, "ours")]
-        took = {}
-        for run, name in order:
-            start = time.perf_counter()
-            await run(n_tasks, CALLS)
-            took[name] = time.perf_counter() - start
-        ratios.append(took["raw"] / took["ours"])  # throughput: ours over raw
-    await store.aclose()
-    store.clear("")
-    store.close()
-    if kind == "postgres":
-        await raw.close()  # type: ignore[attr-defined]
-    else:
-        await raw_client.aclose()
+    try:
+        await _prime(ours, op)
+        await ours(n_tasks, 200)  # warm: connections, scripts, the event loop's clients
+        await raw(n_tasks, 200)
+        for r in range(ROUNDS):
+            pair = [(ours, "ours"), (raw, "raw")]
+            took = {}
+            for run, name in pair if r % 2 == 0 else pair[::-1]:
+                start = time.perf_counter()
+                await run(n_tasks, CALLS)
+                took[name] = time.perf_counter() - start
+            ratios.append(took["raw"] / took["ours"])  # throughput: ours over raw
+    finally:
+        await store.aclose()
+        store.clear("")
+        store.close()
+        if kind == "postgres":
+            await raw.close()  # type: ignore[attr-defined]
+        else:
+            await raw_client.aclose()
     return ratios
 
 
@@ -212,7 +225,7 @@ def test_throughput_one_process(
     benchmark.extra_info["paired_ratio"] = round(statistics.median(found), 3)
     benchmark.extra_info["tasks"] = n_tasks
     if kind == "redis" and n_tasks == 100:
-        benchmark.extra_info["target"] = 0.9 if op == "fresh" else 1.0
+        benchmark.extra_info["target_min"] = 0.9 if op == "fresh" else 1.0
 
 
 def _process(kind: str, url: str, op: str, n_tasks: int, out: Any) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from retrysafe import LoopGuard, LoopStop, cache_tool, records, session
+from retrysafe import LoopGuard, LoopStop, cache_tool, publish_outcomes, records, session, tool
 from retrysafe._records_cli import open_store
 
 from .test_records_cli import ROOT, Unknown, killed_mid_write
@@ -133,6 +133,15 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+def _after_submit(browser: Any) -> Any:
+    """The notice of the page a form's post redirected to (a click returns before the new
+    page may have loaded)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 20).until(lambda b: b.find_element(By.ID, "notice"))
+
+
 def test_an_unknown_charge_is_settled_through_the_page_and_replays(
     unknown: Unknown, console: Console, browser: Any, request: pytest.FixtureRequest
 ) -> None:
@@ -154,12 +163,28 @@ def test_an_unknown_charge_is_settled_through_the_page_and_replays(
 
     weather("Paris")
     weather("Oslo")
+
+    @tool.write(registry=None, store=unknown.store)
+    def ship(order: str) -> str:
+        """Ship an order."""
+        return order
+
+    with session("ops", tenant="acme"):
+        ship("o-1")
+        ship("o-1")  # replayed
+    publish_outcomes(unknown.store, every=3600).stop()  # one flush: this process's counts
     browser.get(f"{console.base}/?token={console.token}")  # then a cookie carries it
     assert browser.current_url.rstrip("/") == console.base
     row = browser.find_element(By.CSS_SELECTOR, f'tr.unknown[data-key="{unknown.key}"]')
     assert "charge" in row.text and "conversation=ops" in row.text and "#1" in row.text
     assert "cus_1" not in browser.page_source  # fingerprints and names, never arguments
     assert browser.find_element(By.ID, "plot").is_displayed()
+    titles = [
+        t.get_attribute("textContent")
+        for t in browser.find_elements(By.CSS_SELECTOR, "#plot title")
+    ]
+    assert any(t.endswith("replayed, 0h ago") for t in titles), titles
+    assert "outcomes the processes published" in browser.page_source
     stops = browser.find_element(By.ID, "stops").find_element(By.XPATH, "following-sibling::table")
     assert "lookup" in stops.text and "identical" in stops.text and "2 of 1" in stops.text
     assert "acct-7" not in browser.page_source
@@ -174,7 +199,7 @@ def test_an_unknown_charge_is_settled_through_the_page_and_replays(
 
     row.find_element(By.NAME, "result").send_keys('{"charge": "ch_by_hand"}')
     row.find_element(By.NAME, "apply").click()
-    notice = browser.find_element(By.ID, "notice").text
+    notice = _after_submit(browser).text
     assert unknown.key in notice and "UNKNOWN -> applied" in notice
     assert not browser.find_elements(By.CSS_SELECTOR, f'tr.unknown[data-key="{unknown.key}"]')
 
@@ -191,7 +216,7 @@ def test_not_applied_through_the_record_s_page_runs_the_next_call_once(
     browser.get(f"{console.base}/records/{unknown.key}")
     assert "UNKNOWN" in browser.page_source and unknown.key in browser.page_source
     browser.find_element(By.NAME, "not_applied").click()
-    assert "not applied" in browser.find_element(By.ID, "notice").text
+    assert "not applied" in _after_submit(browser).text
     assert {"charge": "ch_1"} == unknown.call() == unknown.call()
     assert ["cus_1"] == unknown.effects
 

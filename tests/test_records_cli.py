@@ -380,3 +380,49 @@ def test_cache_entries_are_counted_per_namespace(store: Store) -> None:
     assert {"weather": 1} == {
         k: v for k, v in records.cache_entries(store).items() if k == "weather"
     }
+
+
+def test_published_outcomes_add_up_per_hour(store: Store) -> None:
+    """A process's outcome counts reach the store by hour (one incr per outcome that moved),
+    and only what moved since the last flush: exactly the calls made in between."""
+    from retrysafe import session, tool
+    from retrysafe._outcomes import OutcomePublisher
+
+    @tool.write(registry=None, store=store)
+    def charge(order: str) -> str:
+        """Charge an order."""
+        return f"ch_{order}"
+
+    @tool.read(registry=None, store=store, cache_ttl=60)
+    def price(sku: str) -> int:
+        """A price."""
+        return 5
+
+    def summed() -> dict[str, int]:
+        total: dict[str, int] = {}
+        for row in records.outcomes_by_hour(store).values():
+            for outcome, n in row.items():
+                total[outcome] = total.get(outcome, 0) + n
+        return total
+
+    publisher = OutcomePublisher(store, every=3600)  # flushed by hand here
+    try:
+        publisher.flush()
+        before = summed()
+        with session("outcomes"):
+            charge("o-1")
+            charge("o-2")
+            charge("o-1")  # replayed
+            price("a")
+            price("a")  # cached
+        moved = publisher.flush()
+        assert {"executed": 3, "replayed": 1, "cached": 1} == moved
+        after = summed()
+        assert {
+            k: after.get(k, 0) - before.get(k, 0)
+            for k in after
+            if after.get(k, 0) != before.get(k, 0)
+        } == moved
+        assert {} == publisher.flush()  # nothing moved since
+    finally:
+        publisher.stop()

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from ._identity import Session, current_session, session
     from ._keys import IdempKey
     from ._native import canonical_json, fingerprint
+    from ._outcomes import publish_outcomes
     from ._retry import (
         Attempt,
         RetryBudget,
@@ -146,6 +147,7 @@ __all__ = [
     "is_transient",
     "mcp_annotations",
     "on_result",
+    "publish_outcomes",
     "retry",
     "retrying",
     "with_retry",
@@ -218,6 +220,7 @@ _WHERE: dict[str, str] = {
     "is_transient": "._classify",
     "mcp_annotations": "._effects",
     "on_result": "._retry",
+    "publish_outcomes": "._outcomes",
     "retry": "._retry",
     "retrying": "._retry",
     "with_retry": "._retry",

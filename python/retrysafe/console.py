@@ -232,14 +232,30 @@ def _rows(found: list[records.Record], token: str, now: float, settle: bool) -> 
 
 
 _COLOURS = {"completed": "#2e7d32", "unknown": "#c62828", "in_progress": "#f9a825"}
+_OUTCOME_COLOURS = {
+    "executed": "#2e7d32",
+    "cached": "#81c784",
+    "coalesced": "#1565c0",
+    "replayed": "#64b5f6",
+    "unknown": "#c62828",
+    "refused": "#6a1b9a",
+}
 
 
-def _plot(found: list[records.Record], now: float) -> str:
-    """Records by the hour of their first claim and their state: a stacked SVG bar chart of
-    the last day (the newest records only, at most :data:`PLOTTED`)."""
+def _plot(found: list[records.Record], published: dict[int, dict[str, int]], now: float) -> str:
+    """A stacked SVG bar chart of the last day by hour: the outcomes the swarm's processes
+    published (``retrysafe.publish_outcomes``), else the records by the hour of their first
+    claim and their state (the newest records only, at most :data:`PLOTTED`)."""
     hours = 24
     counts: Counter[tuple[int, str]] = Counter()
-    for made in found:
+    colours = _OUTCOME_COLOURS if published else _COLOURS
+    if published:
+        current = int(now // 3600)
+        for hour, row in published.items():
+            for outcome, n in row.items():
+                if 0 <= current - hour < hours:
+                    counts[(current - hour, outcome)] += n
+    for made in [] if published else found:
         if made.created and now - made.created < hours * 3600:
             counts[(int((now - made.created) // 3600), made.state)] += 1
     top = max([sum(n for (h, _), n in counts.items() if h == hour) for hour in range(hours)] + [1])
@@ -251,22 +267,28 @@ def _plot(found: list[records.Record], now: float) -> str:
     for hour in range(hours):
         x = width - (hour + 1) * bar
         y = height
-        for state in ("completed", "in_progress", "unknown"):
+        for state in colours:
             n = counts.get((hour, state), 0)
             if n:
                 h = max(1, round(n / top * (height - 10)))
                 y -= h
                 parts.append(
                     f'<rect x="{x + 2}" y="{y}" width="{bar - 4}" height="{h}" '
-                    f'fill="{_COLOURS[state]}"><title>{n} {state}, {hour}h ago</title></rect>'
+                    f'fill="{colours[state]}"><title>{n} {state}, {hour}h ago</title></rect>'
                 )
     parts.append(f'<text x="0" y="{height + 15}" font-size="11">24h ago</text>')
     parts.append(f'<text x="{width - 30}" y="{height + 15}" font-size="11">now</text></svg>')
     legend = " ".join(
         f'<span style="color:{colour}">■ {state.replace("_", " ")}</span>'
-        for state, colour in _COLOURS.items()
+        for state, colour in colours.items()
     )
-    return "".join(parts) + f'<p class="legend">{legend} (top: {top} per hour)</p>'
+    source = (
+        "outcomes the processes published"
+        if published
+        else "records by first claim (publish outcomes with retrysafe.publish_outcomes(store) "
+        "to see replays, coalesced calls and refusals)"
+    )
+    return "".join(parts) + f'<p class="legend">{legend} (top: {top} per hour; {source})</p>'
 
 
 _STYLE = """
@@ -346,8 +368,8 @@ def _render(store: Any, token: str, notice: str, guard_namespace: str) -> str:
         _rows(running, token, now, settle=False),
         f'<h2 id="completed">Completed, newest ({len(completed)})</h2>',
         _rows(completed, token, now, settle=False),
-        "<h2>Records per hour, by state</h2>",
-        _plot(recent, now),
+        '<h2 id="outcomes">Outcomes per hour</h2>',
+        _plot(recent, records.outcomes_by_hour(store), now),
         f'<h2 id="stops">Loop guard ({_e(guard_namespace)}): recent stops</h2>',
         _stops(records.guard_stops(store, guard_namespace, SHOWN), now),
         '<h2 id="caches">Cache entries per namespace</h2>',

@@ -52,6 +52,7 @@ __all__ = [
     "cache_entries",
     "guard_stops",
     "list",
+    "outcomes_by_hour",
     "purge",
     "record_key",
     "resolve",
@@ -207,6 +208,15 @@ def guard_stops(
     from ._guard import recent_stops
 
     return recent_stops(store, namespace, limit)
+
+
+def outcomes_by_hour(store: Store, hours: int = 24) -> dict[int, dict[str, int]]:
+    """What the swarm's processes published (``retrysafe.publish_outcomes``) over the last
+    ``hours`` hours: ``{epoch hour: {outcome: n}}`` with the outcomes executed, cached,
+    coalesced, replayed, unknown and refused."""
+    from ._outcomes import outcomes_by_hour as read
+
+    return read(store, hours)
 
 
 def cache_entries(store: Store, max_keys: int = 100_000) -> dict[str, int]:
