@@ -198,8 +198,10 @@ async def _paired(kind: str, url: str, op: str, n_tasks: int) -> list[float]:
         store.close()
         if kind == "postgres":
             await raw.close()  # type: ignore[attr-defined]
+        elif kind == "cluster":
+            await raw_client.aclose()  # a cluster client closes its nodes' pools
         else:
-            await raw_client.aclose()
+            await raw_client.aclose(close_connection_pool=True)  # the pool it was given too
     return ratios
 
 
@@ -215,7 +217,9 @@ def test_throughput_one_process(
     benchmark: Any, request: pytest.FixtureRequest, kind: str, op: str, n_tasks: int
 ) -> None:
     url = _url(kind, request)
-    benchmark.group = f"throughput {kind} {op}: retrysafe / raw client, one process"
+    benchmark.group = (
+        f"throughput {kind} {op}, {n_tasks} tasks: retrysafe / raw client, one process"
+    )
     found: list[float] = []
 
     def measure() -> None:

@@ -16,7 +16,7 @@ from .._exceptions import StoreError
 from .._log import logger
 from ._base import MISS, Key, rebuild
 from ._codec import Codec, Serializer
-from ._records import IN_PROGRESS, UNKNOWN, Claim, Cursor, RecordView
+from ._records import COMPLETED, IN_PROGRESS, UNKNOWN, Claim, Cursor, RecordView
 from ._sql import fence_nonce, forgotten_in_child
 from ._urls import redact_url
 
@@ -332,6 +332,10 @@ def _import_redis() -> Any:
     return redis
 
 
+#: Keys remembered as completed, per store (then forgotten all at once: a hint).
+_SEEN_MAX = 4096
+
+
 def _seconds(ms: Any) -> float | None:
     """A stored time in milliseconds as epoch seconds (None: not stored)."""
     return int(ms) / 1000 if ms else None
@@ -514,6 +518,8 @@ class RedisStore:
         self._given_async: Any = None
         #: Cluster: the startup nodes ((host, port)) clients of the other kind are built from.
         self._cluster: list[tuple[str, int]] | None = None
+        #: Record keys this process saw completed: their async replays read by HMGET.
+        self._seen: dict[Key, None] = {}
         #: Sentinel: (sentinels' (host, port), service name, sentinel kwargs) of a
         #: `Sentinel.master_for` client: its asyncio twin asks the same sentinels.
         self._sentinel: tuple[list[tuple[str, int]], str, dict[str, Any]] | None = None
@@ -1012,6 +1018,7 @@ class RedisStore:
         status = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
         fence = self._codec.fence(raw[1], self._record(key)) if len(raw) > 1 else 0
         if status == "completed":
+            self._saw_completed(key)
             return Claim(status, fence, self._codec.load_result(raw[2], self._record(key)))
         if status == "in_progress":
             return Claim(status, fence, lease_left=int(raw[2]) / 1000)
@@ -1295,10 +1302,48 @@ class RedisStore:
         checkpoint: bool = False,
         meta: str | None = None,
     ) -> Claim:
+        if key in self._seen:
+            replayed = await self._areplay(key, fingerprint)
+            if replayed is not None:
+                return replayed
         keys, args = self._claim_args(
             key, fingerprint, owner, lease, ttl, takeover, nonce, checkpoint, meta
         )
         return self._to_claim(key, await self._record_script("claim", keys, args))
+
+    async def _areplay(self, key: Key, fingerprint: str) -> Claim | None:
+        """The replay of a key this process saw completed: the record's fields read by one
+        HMGET (no script, no claim arguments), as ``aget`` reads a cache entry; None (the
+        claim script decides) when it is not that completed record any more, under trio,
+        or when the connection was lost (the claim resends)."""
+        found = self._loop_client()
+        if found is None:
+            return None
+        name = self._record(key)
+        try:
+            async with found.gate:
+                if found.limit is None:
+                    fields = await found.client.hmget(name, "state", "fp", "fence", "payload")
+                else:
+                    with anyio.fail_after(found.limit):
+                        fields = await found.client.hmget(name, "state", "fp", "fence", "payload")
+        except Exception as exc:
+            if not self._lost_connection(exc):
+                raise _failed(self, exc) from exc
+            return None
+        state, fp, fence, payload = fields
+        if state != b"completed" or fp is None or fp.decode() != fingerprint:
+            self._seen.pop(key, None)
+            return None
+        return Claim(
+            COMPLETED, self._codec.fence(fence, name), self._codec.load_result(payload, name)
+        )
+
+    def _saw_completed(self, key: Key) -> None:
+        seen = self._seen
+        if len(seen) >= _SEEN_MAX:
+            seen.clear()  # a hint, not a cache: forgotten all at once
+        seen[key] = None
 
     async def amark_started(self, key: Key, fence: int) -> bool:
         return bool(await self._record_script("mark_started", [self._record(key)], [fence]))
@@ -1308,7 +1353,10 @@ class RedisStore:
 
     async def acomplete(self, key: Key, fence: int, payload: Any, ttl: float) -> bool:
         args = [fence, self._dump(payload), _ms(ttl), self._channel(key)]
-        return bool(await self._record_script("complete", [self._record(key)], args))
+        done = bool(await self._record_script("complete", [self._record(key)], args))
+        if done:
+            self._saw_completed(key)
+        return done
 
     async def _record_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """A claim or completion: on the event loop's client, or where the node has replicas
