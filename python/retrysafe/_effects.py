@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 __all__ = [
@@ -135,20 +135,27 @@ def effect(*kinds: Effect | str) -> Callable[[F], F]:
     return decorate
 
 
-def get_tags(fn: Any) -> frozenset[str]:
-    """The custom tags of a function (and of the functions it wraps), beside its effect."""
-    found: frozenset[str] = frozenset()
+def _unwrapped(fn: Any) -> Iterator[Any]:
+    """``fn`` and what it wraps: ``functools.wraps`` chains (``__wrapped__``), bound
+    methods and partials (32 levels at most)."""
     seen = 0
     while fn is not None and seen < 32:
-        tags = getattr(fn, TAGS_ATTRIBUTE, None)
-        if isinstance(tags, frozenset):
-            found |= tags
+        yield fn
         fn = (
             getattr(fn, "__wrapped__", None)
             or getattr(fn, "__func__", None)
             or getattr(fn, "func", None)
         )
         seen += 1
+
+
+def get_tags(fn: Any) -> frozenset[str]:
+    """The custom tags of a function (and of the functions it wraps), beside its effect."""
+    found: frozenset[str] = frozenset()
+    for each in _unwrapped(fn):
+        tags = getattr(each, TAGS_ATTRIBUTE, None)
+        if isinstance(tags, frozenset):
+            found |= tags
     return found
 
 
@@ -163,17 +170,10 @@ def get_effect(fn: Any) -> Effect | None:
 
     Follows ``functools.wraps`` chains (``__wrapped__``), bound methods and partials.
     """
-    seen = 0
-    while fn is not None and seen < 32:
-        tag = getattr(fn, EFFECT_ATTRIBUTE, None)
+    for each in _unwrapped(fn):
+        tag = getattr(each, EFFECT_ATTRIBUTE, None)
         if isinstance(tag, Effect):
             return tag
-        fn = (
-            getattr(fn, "__wrapped__", None)
-            or getattr(fn, "__func__", None)
-            or getattr(fn, "func", None)
-        )
-        seen += 1
     return None
 
 

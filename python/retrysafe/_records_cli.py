@@ -180,7 +180,7 @@ def _show(store: Any, key: str, as_json: bool) -> int:
         ("key", seen.key),
         ("state", _state(seen.state)),
         ("tool", seen.tool or "-"),
-        ("identity", _identity(seen)),
+        ("identity", seen.identity()),
         ("claim", f"#{seen.claim} (fence {seen.fence})"),
         ("owner", seen.owner or "-"),
         ("created", _when(seen.created, now)),
@@ -212,19 +212,6 @@ _COLOURS = {"unknown": "31", "in_progress": "33", "completed": "32"}
 def _state(state: str) -> str:
     text = state.upper()
     return f"\x1b[{_COLOURS[state]}m{text}\x1b[0m" if _colour() and state in _COLOURS else text
-
-
-def _identity(seen: records.Record) -> str:
-    parts = [
-        f"{name}={value}"
-        for name, value in (
-            ("tenant", seen.tenant),
-            ("principal", seen.principal),
-            ("conversation", seen.conversation),
-        )
-        if value is not None
-    ]
-    return " ".join(parts) or "-"
 
 
 def _ago(seconds: float) -> str:
@@ -268,7 +255,7 @@ def _list(store: Any, args: argparse.Namespace) -> int:
             r.key,
             r.state.upper(),
             r.tool or "-",
-            _identity(r),
+            r.identity(),
             f"#{r.claim}",
             _ago(now - r.created) if r.created else "-",
             _ago(now - r.updated) if r.updated else "-",

@@ -174,19 +174,6 @@ def _ago(at: float | None, now: float) -> str:
     return f"{seconds:.0f}s ago"
 
 
-def _identity(made: records.Record) -> str:
-    parts = [
-        f"{name}={value}"
-        for name, value in (
-            ("tenant", made.tenant),
-            ("principal", made.principal),
-            ("conversation", made.conversation),
-        )
-        if value is not None
-    ]
-    return " ".join(parts) or "-"
-
-
 def _actions(made: records.Record, token: str) -> str:
     hidden = (
         f'<input type="hidden" name="token" value="{_e(token)}">'
@@ -214,7 +201,7 @@ def _rows(found: list[records.Record], token: str, now: float, settle: bool) -> 
         cells = [
             f'<a href="/records/{_e(made.key)}">{_e(made.key[:17])}…</a>',
             _e(made.tool or "-"),
-            _e(_identity(made)),
+            _e(made.identity()),
             f"#{made.claim}",
             _ago(made.created, now),
             _ago(made.updated, now),
@@ -384,7 +371,7 @@ def _record_detail(made: records.Record, token: str) -> str:
         ("key", made.key),
         ("state", made.state.upper()),
         ("tool", made.tool or "-"),
-        ("identity", _identity(made)),
+        ("identity", made.identity()),
         ("claim", f"#{made.claim} (fence {made.fence})"),
         ("owner", made.owner or "-"),
         ("created", _ago(made.created, now)),

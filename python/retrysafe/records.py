@@ -124,6 +124,19 @@ class Record:
             "result": self.result,
         }
 
+    def identity(self) -> str:
+        """``tenant=... principal=... conversation=...`` (the parts known), or ``-``."""
+        parts = [
+            f"{name}={value}"
+            for name, value in (
+                ("tenant", self.tenant),
+                ("principal", self.principal),
+                ("conversation", self.conversation),
+            )
+            if value is not None
+        ]
+        return " ".join(parts) or "-"
+
     @classmethod
     def of(cls, key: str, seen: RecordView) -> Record:
         """The operator's view of a stored record."""
