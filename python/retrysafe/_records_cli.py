@@ -189,6 +189,9 @@ def _show(store: Any, key: str, as_json: bool) -> int:
     ]
     if seen.lease_left is not None:
         rows.append(("lease", f"{seen.lease_left:.1f} s left" if seen.lease_left else "expired"))
+    if seen.not_before is not None:
+        left = seen.not_before - now
+        rows.append(("retry after", f"{left:.0f} s (the server asked: Retry-After)"))
     if seen.state == "completed":
         rows.append(("result", json.dumps(seen.result, default=str)))
     width = max(len(name) for name, _ in rows)

@@ -24,6 +24,7 @@ live is never settled by hand.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import re
 import time
@@ -104,6 +105,9 @@ class Record:
     created: float | None = None
     updated: float | None = None
     lease_left: float | None = None
+    #: Epoch seconds before which the server asked (429/503 with Retry-After) that the
+    #: call not be sent again (read by :func:`show`; None in listings, or when none).
+    not_before: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The record as JSON-ready values (``--json``)."""
@@ -121,6 +125,7 @@ class Record:
             "created": self.created,
             "updated": self.updated,
             "lease_left": self.lease_left,
+            "not_before": self.not_before,
             "result": self.result,
         }
 
@@ -209,7 +214,14 @@ def show(store: Store, key: str) -> Record | None:
     """The record under ``key`` (see :func:`record_key`), or None."""
     name = record_key(key)
     seen = store.record(name)
-    return None if seen is None else Record.of(name, seen)
+    if seen is None:
+        return None
+    made = Record.of(name, seen)
+    # The server's Retry-After for this call, as the tool stored it (wall-clock seconds).
+    until = store.get(name + ":not-before")
+    if isinstance(until, (int, float)) and not isinstance(until, bool) and until > time.time():
+        made = dataclasses.replace(made, not_before=float(until))
+    return made
 
 
 def guard_stops(
