@@ -317,6 +317,17 @@ def test_a_swarm_s_unknown_records_are_listed_exactly_and_settled(
             after = ["--after", got["next"]]
         assert 6 == len(seen) == len(set(seen))
 
+        # Filtered pages too: 2 at a time over the 5 records of tenant acme, each once.
+        acme: list[str] = []
+        after_acme: str | None = None
+        for _ in range(4):
+            got_acme = records.list(store, tenant="acme", limit=2, after=after_acme)
+            acme += [r.key for r in got_acme.records]
+            after_acme = got_acme.next
+            if after_acme is None:
+                break
+        assert 5 == len(acme) == len(set(acme))
+
         by_tenant = json.loads(cli(url, prefix, "--json", "list", "--tenant", "globex").stdout)
         assert ["completed"] == [r["state"] for r in by_tenant["records"]]
         refunds = records.list(store, tool=by_tenant["records"][0]["tool"])

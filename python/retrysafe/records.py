@@ -320,6 +320,8 @@ def list(  # records.list: the module's verb (builtins.list is named so within)
                 found.append(made)
                 if len(found) == limit:
                     break
+        if len(found) == limit:
+            break  # the page is full: the rest, if any, come after its cursor
         if len(views) < batch:
             return Page(found, None, scanned)
     assert cursor is not None
