@@ -35,8 +35,19 @@ COOKIE = "retrysafe_console"
 #: How many records of each state the page shows, and the plot counts (newest first).
 SHOWN = 50
 PLOTTED = 1000
-#: How many cache keys the page counts by namespace.
+#: How many cache keys the page counts by namespace, and how long a count is reused (a
+#: count scans the store's keys: on Redis, every key of the database).
 CACHE_KEYS = 100_000
+CACHE_COUNT_EVERY = 60.0
+_COUNTED: dict[int, tuple[float, dict[str, int]]] = {}
+
+
+def _cache_counts(store: Any) -> dict[str, int]:
+    at, counts = _COUNTED.get(id(store), (0.0, {}))
+    if time.monotonic() - at > CACHE_COUNT_EVERY:
+        counts = records.cache_entries(store, CACHE_KEYS)
+        _COUNTED[id(store)] = (time.monotonic(), counts)
+    return counts
 
 
 def make_app(
@@ -327,8 +338,9 @@ def _caches(counts: dict[str, int]) -> str:
     )
     return (
         f"<table><tr><th>namespace</th><th>live entries</th></tr>{rows}</table>"
-        f'<p class="none">Counted over at most {CACHE_KEYS:,} keys. Hits and misses are each '
-        "process's own: <code>fn.cache.stats()</code>, or the retrysafe.cache metrics.</p>"
+        f'<p class="none">Counted over at most {CACHE_KEYS:,} keys, once a minute. Hits and '
+        "misses are each process's own: <code>fn.cache.stats()</code>, or the retrysafe.cache "
+        "metrics.</p>"
     )
 
 
@@ -360,7 +372,7 @@ def _render(store: Any, token: str, notice: str, guard_namespace: str) -> str:
         f'<h2 id="stops">Loop guard ({_e(guard_namespace)}): recent stops</h2>',
         _stops(records.guard_stops(store, guard_namespace, SHOWN), now),
         '<h2 id="caches">Cache entries per namespace</h2>',
-        _caches(records.cache_entries(store, CACHE_KEYS)),
+        _caches(_cache_counts(store)),
     ]
     return _page("records", "".join(body))
 

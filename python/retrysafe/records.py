@@ -291,9 +291,11 @@ def list(  # records.list: the module's verb (builtins.list is named so within)
 ) -> Page:
     """Records newest first (by first claim): ``state`` one of :data:`STATES`; ``tool``,
     ``tenant``, ``principal``, ``conversation`` as the claim named them; ``older_than`` /
-    ``newer_than`` seconds of age; ``after`` the ``next`` of the page before. The state and
-    age are read from the store's index (a page of a million records costs what a page of
-    ten does); the other filters read on through at most ``max_scan`` records per page."""
+    ``newer_than`` seconds of age; ``after`` the ``next`` of the page before. Age and state
+    are read from the store's indexes (a page of a million records costs what a page of ten
+    does; on Redis only UNKNOWN has an index of its own, other states are filtered as the
+    pages are read); the other filters read on through at most ``max_scan`` records per
+    page."""
     if state is not None and state not in STATES:
         raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
