@@ -19,7 +19,7 @@ from retrysafe.stores import MemoryStore
 PUBLIC = sorted(
     (
         value
-        for value in vars(retrysafe).values()
+        for value in (getattr(retrysafe, name) for name in retrysafe.__all__)
         if inspect.isclass(value) and issubclass(value, RetrysafeError)
     ),
     key=lambda cls: cls.__name__,
