@@ -267,6 +267,10 @@ def test_a_swarm_s_unknown_records_are_listed_exactly_and_settled(
     it off the list; ``purge --completed --dry-run`` changes nothing."""
     url, prefix = where
     killed_mid_write(url, prefix, tmp_path, "cus_a", "cus_b", "cus_c")
+    dropped = cli(url, prefix, "purge", "--cache", "nothing.here", "--dry-run")
+    assert (
+        0 == dropped.returncode and "would drop 0 entries of cache nothing.here" in dropped.stdout
+    )
     store = open_store(url, prefix)
     try:
         effects: list[str] = []
@@ -364,6 +368,7 @@ def test_a_bad_listing_is_a_usage_error(where: tuple[str, str]) -> None:
         (["list", "--older-than", "soon"], "not an age"),
         (["list", "--after", "nowhere"], "not a cursor"),
         (["purge", "--tool", "x"], "add --completed"),
+        (["purge", "--cache", "x", "--completed"], "a cache alone"),
     ):
         done = cli(url, prefix, *args)
         assert 2 == done.returncode and said in done.stderr, (args, done.stderr)
@@ -387,7 +392,19 @@ def test_cache_entries_are_counted_per_namespace(store: Store) -> None:
     weather("a")
     counts = records.cache_entries(store)
     assert [3, 1] == list(counts.values())
-    assert list(counts)[1] == "weather" and "geo" in next(iter(counts))
+    assert ["geo:lookup", "weather"] == list(counts)  # as named, though stored escaped
+    assert 3 == records.drop_cache(store, "geo:lookup", dry_run=True)
+    assert counts == records.cache_entries(store)  # a dry run drops nothing
+    assert 3 <= records.drop_cache(store, "geo:lookup")  # (a shared store's leases too)
+    assert {"weather": 1} == records.cache_entries(store)
+    calls: list[str] = []
+
+    @cache_tool(store=store, namespace="weather")
+    def weather_again(city: str) -> str:
+        calls.append(city)
+        return "sunny"
+
+    assert "sunny" == weather_again("a") and [] == calls  # the other cache is untouched
     assert {"weather": 1} == {
         k: v for k, v in records.cache_entries(store).items() if k == "weather"
     }

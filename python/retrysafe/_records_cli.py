@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
         "ones too. UNKNOWN and running records are never purged: resolve them",
     )
     purge.add_argument("--completed", action="store_true", help="also purge COMPLETED records")
+    purge.add_argument(
+        "--cache",
+        metavar="NAMESPACE",
+        help="drop a cache's entries instead (its namespace, as the console lists it)",
+    )
     purge.add_argument("--tool", help="with --completed: only this tool's")
     purge.add_argument("--older-than", type=_duration, metavar="AGE", help="with --completed")
     purge.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
@@ -279,6 +284,17 @@ def _list(store: Any, args: argparse.Namespace) -> int:
 
 
 def _purge(store: Any, args: argparse.Namespace) -> int:
+    if args.cache is not None:
+        if args.completed or args.tool or args.older_than is not None:
+            print("retrysafe records: --cache drops a cache alone: no --completed", file=sys.stderr)
+            return 2
+        n = records.drop_cache(store, args.cache, dry_run=args.dry_run)
+        if args.json:
+            print(json.dumps({"cache": args.cache, "entries": n, "dry_run": args.dry_run}))
+        else:
+            verb = "would drop" if args.dry_run else "dropped"
+            print(f"{verb} {n} entr{'y' if n == 1 else 'ies'} of cache {args.cache}")
+        return 0
     if (args.tool or args.older_than is not None) and not args.completed:
         print(
             "retrysafe records: --tool and --older-than choose COMPLETED records: add --completed",

@@ -51,6 +51,7 @@ __all__ = [
     "Record",
     "SettleRefusedError",
     "cache_entries",
+    "drop_cache",
     "guard_stops",
     "list",
     "outcomes_by_hour",
@@ -244,16 +245,33 @@ def outcomes_by_hour(store: Store, hours: int = 24) -> dict[int, dict[str, int]]
     return read(store, hours)
 
 
+def drop_cache(store: Store, namespace: str, *, dry_run: bool = False) -> int:
+    """Drop every entry of the cache ``namespace`` (a ``cache_tool``'s ``namespace=``, by
+    default its function's module and qualified name) from ``store``, every caller's;
+    returns how many (with ``dry_run``, how many would go, at most 100,000 counted). The
+    next calls run and fill it again. Records are never touched."""
+    from ._identity import escape
+
+    prefix = f"cache:{escape(namespace, 'a cache namespace')}:"
+    if dry_run:
+        lister = getattr(store, "keys", None)
+        if lister is None:
+            raise ValueError(f"{type(store).__name__} cannot list its keys")
+        return len(lister(prefix, 100_000))
+    return int(store.clear(prefix))
+
+
 def cache_entries(store: Store, max_keys: int = 100_000) -> dict[str, int]:
-    """Live cache entries on ``store`` by cache namespace (escaped, as keys hold it), most
+    """Live cache entries on ``store`` by cache namespace (as ``cache_tool`` named it), most
     first, counting at most ``max_keys`` keys. Hits and misses are each process's own:
     ``fn.cache.stats()``."""
+    from urllib.parse import unquote  # the inverse of the keys' %XX escaping
     lister = getattr(store, "keys", None)
     if lister is None:
         raise ValueError(f"{type(store).__name__} cannot list its keys")
     counts: dict[str, int] = {}
     for key in lister("cache:", max_keys):
-        namespace = key.split(":", 2)[1] if key.count(":") >= 2 else key
+        namespace = unquote(key.split(":", 2)[1]) if key.count(":") >= 2 else key
         counts[namespace] = counts.get(namespace, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
