@@ -14,14 +14,20 @@ WARNING = 30
 
 class _Logger:
     """Stands for ``logging.getLogger("retrysafe")``: every attribute is the real logger's,
-    which is looked up at first use."""
+    which is looked up once, at first use."""
 
-    __slots__ = ()
+    __slots__ = ("_real",)
+
+    def __init__(self) -> None:
+        self._real: Any = None
 
     def __getattr__(self, name: str) -> Any:
-        import logging
+        real = self._real
+        if real is None:
+            import logging
 
-        return getattr(logging.getLogger("retrysafe"), name)
+            real = self._real = logging.getLogger("retrysafe")
+        return getattr(real, name)
 
     def __repr__(self) -> str:
         return "<the 'retrysafe' logger>"
