@@ -123,9 +123,10 @@ def test_activities_charge_once_under_kills_and_retries(
     print(kind, report, f"{time.monotonic() - started:.1f} s")
     check_once(tmp_path, outcomes)
     attempts = _attempts(tmp_path)
-    # Never retried into exhaustion (6 attempts): a first attempt may also have died as a
-    # sibling of another unit's kill, then its own kill, then the UNKNOWN ended it.
-    assert all(attempts[u] <= 3 for u in KILLED), attempts
+    # Never retried into exhaustion (6 attempts): an attempt may die as a sibling of any of
+    # the other 7 units' kills (a fresh clone's run saw one twice: 4 attempts), then its
+    # own kill, then the UNKNOWN ends it; the bound that holds is the exhaustion one.
+    assert all(attempts[u] < 6 for u in KILLED), attempts
     # Siblings killed mid-flight before their checkpoint were taken over and charged: only
     # the (rare) ones caught between their checkpoint and their charge end uncharged.
     assert len(report["never_charged"]) <= 2, report
