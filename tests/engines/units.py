@@ -4,8 +4,10 @@
 side effect, ``O_APPEND``). Units 0-7: the worker is SIGKILLed right after the charge,
 inside the tool (its record cannot complete: the retry must not charge again; the unit ends
 UNKNOWN, as a non-retryable failure naming its key). Units 8-15: a transient error right
-after the tool returned (the engine retries the unit; the retry replays the charge). Each
-fault happens on a unit's first attempt only (a marker file says it happened).
+after the tool returned (the engine retries the unit; the retry replays the charge). Units
+16-17, where a test sets ``ENGINE_PRE_KILL``: the worker is SIGKILLed inside the tool
+before its checkpoint (nothing can have been charged: the retry takes the record over and
+charges). Each fault happens on a unit's first attempt only (a marker file says it happened).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 UNITS = 40
 KILLED = range(0, 8)
 TRANSIENT = range(8, 16)
+PRE_KILLED = range(16, 18)
 
 
 class Transient(ConnectionError):
@@ -45,11 +48,16 @@ def note(directory: str, name: str, line: str) -> None:
 def charge_body(directory: str, unit: int, checkpoint: bool = False) -> str:
     """The side effect, then the kill for units 0-7 (first attempt). ``checkpoint``: inside
     an ``@idempotent(checkpoint=True)`` tool, mark the start first (a worker killed before it
-    leaves a record the retry takes over)."""
+    leaves a record the retry takes over: units 16-17 under ``ENGINE_PRE_KILL``)."""
     if checkpoint:
         from retrysafe import side_effect_started
 
+        if unit in PRE_KILLED and os.environ.get("ENGINE_PRE_KILL") and _once(
+            directory, "pre-killed", unit
+        ):
+            os.kill(os.getpid(), signal.SIGKILL)
         side_effect_started()
+        note(directory, "checkpoints", str(unit))  # the start is recorded in the store
     note(directory, "ledger", str(unit))
     if unit in KILLED and not os.environ.get("ENGINE_NO_KILL") and _once(directory, "killed", unit):
         os.kill(os.getpid(), signal.SIGKILL)
