@@ -10,6 +10,7 @@ its next checkpoint that it may have been cut off, before it acts.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -67,12 +68,19 @@ def start_heartbeat(
 
 
 async def heartbeat(
-    renew: Callable[[], Awaitable[bool]], every: float, held: Held | None = None
+    renew: Callable[[], Awaitable[bool]],
+    every: float,
+    held: Held | None = None,
+    *,
+    first: float | None = None,
 ) -> bool:
     """The async form: run it in a task group and cancel it when the work is done. Returns
-    False when the lease was lost (``held.lost``)."""
+    False when the lease was lost (``held.lost``). ``first``: seconds before the first
+    renewal (``every`` by default)."""
+    wait = every if first is None else first
     while True:
-        await anyio.sleep(every)
+        await anyio.sleep(wait)
+        wait = every
         began = time.monotonic()
         try:
             kept = await renew()
@@ -94,10 +102,50 @@ async def run_with_heartbeat(
     lost: Callable[[], BaseException] | None = None,
 ) -> T:
     """Await ``work()`` while a heartbeat renews the lease. The work's exception is re-raised
-    as itself, outside the task group (trio would wrap it in an ExceptionGroup); cancellation
-    propagates as usual. With ``lost``: once the store says the lease is lost, the work is
-    cancelled at its next checkpoint and ``lost()`` is raised instead (a fenced-out holder
-    stops, rather than acting for a record that is no longer its own)."""
+    as itself (trio would wrap it in an ExceptionGroup); cancellation propagates as usual.
+    With ``lost``: once the store says the lease is lost, the work is cancelled at its next
+    checkpoint and ``lost()`` is raised instead (a fenced-out holder stops, rather than
+    acting for a record that is no longer its own).
+
+    On asyncio the heartbeat is a timer until its first renewal is due (``every``: a third
+    of the lease), and a task only from then on: most work ends long before, and a timer
+    costs a fraction of a task group's task and its cancellation. Under trio (and any
+    other backend) a task group runs it."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # trio: no asyncio loop runs this task
+        return await _with_task_group(work, renew, every, held, lost)
+    scope = anyio.CancelScope()
+    beating: list[asyncio.Task[None]] = []
+
+    async def beat() -> None:
+        if not await heartbeat(renew, every, held, first=0) and lost is not None:
+            scope.cancel()
+
+    def start() -> None:
+        beating.append(loop.create_task(beat()))
+
+    due = loop.call_later(every, start)
+    try:
+        with scope:
+            return await work()
+    finally:
+        due.cancel()
+        for task in beating:
+            task.cancel()
+    # Here only when the scope caught its own cancellation, which only a lost lease asks for
+    # (and only given ``lost``).
+    assert lost is not None
+    raise lost()
+
+
+async def _with_task_group(
+    work: Callable[[], Awaitable[T]],
+    renew: Callable[[], Awaitable[bool]],
+    every: float,
+    held: Held | None,
+    lost: Callable[[], BaseException] | None,
+) -> T:
     value: T | None = None
     error: BaseException | None = None
     finished = False
