@@ -266,6 +266,7 @@ def cache_entries(store: Store, max_keys: int = 100_000) -> dict[str, int]:
     first, counting at most ``max_keys`` keys. Hits and misses are each process's own:
     ``fn.cache.stats()``."""
     from urllib.parse import unquote  # the inverse of the keys' %XX escaping
+
     lister = getattr(store, "keys", None)
     if lister is None:
         raise ValueError(f"{type(store).__name__} cannot list its keys")

@@ -76,7 +76,9 @@ def _run(
                 for n, worker in enumerate(workers):  # a killed worker is restarted
                     if worker.poll() is not None:
                         restarts[0] += 1
-                        assert restarts[0] <= 3 * (len(KILLED) + len(PRE_KILLED)), "workers keep dying: workers.log"
+                        assert restarts[0] <= 3 * (len(KILLED) + len(PRE_KILLED)), (
+                            "workers keep dying: workers.log"
+                        )
                         workers[n] = start()
                 await asyncio.wait([waiting], timeout=1.0)
                 if not waiting.done():

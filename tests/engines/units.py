@@ -52,8 +52,10 @@ def charge_body(directory: str, unit: int, checkpoint: bool = False) -> str:
     if checkpoint:
         from retrysafe import side_effect_started
 
-        if unit in PRE_KILLED and os.environ.get("ENGINE_PRE_KILL") and _once(
-            directory, "pre-killed", unit
+        if (
+            unit in PRE_KILLED
+            and os.environ.get("ENGINE_PRE_KILL")
+            and _once(directory, "pre-killed", unit)
         ):
             os.kill(os.getpid(), signal.SIGKILL)
         side_effect_started()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio as _asyncio
+import contextvars
+import hashlib
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -276,6 +278,8 @@ _SCRIPTS = {
     "resolve": _RESOLVE,
     "unindex": _UNINDEX,
 }
+#: The scripts' SHA1 digests, as EVALSHA names them (what ``register_script`` computes).
+_SHAS = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in _SCRIPTS.items()}
 
 # Connection settings carried from one client to a client of the other kind.
 _PORTABLE = (
@@ -307,13 +311,117 @@ def _glob_literal(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+class _Batcher:
+    """Commands of concurrent tasks on one event loop, sent together while others are in
+    flight. A command sent while none is in flight goes out at once, as it would without
+    batching (one task alone pays nothing). Sent while one is, it is queued: the first one
+    queued schedules a flush for the loop's next turn, which sends every command queued by
+    then in one pipeline (``transaction=False``: each command stays its own, and each
+    script its own atomic step) and hands each caller its own reply or error. A reply that
+    is an error fails its caller only; a broken connection fails the batch's callers, and
+    each resends on its own (``RedisStore._run``). A caller cancelled before its flush is
+    never sent. Several flushes may be in flight at once, each on its own connection; past
+    ``_MAX`` commands queued, a second flush takes the rest.
+
+    Auto-pipelining, as ioredis and the Go clients do it: concurrent tasks share round
+    trips, and the loop wakes once per batch, not once per reply."""
+
+    _MAX = 256
+
+    __slots__ = ("_busy", "_client", "_flushing", "_gate", "_limit", "_loop", "_queued")
+
+    def __init__(self, client: Any, gate: _asyncio.Semaphore, limit: float | None) -> None:
+        self._client = client
+        self._gate = gate
+        self._limit = limit  # seconds one send may take (None: the client keeps its own)
+        self._loop = _asyncio.get_running_loop()
+        self._queued: list[tuple[tuple[Any, ...], _asyncio.Future[Any]]] = []
+        self._busy = 0  # commands and flushes in flight
+        self._flushing: set[_asyncio.Task[None]] = set()  # (the loop holds tasks weakly)
+
+    async def run(self, command: tuple[Any, ...]) -> Any:
+        """``command``'s reply (raises what the command raised)."""
+        if self._busy or self._queued:
+            future = self._loop.create_future()
+            queued = self._queued
+            queued.append((command, future))
+            if len(queued) == 1:
+                self._schedule()
+            return await future
+        self._busy += 1
+        try:
+            async with self._gate:
+                if self._limit is None:
+                    return await self._client.execute_command(*command)
+                with anyio.fail_after(self._limit):
+                    return await self._client.execute_command(*command)
+        finally:
+            self._busy -= 1
+
+    def _schedule(self) -> None:
+        """A flush at the loop's next turn, in a context of its own: it serves many callers
+        (no caller's context variables, a trace's span among them, reach it)."""
+        task = contextvars.Context().run(self._loop.create_task, self._flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], _asyncio.Future[Any]]]) -> list[Any]:
+        if len(batch) == 1:
+            return [await self._client.execute_command(*batch[0][0])]
+        # (A cluster's pipeline sends each node its part, concurrently.)
+        pipe = self._client.pipeline(transaction=False)
+        for command, _ in batch:
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _flush(self) -> None:
+        queued = self._queued
+        batch = [(c, f) for c, f in queued[: self._MAX] if not f.done()]
+        del queued[: self._MAX]
+        if queued:
+            self._schedule()
+        if not batch:
+            return
+        self._busy += 1
+        try:
+            async with self._gate:
+                if self._limit is None:
+                    replies = await self._send(batch)
+                else:
+                    with anyio.fail_after(self._limit):
+                        replies = await self._send(batch)
+        except BaseException as exc:  # the batch failed as a whole: every caller hears it
+            for _, future in batch:
+                if not future.done():
+                    if isinstance(exc, _asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            self._busy -= 1
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if not future.done():
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+
+
 @dataclass
 class _LoopClient:
     client: Any
     scripts: dict[str, Any]
     gate: _asyncio.Semaphore
+    #: Reads of concurrent tasks, sent together (a cluster's pipeline splits them by node).
+    reads: _Batcher
     #: Seconds a command may take, kept by the store (None: the client keeps it, or none).
     limit: float | None = None
+    #: All commands of concurrent tasks, sent together: one server only (a cluster client's
+    #: pipeline resends commands a node redirected, which only reads may be).
+    batch: _Batcher | None = None
 
 
 def _import_redis() -> Any:
@@ -827,11 +935,16 @@ class RedisStore:
                     )
                     client = client or self._build_async()
                     scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
+                    gate = _asyncio.Semaphore(self._ASYNC_COMMANDS)
+                    limit = self._command_timeout if self._cluster is not None else None
+                    reads = _Batcher(client, gate, limit)
                     found = _LoopClient(
                         client,
                         scripts,
-                        _asyncio.Semaphore(self._ASYNC_COMMANDS),
-                        self._command_timeout if self._cluster is not None else None,
+                        gate,
+                        reads,
+                        limit,
+                        reads if self._cluster is None else None,
                     )
                     self._async[id(loop)] = found
                     weakref.finalize(loop, self._async.pop, id(loop), None)
@@ -849,12 +962,21 @@ class RedisStore:
         async_call: Callable[[Any, dict[str, Any]], Any],
         *,
         resend: bool = True,
+        command: tuple[Any, ...] | None = None,
     ) -> Any:
+        """One operation: ``sync_call`` in a worker thread under trio; on asyncio
+        ``command`` (a raw command: its reply unparsed) in the loop's batch on one server,
+        else ``async_call(client, scripts)``; a lost connection resent once."""
         for attempt in (1, 2):
             found = self._loop_client()
             try:
                 if found is None:  # trio: the sync client in a worker thread, left on cancel
                     return await anyio.to_thread.run_sync(sync_call, abandon_on_cancel=True)
+                if command is not None and found.batch is not None:
+                    try:
+                        return await found.batch.run(command)
+                    except self._redis.exceptions.NoScriptError:
+                        pass  # (a server that lost its scripts) the script's call loads it
                 async with found.gate:
                     if found.limit is None:
                         return await async_call(found.client, found.scripts)
@@ -1321,12 +1443,7 @@ class RedisStore:
             return None
         name = self._record(key)
         try:
-            async with found.gate:
-                if found.limit is None:
-                    fields = await found.client.hmget(name, "state", "fp", "fence", "payload")
-                else:
-                    with anyio.fail_after(found.limit):
-                        fields = await found.client.hmget(name, "state", "fp", "fence", "payload")
+            fields = await found.reads.run(("HMGET", name, "state", "fp", "fence", "payload"))
         except Exception as exc:
             if not self._lost_connection(exc):
                 raise _failed(self, exc) from exc
@@ -1424,12 +1541,7 @@ class RedisStore:
             if found is None:
                 data = await anyio.to_thread.run_sync(self._sync.get, full, abandon_on_cancel=True)
             else:
-                async with found.gate:
-                    if found.limit is None:
-                        data = await found.client.get(full)
-                    else:
-                        with anyio.fail_after(found.limit):
-                            data = await found.client.get(full)
+                data = await found.reads.run(("GET", full))
         except Exception as exc:
             if not self._lost_connection(exc):
                 raise _failed(self, exc) from exc
@@ -1441,7 +1553,9 @@ class RedisStore:
         full = self._key(key)
         px = _ms(ttl) or None
         await self._run(
-            lambda: self._sync.set(full, data, px=px), lambda c, s: c.set(full, data, px=px)
+            lambda: self._sync.set(full, data, px=px),
+            lambda c, s: c.set(full, data, px=px),
+            command=("SET", full, data, "PX", px) if px else ("SET", full, data),
         )
 
     async def adelete(self, key: Key) -> bool:
@@ -1459,6 +1573,7 @@ class RedisStore:
             lambda: sync_script(keys=keys, args=args),
             lambda c, s: s[name](keys=keys, args=args),
             resend=resend,
+            command=("EVALSHA", _SHAS[name], len(keys), *keys, *args),
         )
 
     async def aincr(self, key: Key, amount: float, ttl: float | None) -> float:
