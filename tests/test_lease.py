@@ -107,3 +107,19 @@ async def test_the_works_error_and_an_outer_cancel_pass_through() -> None:
     with anyio.move_on_after(0.12) as scope:
         await run_with_heartbeat(forever, renew, 0.05, Held(0.15), Lost)
     assert scope.cancelled_caught  # the caller's own cancellation, not a lost lease
+
+
+async def test_a_heartbeat_that_breaks_fails_the_call() -> None:
+    """An error of the renewal that is not the store's (a bug) cancels the work and reaches
+    the caller, as a task group would make it, never a log line at garbage collection."""
+
+    async def renew() -> bool:
+        raise ZeroDivisionError("a bug in the renewal")
+
+    async def work() -> str:
+        await anyio.sleep(5)
+        return "late"
+
+    with anyio.fail_after(2):
+        with pytest.raises(ZeroDivisionError):
+            await run_with_heartbeat(work, renew, 0.05, Held(0.15), Lost)

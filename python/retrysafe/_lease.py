@@ -117,9 +117,16 @@ async def run_with_heartbeat(
         return await _with_task_group(work, renew, every, held, lost)
     scope = anyio.CancelScope()
     beating: list[asyncio.Task[None]] = []
+    failed: list[Exception] = []
 
     async def beat() -> None:
-        if not await heartbeat(renew, every, held, first=0) and lost is not None:
+        try:
+            kept = await heartbeat(renew, every, held, first=0)
+        except Exception as exc:  # not the store's failure (the heartbeat rides those out)
+            failed.append(exc)  # raised to the caller, as a task group would
+            scope.cancel()
+            return
+        if not kept and lost is not None:
             scope.cancel()
 
     def start() -> None:
@@ -133,8 +140,10 @@ async def run_with_heartbeat(
         due.cancel()
         for task in beating:
             task.cancel()
-    # Here only when the scope caught its own cancellation, which only a lost lease asks for
-    # (and only given ``lost``).
+    # Here only when the scope caught its own cancellation, which only the heartbeat asks for:
+    # it failed, or the lease was lost (and only given ``lost``).
+    if failed:
+        raise failed[0]
     assert lost is not None
     raise lost()
 
@@ -148,10 +157,17 @@ async def _with_task_group(
 ) -> T:
     value: T | None = None
     error: BaseException | None = None
+    failed: list[Exception] = []
     finished = False
 
     async def beat() -> None:
-        if not await heartbeat(renew, every, held) and lost is not None:
+        try:
+            kept = await heartbeat(renew, every, held)
+        except Exception as exc:  # as on asyncio: raised as itself, not in an ExceptionGroup
+            failed.append(exc)
+            tg.cancel_scope.cancel()
+            return
+        if not kept and lost is not None:
             tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
@@ -165,6 +181,8 @@ async def _with_task_group(
             tg.cancel_scope.cancel()
     if error is not None:
         raise error
+    if failed and not finished:
+        raise failed[0]
     if not finished and lost is not None:
         raise lost()
     return value  # type: ignore[return-value]
