@@ -45,3 +45,19 @@ def test_import_retrysafe_loads_only_what_is_used() -> None:
     assert "True False" == lines[1]
     assert "has no attribute 'nothing_here'" in lines[2]
     assert "RedisStore" == lines[3]  # a subpackage, as an attribute
+
+
+def test_the_core_does_not_load_asyncio_or_logging() -> None:
+    """The core's names (a program's usual import) load neither asyncio nor logging: asyncio
+    alone is ~38 ms on 3.12 (ssl, subprocess, concurrent.futures). A regression of this
+    session's lease timer, which imported it to find a running loop."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from retrysafe import tool, session, idempotent, cache_tool, LoopGuard, RetryConfig\n"
+        "print(sorted(m for m in ('asyncio', 'logging', 'ssl') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "[]" == done.stdout.strip(), done.stdout

@@ -10,12 +10,12 @@ its next checkpoint that it may have been cut off, before it acts.
 
 from __future__ import annotations
 
-import asyncio
 import math
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -111,12 +111,15 @@ async def run_with_heartbeat(
     of the lease), and a task only from then on: most work ends long before, and a timer
     costs a fraction of a task group's task and its cancellation. Under trio (and any
     other backend) a task group runs it."""
+    # (asyncio is not imported for this: ``import retrysafe`` does not load it, and a loop
+    # can only be running once something else has.)
+    asyncio = sys.modules.get("asyncio")
     try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # trio: no asyncio loop runs this task
+        loop = asyncio.get_running_loop()  # type: ignore[union-attr]
+    except (AttributeError, RuntimeError):  # trio: no asyncio loop runs this task
         return await _with_task_group(work, renew, every, held, lost)
     scope = anyio.CancelScope()
-    beating: list[asyncio.Task[None]] = []
+    beating: list[Any] = []  # the heartbeat's task, once started
     failed: list[Exception] = []
 
     async def beat() -> None:
