@@ -328,23 +328,42 @@ class _Batcher:
 
     _MAX = 256
 
-    __slots__ = ("_busy", "_client", "_flushing", "_gate", "_limit", "_loop", "_queued")
+    __slots__ = (
+        "_busy",
+        "_client",
+        "_flushing",
+        "_gate",
+        "_limit",
+        "_loop",
+        "_queued",
+        "_replicated",
+    )
 
-    def __init__(self, client: Any, gate: _asyncio.Semaphore, limit: float | None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        gate: _asyncio.Semaphore,
+        limit: float | None,
+        replicated: Callable[[Any], None] | None = None,
+    ) -> None:
         self._client = client
         self._gate = gate
         self._limit = limit  # seconds one send may take (None: the client keeps its own)
+        #: Told the reply of the WAIT that ends a batch of writes that asked for one.
+        self._replicated = replicated
         self._loop = _asyncio.get_running_loop()
-        self._queued: list[tuple[tuple[Any, ...], _asyncio.Future[Any]]] = []
+        self._queued: list[tuple[tuple[Any, ...], _asyncio.Future[Any], bool]] = []
         self._busy = 0  # commands and flushes in flight
         self._flushing: set[_asyncio.Task[None]] = set()  # (the loop holds tasks weakly)
 
-    async def run(self, command: tuple[Any, ...]) -> Any:
-        """``command``'s reply (raises what the command raised)."""
+    async def run(self, command: tuple[Any, ...], wait: bool = False) -> Any:
+        """``command``'s reply (raises what the command raised). ``wait``: a write whose
+        reply must wait until a replica has it: its batch ends with one ``WAIT``, on the
+        connection that sent it, which covers every write before it."""
         if self._busy or self._queued:
             future = self._loop.create_future()
             queued = self._queued
-            queued.append((command, future))
+            queued.append((command, future, wait))
             if len(queued) == 1:
                 self._schedule()
             return await future
@@ -352,11 +371,15 @@ class _Batcher:
         try:
             async with self._gate:
                 if self._limit is None:
-                    return await self._client.execute_command(*command)
-                with anyio.fail_after(self._limit):
-                    return await self._client.execute_command(*command)
+                    reply = (await self._send([command], wait))[0]
+                else:
+                    with anyio.fail_after(self._limit):
+                        reply = (await self._send([command], wait))[0]
         finally:
             self._busy -= 1
+        if isinstance(reply, Exception):  # (a reply of a pipeline)
+            raise reply
+        return reply
 
     def _schedule(self) -> None:
         """A flush at the loop's next turn, in a context of its own: it serves many callers
@@ -365,33 +388,42 @@ class _Batcher:
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
 
-    async def _send(self, batch: list[tuple[tuple[Any, ...], _asyncio.Future[Any]]]) -> list[Any]:
-        if len(batch) == 1:
-            return [await self._client.execute_command(*batch[0][0])]
+    async def _send(self, commands: list[tuple[Any, ...]], wait: bool) -> list[Any]:
+        if len(commands) == 1 and not wait:
+            return [await self._client.execute_command(*commands[0])]
         # (A cluster's pipeline sends each node its part, concurrently.)
         pipe = self._client.pipeline(transaction=False)
-        for command, _ in batch:
+        for command in commands:
             pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
+        if wait:
+            pipe.execute_command("WAIT", 1, RedisStore._WAIT_MS)
+        replies = list(await pipe.execute(raise_on_error=False))
+        if wait:
+            acked = replies.pop()
+            if self._replicated is not None:
+                self._replicated(acked)
+        return replies
 
     async def _flush(self) -> None:
         queued = self._queued
-        batch = [(c, f) for c, f in queued[: self._MAX] if not f.done()]
+        batch = [(c, f, w) for c, f, w in queued[: self._MAX] if not f.done()]
         del queued[: self._MAX]
         if queued:
             self._schedule()
         if not batch:
             return
+        commands = [c for c, _, _ in batch]
+        wait = any(w for _, _, w in batch)
         self._busy += 1
         try:
             async with self._gate:
                 if self._limit is None:
-                    replies = await self._send(batch)
+                    replies = await self._send(commands, wait)
                 else:
                     with anyio.fail_after(self._limit):
-                        replies = await self._send(batch)
+                        replies = await self._send(commands, wait)
         except BaseException as exc:  # the batch failed as a whole: every caller hears it
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     if isinstance(exc, _asyncio.CancelledError):
                         future.cancel()
@@ -402,7 +434,7 @@ class _Batcher:
             return
         finally:
             self._busy -= 1
-        for (_, future), reply in zip(batch, replies, strict=True):
+        for (_, future, _), reply in zip(batch, replies, strict=True):
             if not future.done():
                 if isinstance(reply, Exception):
                     future.set_exception(reply)
@@ -937,7 +969,7 @@ class RedisStore:
                     scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
                     gate = _asyncio.Semaphore(self._ASYNC_COMMANDS)
                     limit = self._command_timeout if self._cluster is not None else None
-                    reads = _Batcher(client, gate, limit)
+                    reads = _Batcher(client, gate, limit, self._acked)
                     found = _LoopClient(
                         client,
                         scripts,
@@ -963,6 +995,7 @@ class RedisStore:
         *,
         resend: bool = True,
         command: tuple[Any, ...] | None = None,
+        wait: bool = False,
     ) -> Any:
         """One operation: ``sync_call`` in a worker thread under trio; on asyncio
         ``command`` (a raw command: its reply unparsed) in the loop's batch on one server,
@@ -974,7 +1007,7 @@ class RedisStore:
                     return await anyio.to_thread.run_sync(sync_call, abandon_on_cancel=True)
                 if command is not None and found.batch is not None:
                     try:
-                        return await found.batch.run(command)
+                        return await found.batch.run(command, wait)
                     except self._redis.exceptions.NoScriptError:
                         pass  # (a server that lost its scripts) the script's call loads it
                 async with found.gate:
@@ -1183,6 +1216,11 @@ class RedisStore:
         script(keys=keys, args=args, client=pipe)
         pipe.execute_command("WAIT", 1, self._WAIT_MS)
         result, acked = pipe.execute()
+        self._acked(acked)
+        return result
+
+    def _acked(self, acked: Any) -> None:
+        """A WAIT's reply after records were written: logged once when no replica has them."""
         if int(acked) < 1 and not self._warned_unreplicated:
             self._warned_unreplicated = True
             logger.warning(
@@ -1190,7 +1228,6 @@ class RedisStore:
                 "could lose it",
                 self._WAIT_MS,
             )
-        return result
 
     def claim(
         self,
@@ -1476,15 +1513,21 @@ class RedisStore:
         return done
 
     async def _record_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """A claim or completion: on the event loop's client, or where the node has replicas
-        through :meth:`_replicated` in a worker thread (WAIT needs the writing connection,
-        which the asyncio cluster client does not expose); once per write, not per read."""
+        """A claim or completion: on the event loop's client; where the server has replicas,
+        in the loop's batch, which then ends with one WAIT on the connection that wrote it
+        (covering every write of the batch); on a cluster with replicas through
+        :meth:`_replicated` in a worker thread (WAIT needs the writing connection, which the
+        asyncio cluster client does not expose). Once per write, not per read."""
         if not self._replicas or any(self._replicas.values()):
+            # One server known to have replicas: in the loop's batch, which a WAIT ends.
+            batched = self._replicas and self._cluster is None
             return await self._run(
                 lambda: self._replicated(name, keys, args),
                 lambda c, s: anyio.to_thread.run_sync(
                     self._replicated, name, keys, args, abandon_on_cancel=True
                 ),
+                command=("EVALSHA", _SHAS[name], len(keys), *keys, *args) if batched else None,
+                wait=True,
             )
         return await self._script(name, keys, args)
 
