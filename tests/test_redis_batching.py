@@ -188,3 +188,19 @@ def test_every_caller_gets_its_own_reply_at_any_concurrency(redis_url: str, task
             await _done(store)
 
     assert [[i, "x" * (i % 7)] for i in range(tasks)] == asyncio.run(main())
+
+
+def test_a_wait_that_errs_fails_no_caller(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The WAIT ending a batch of writes answered with an error (a master demoted meanwhile
+    says WAIT cannot be used on a replica): it counts as no replica, logged once; the batch's
+    callers keep their own replies."""
+    store = _store(redis_url)
+    try:
+        error = redis.ResponseError("ERR WAIT cannot be used with replica instances")
+        store._acked(error)
+        store._acked(error)
+        store._acked(1)
+    finally:
+        store.close()
+    warned = [r for r in caplog.records if "no Redis replica confirmed" in r.getMessage()]
+    assert 1 == len(warned)

@@ -1220,8 +1220,10 @@ class RedisStore:
         return result
 
     def _acked(self, acked: Any) -> None:
-        """A WAIT's reply after records were written: logged once when no replica has them."""
-        if int(acked) < 1 and not self._warned_unreplicated:
+        """A WAIT's reply after records were written: logged once when no replica has them
+        (an error reply, as a demoted master gives, counts as none: it fails no caller)."""
+        none = isinstance(acked, Exception) or int(acked) < 1
+        if none and not self._warned_unreplicated:
             self._warned_unreplicated = True
             logger.warning(
                 "retrysafe: no Redis replica confirmed a record within %d ms; a failover now "
