@@ -14,7 +14,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import anyio
@@ -121,16 +121,7 @@ async def run_with_heartbeat(
     scope = anyio.CancelScope()
     beating: list[Any] = []  # the heartbeat's task, once started
     failed: list[Exception] = []
-
-    async def beat() -> None:
-        try:
-            kept = await heartbeat(renew, every, held, first=0)
-        except Exception as exc:  # not the store's failure (the heartbeat rides those out)
-            failed.append(exc)  # raised to the caller, as a task group would
-            scope.cancel()
-            return
-        if not kept and lost is not None:
-            scope.cancel()
+    beat = _beat(renew, every, held, lost, failed, scope.cancel, first=0)
 
     def start() -> None:
         beating.append(loop.create_task(beat()))
@@ -151,6 +142,33 @@ async def run_with_heartbeat(
     raise lost()
 
 
+def _beat(
+    renew: Callable[[], Awaitable[bool]],
+    every: float,
+    held: Held | None,
+    lost: Callable[[], BaseException] | None,
+    failed: list[Exception],
+    cancel: Callable[[], object],
+    first: float | None = None,
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The heartbeat of a holder, calling ``cancel`` (its work's scope) when the lease is
+    lost (given ``lost``) or the renewal fails with anything but the store's error, which it
+    leaves in ``failed``: raised to the caller as itself (trio's task group would wrap it in
+    an ExceptionGroup; on asyncio no task group would hear it at all)."""
+
+    async def beat() -> None:
+        try:
+            kept = await heartbeat(renew, every, held, first=first)
+        except Exception as exc:  # not the store's failure (the heartbeat rides those out)
+            failed.append(exc)
+            cancel()
+            return
+        if not kept and lost is not None:
+            cancel()
+
+    return beat
+
+
 async def _with_task_group(
     work: Callable[[], Awaitable[T]],
     renew: Callable[[], Awaitable[bool]],
@@ -162,19 +180,8 @@ async def _with_task_group(
     error: BaseException | None = None
     failed: list[Exception] = []
     finished = False
-
-    async def beat() -> None:
-        try:
-            kept = await heartbeat(renew, every, held)
-        except Exception as exc:  # as on asyncio: raised as itself, not in an ExceptionGroup
-            failed.append(exc)
-            tg.cancel_scope.cancel()
-            return
-        if not kept and lost is not None:
-            tg.cancel_scope.cancel()
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(beat)
+        tg.start_soon(_beat(renew, every, held, lost, failed, tg.cancel_scope.cancel))
         try:
             value = await work()
             finished = True

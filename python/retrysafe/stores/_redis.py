@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio as _asyncio
 import contextvars
-import hashlib
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -278,8 +277,6 @@ _SCRIPTS = {
     "resolve": _RESOLVE,
     "unindex": _UNINDEX,
 }
-#: The scripts' SHA1 digests, as EVALSHA names them (what ``register_script`` computes).
-_SHAS = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in _SCRIPTS.items()}
 
 # Connection settings carried from one client to a client of the other kind.
 _PORTABLE = (
@@ -304,6 +301,11 @@ def _accepted(cls: Any, ssl_kwargs: dict[str, Any]) -> dict[str, Any]:
 
     taken = inspect.signature(cls.__init__).parameters
     return {k: v for k, v in ssl_kwargs.items() if k in taken}
+
+
+def _evalsha(script: Any, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
+    """The raw command that runs a registered ``script`` (a batch sends it as it is)."""
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 def _glob_literal(text: str) -> str:
@@ -367,19 +369,23 @@ class _Batcher:
             if len(queued) == 1:
                 self._schedule()
             return await future
+        reply = (await self._exchange([command], wait))[0]
+        if isinstance(reply, Exception):  # (a reply of a pipeline)
+            raise reply
+        return reply
+
+    async def _exchange(self, commands: list[tuple[Any, ...]], wait: bool) -> list[Any]:
+        """``commands`` sent and their replies read, counted in flight, within the gate and
+        the time limit."""
         self._busy += 1
         try:
             async with self._gate:
                 if self._limit is None:
-                    reply = (await self._send([command], wait))[0]
-                else:
-                    with anyio.fail_after(self._limit):
-                        reply = (await self._send([command], wait))[0]
+                    return await self._send(commands, wait)
+                with anyio.fail_after(self._limit):
+                    return await self._send(commands, wait)
         finally:
             self._busy -= 1
-        if isinstance(reply, Exception):  # (a reply of a pipeline)
-            raise reply
-        return reply
 
     def _schedule(self) -> None:
         """A flush at the loop's next turn, in a context of its own: it serves many callers
@@ -412,16 +418,8 @@ class _Batcher:
             self._schedule()
         if not batch:
             return
-        commands = [c for c, _, _ in batch]
-        wait = any(w for _, _, w in batch)
-        self._busy += 1
         try:
-            async with self._gate:
-                if self._limit is None:
-                    replies = await self._send(commands, wait)
-                else:
-                    with anyio.fail_after(self._limit):
-                        replies = await self._send(commands, wait)
+            replies = await self._exchange([c for c, _, _ in batch], any(w for _, _, w in batch))
         except BaseException as exc:  # the batch failed as a whole: every caller hears it
             for _, future, _ in batch:
                 if not future.done():
@@ -432,8 +430,6 @@ class _Batcher:
             if not isinstance(exc, Exception):
                 raise
             return
-        finally:
-            self._busy -= 1
         for (_, future, _), reply in zip(batch, replies, strict=True):
             if not future.done():
                 if isinstance(reply, Exception):
@@ -1528,7 +1524,7 @@ class RedisStore:
                 lambda c, s: anyio.to_thread.run_sync(
                     self._replicated, name, keys, args, abandon_on_cancel=True
                 ),
-                command=("EVALSHA", _SHAS[name], len(keys), *keys, *args) if batched else None,
+                command=_evalsha(self._sync_scripts[name], keys, args) if batched else None,
                 wait=True,
             )
         return await self._script(name, keys, args)
@@ -1618,7 +1614,7 @@ class RedisStore:
             lambda: sync_script(keys=keys, args=args),
             lambda c, s: s[name](keys=keys, args=args),
             resend=resend,
-            command=("EVALSHA", _SHAS[name], len(keys), *keys, *args),
+            command=_evalsha(sync_script, keys, args),
         )
 
     async def aincr(self, key: Key, amount: float, ttl: float | None) -> float:
