@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -123,3 +124,35 @@ PAYLOADS: dict[str, Callable[[random.Random], Any]] = {
 
 def make(name: str) -> Any:
     return PAYLOADS[name](random.Random(8785))
+
+
+def _wide_key(shape: str, rng: random.Random, i: int) -> str:
+    if shape == "random":  # identifiers of 6-16 characters
+        return "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789_", k=rng.randint(6, 16)))
+    if shape == "uuid":
+        return str(uuid.UUID(int=rng.getrandbits(128)))
+    if shape == "ids":  # a common stem: user_0 ... user_9999, in insertion order
+        return f"user_{i}"
+    if shape == "timestamps":  # one day's events
+        h, m, s, us = rng.randrange(24), rng.randrange(60), rng.randrange(60), rng.randrange(10**6)
+        return f"2026-12-04T{h:02d}:{m:02d}:{s:02d}.{us:06d}Z"
+    if shape == "urls":
+        return f"https://api.example.com/v1/items/{rng.randrange(10**9)}"
+    return f"key_{i:06d}"  # "sorted": already in order
+
+
+WIDE_SHAPES = ("random", "uuid", "ids", "timestamps", "urls", "sorted", "records")
+
+
+def wide(shape: str, n: int) -> dict[str, Any]:
+    """A dict of `n` keys of one shape (seeded): ints and short strings as values, or, for
+    "records", a small dict per random key."""
+    rng = random.Random(8785)
+    out: dict[str, Any] = {}
+    while len(out) < n:
+        i = len(out)
+        if shape == "records":
+            out[_wide_key("random", rng, i)] = {"name": _sentence(rng, 2), "n": i, "ok": i % 2 == 0}
+        else:
+            out[_wide_key(shape, rng, i)] = i if i % 2 else _sentence(rng, 1)
+    return out

@@ -23,7 +23,7 @@ import rfc8785
 from retrysafe import canonical_json, fingerprint
 
 from .conftest import measure, paired_ratio
-from .payloads import PAYLOADS, make
+from .payloads import PAYLOADS, WIDE_SHAPES, make, wide
 
 _sha256 = hashlib.sha256
 
@@ -143,3 +143,16 @@ def test_fingerprint_many_tools(benchmark: Any, contender: str) -> None:
     benchmark.group = "fingerprint: 60 tools in rotation"
     measure(benchmark, rotation)
     assert [fingerprint(c) for c in calls] == [orjson_hashlib(c) for c in calls]
+
+
+@pytest.mark.parametrize("size", [1_000, 10_000, 100_000])
+@pytest.mark.parametrize("shape", WIDE_SHAPES)
+def test_fingerprint_wide_paired(benchmark: Any, shape: str, size: int) -> None:
+    """Wide dicts (issue 29: <= 0.7 x orjson+hashlib at 1,000, 10,000 and 100,000 keys), one
+    key shape each, timed in alternating pairs; the ratio is printed, not asserted."""
+    obj = wide(shape, size)
+    assert fingerprint(obj) == orjson_hashlib(obj)
+    benchmark.group = f"fingerprint-wide {shape} {size}: paired with orjson+hashlib"
+    ratio = paired_ratio(benchmark, lambda: fingerprint(obj), lambda: orjson_hashlib(obj))
+    benchmark.extra_info["target"] = 0.7
+    print(f"\nwide {shape} {size}: retrysafe / orjson+hashlib = {ratio:.3f} (target <= 0.7)")

@@ -420,6 +420,61 @@ struct Member {
     index: u32,
 }
 
+/// A member of a wide dict written by [`Encoder::encode_wide`]: every pointer borrowed.
+#[derive(Clone, Copy)]
+struct Wide {
+    key: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+    /// The key's UTF-8, valid while the key lives.
+    text: *const u8,
+    len: usize,
+}
+
+impl Wide {
+    #[inline(always)]
+    unsafe fn bytes(&self) -> &[u8] {
+        std::slice::from_raw_parts(self.text, self.len)
+    }
+}
+
+/// How many of the first `limit` bytes `a` and `b` share, 8 at a time.
+#[inline]
+fn common_prefix(a: &[u8], b: &[u8], limit: usize) -> usize {
+    let n = limit.min(a.len()).min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut i = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let word = |c: &[u8]| c.first_chunk::<8>().map_or(0, |w| u64::from_le_bytes(*w));
+        let diff = word(x) ^ word(y);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + a[i..]
+        .iter()
+        .zip(&b[i..])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// How many members ahead [`Encoder::encode_wide`] fetches what it will read.
+const PREFETCH: usize = 8;
+
+/// Asks for the cache line at `p` to be loaded (a hint: `p` is never dereferenced, and may
+/// be any address).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// From this many members a dict's keys are sorted through [`sort_by_bytes`]: below it the
 /// members themselves are sorted, which is as fast.
 const BYTE_SORT_MIN: usize = 32;
@@ -438,10 +493,13 @@ fn utf16_differs(key: &[u8]) -> bool {
 /// key ends there and is a prefix of the other); equal numbers fall back to the bytes.
 #[inline]
 fn key_prefix(key: &[u8]) -> u64 {
-    let mut head = [0u8; 8];
-    let n = key.len().min(8);
-    head[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(head)
+    // One load where there are 8 bytes (a copy of a variable length was a memcpy call).
+    if let Some(head) = key.first_chunk::<8>() {
+        return u64::from_be_bytes(*head);
+    }
+    key.iter()
+        .enumerate()
+        .fold(0, |v, (i, &b)| v | u64::from(b) << (56 - 8 * i))
 }
 
 /// Sorts members by their keys' bytes (the callers checked that this is UTF-16 order):
@@ -1077,6 +1135,9 @@ impl<'py, S: Sink> Encoder<'py, S> {
         len: usize,
         slot: Option<(usize, usize)>,
     ) -> Result {
+        if slot.is_none() && len > SHAPE_MAX_KEYS && self.encode_wide(obj, len)? {
+            return Ok(());
+        }
         // Every item held first, with no Python code run while the dict is walked; only then
         // the keys' texts, which for a non-str key runs user code (that may change the dict).
         let mut items: SmallVec<[(Ref, Ref); 8]> = SmallVec::with_capacity(len);
@@ -1114,6 +1175,158 @@ impl<'py, S: Sink> Encoder<'py, S> {
                 .insert(index, shape);
         }
         self.write_members(obj, &members)
+    }
+
+    /// Writes a dict of more than [`SHAPE_MAX_KEYS`] items whose keys are all exact strs;
+    /// `Ok(false)` (nothing written, nothing run) at the first key that is not one. Its keys,
+    /// values and the keys' UTF-8 are borrowed, not held: a reference count taken and dropped
+    /// for each key and value was a fifth of a wide dict's time (more from 3.12 on, where
+    /// each is a call), and reading a key's text and sorting run no Python code. Writing a
+    /// member runs none either while its value is a common leaf; before the first value
+    /// that is not (a container, a rare type, a big int: anything of rule 2 of
+    /// `rust/SAFETY.md` may happen while it is written) every key and value is held, so that
+    /// from then on nothing borrowed is left in use.
+    #[inline(never)]
+    unsafe fn encode_wide(&mut self, obj: *mut ffi::PyObject, len: usize) -> Result<bool> {
+        let epoch = python_ran_count();
+        let mut members: Vec<Wide> = Vec::with_capacity(len);
+        let in_place = layout() != LAYOUT_API;
+        let mut utf16 = false;
+        // The bytes every key starts with so far, as (first key's text, their count).
+        let mut first: &[u8] = &[];
+        let mut shared = usize::MAX;
+        let (mut pos, mut k, mut v) = (0, std::ptr::null_mut(), std::ptr::null_mut());
+        while dict_next(obj, &mut pos, &mut k, &mut v) {
+            if ffi::Py_TYPE(k) != addr_of_mut!(ffi::PyUnicode_Type) {
+                return Ok(false);
+            }
+            let (text, n) = match utf8_in_place(k) {
+                Some(text) => text,
+                None => {
+                    // The API makes the str's UTF-8 cache: an allocation that starts no
+                    // collection; on failure (a lone surrogate) it counts as rule 2, and the
+                    // key is held for the error's path.
+                    let _hold = Ref::new(k);
+                    self.str_bytes_api(k)
+                        .map_err(|e| e.at_key(self.py, k, obj))?
+                }
+            };
+            let bytes = std::slice::from_raw_parts(text, n);
+            if members.is_empty() {
+                first = bytes;
+            }
+            // A str with as many UTF-8 bytes as characters is ASCII: its byte order is its
+            // UTF-16 order without looking.
+            if !in_place || field::<isize>(k, 16) as usize != n {
+                utf16 |= utf16_differs(bytes);
+            }
+            shared = common_prefix(first, bytes, shared);
+            members.push(Wide {
+                key: k,
+                value: v,
+                text,
+                len: n,
+            });
+        }
+        if python_ran_count() != epoch || members.len() != len {
+            // Not expected (nothing above runs code): the general path holds as it reads.
+            return Ok(false);
+        }
+        // Keys sort by what follows the bytes they all share (ids with a common stem, URLs,
+        // timestamps of one day): sorted by their first 8 bytes, most such keys tied and
+        // were compared byte by byte, a memcmp call each.
+        let shared = shared.min(first.len());
+        let text = |i: u32| {
+            members
+                .get(i as usize)
+                .and_then(|m| m.bytes().get(shared..))
+                .unwrap_or_default()
+        };
+        // (8 bytes after the shared ones as a number, index into `members`): what is sorted.
+        let mut order: Vec<(u64, u32)> = (0..members.len() as u32)
+            .map(|i| (key_prefix(text(i)), i))
+            .collect();
+        if utf16 {
+            order.sort_unstable_by(|a, b| utf16_cmp(text(a.1), text(b.1)));
+        } else {
+            let by_bytes = |a: &(u64, u32), b: &(u64, u32)| {
+                a.0.cmp(&b.0).then_with(|| text(a.1).cmp(text(b.1)))
+            };
+            // Keys already in order (a dict built from sorted data, or parsed from canonical
+            // JSON) are checked in one pass and left as they are.
+            if !order.windows(2).all(|w| by_bytes(&w[0], &w[1]).is_lt()) {
+                order.sort_unstable_by(by_bytes);
+            }
+        }
+        // Empty until a value may run code; then every key and value, to the end.
+        let mut held: Vec<Ref> = Vec::new();
+        let (mut out, mut end) = self.sink.cursor(LEAF_ROOM);
+        let mut separator = b'{';
+        for (j, &(_, i)) in order.iter().enumerate() {
+            let Some(&m) = members.get(i as usize) else {
+                continue;
+            };
+            // Sorted members are read in no particular memory order: past what the caches
+            // hold (100,000 keys) each key and value was a miss the loop waited for. The
+            // member PREFETCH * 2 ahead is fetched, and the key and value of the one
+            // PREFETCH ahead (its member fetched by then).
+            if let Some(&(_, far)) = order.get(j + 2 * PREFETCH) {
+                prefetch(members.as_ptr().wrapping_add(far as usize));
+            }
+            if let Some(ahead) = order
+                .get(j + PREFETCH)
+                .and_then(|o| members.get(o.1 as usize))
+            {
+                prefetch(ahead.text);
+                prefetch(ahead.value);
+            }
+            // Room: a separator, a short key quoted (18 stored), a colon and a leaf.
+            (out, end) = self.sink.room(out, end, LEAF_ROOM);
+            *out = separator;
+            separator = b',';
+            out = out.add(1);
+            let short = if m.len < 16 {
+                put_short_str(out, m.bytes())
+            } else {
+                None
+            };
+            match short {
+                Some(n) => out = out.add(n),
+                None => {
+                    // Reserves and commits only: no hashing with the GIL released, no code.
+                    self.sink.set_out(out);
+                    write_str(&mut self.sink, m.bytes());
+                    (out, end) = self.sink.cursor(LEAF_ROOM);
+                }
+            }
+            *out = b':';
+            out = out.add(1);
+            match self.write_leaf(m.value, out) {
+                Some(next) => out = next,
+                None => {
+                    if held.is_empty() {
+                        if python_ran_count() != epoch {
+                            let mut e = EncodeError::new(ErrorKind::Mutated);
+                            e.containers.push(obj as usize);
+                            return Err(e);
+                        }
+                        held.reserve_exact(2 * members.len());
+                        for m in members.iter() {
+                            held.push(Ref::new(m.key));
+                            held.push(Ref::new(m.value));
+                        }
+                    }
+                    self.sink.set_out(out);
+                    self.encode(m.value)
+                        .map_err(|e| e.at_key(self.py, m.key, obj))?;
+                    (out, end) = self.sink.cursor(LEAF_ROOM);
+                }
+            }
+        }
+        *out = b'}';
+        self.sink.set_out(out.add(1));
+        self.leave();
+        Ok(true)
     }
 
     /// Writes `obj` through a cached layout. `Ok(false)`: the keys differ, nothing written.

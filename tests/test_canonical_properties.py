@@ -66,6 +66,22 @@ def test_wide_dicts_sort_as_rfc8785(alphabet: int, data: st.DataObject) -> None:
     assert rfc8785.dumps(value) == canonical_json(value)
 
 
+@pytest.mark.parametrize("alphabet", range(len(_WIDE_ALPHABETS)), ids=["few", "below-e000", "all"])
+@given(data=st.data())
+def test_wide_dicts_with_a_shared_stem_sort_as_rfc8785(alphabet: int, data: st.DataObject) -> None:
+    """Every key of a wide dict shares a stem of up to 40 characters (ids, URLs, timestamps
+    of one day), which the encoder skips when it sorts: one key may be the stem itself or
+    end inside the 8 bytes after it; values of every leaf kind and containers."""
+    chars = _WIDE_ALPHABETS[alphabet]
+    stem = data.draw(st.text(chars, max_size=40))
+    keys = st.builds(lambda tail: stem + tail, st.text(chars, max_size=10))
+    ints = st.integers(-SAFE_INT, SAFE_INT)
+    values = st.none() | st.booleans() | ints | st.text(max_size=20) | st.lists(ints, max_size=2)
+    value = data.draw(st.dictionaries(keys, values, min_size=33, max_size=300))
+    assert rfc8785.dumps(value) == canonical_json(value)
+    assert fingerprint(value) == hashlib.sha256(rfc8785.dumps(value)).hexdigest()
+
+
 @given(st.dictionaries(st.text(max_size=5), st.integers(), min_size=2, max_size=8), st.randoms())
 def test_dict_order_never_changes_the_key(value: dict[str, int], rnd: random.Random) -> None:
     """Insertion order of a dict is not part of its fingerprint."""

@@ -487,6 +487,110 @@ def finalizers_change_containers() -> None:
         gc.set_threshold(*old)
 
 
+def _wide(n: int, stem: str = "k") -> dict[str, Any]:
+    """A dict of `n` exact str keys (more than a cached layout holds: the wide path, whose
+    keys and values are borrowed until a value may run code), common leaves as values."""
+    return {
+        f"{stem}{i:04d}" if i % 3 else f"{stem}{i}\u00e9": i if i % 2 else "v" * (i % 7)
+        for i in range(n)
+    }
+
+
+@case
+def wide_dict_changed_by_its_values() -> None:
+    # A value that runs code, written first, in the middle or last of 40-120 members; the
+    # code clears, replaces, grows or deletes the dict's other items and collects, so that
+    # every key and value borrowed before it would be freed unless held.
+    for action in ("clear", "replace", "grow", "delete"):
+        for n in (40, 120):
+            for position in ("k0000", f"k{n // 2:04d}", "k~"):
+                for _ in range(10):
+                    target = _wide(n)
+                    target[position] = _mutating_values(target, action)
+                    both(target)
+
+                    class E(enum.Enum):
+                        A = 1
+
+                        @property
+                        def value(self) -> Any:  # type: ignore[override]
+                            for k in list(target):
+                                target[k] = ["x" * 40]
+                            gc.collect()
+                            return 1
+
+                    target = _wide(n)
+                    target[position] = E.A
+                    both(target)
+
+
+@case
+def wide_dict_finalizers() -> None:
+    # Leaves only, but the collector runs often: an allocation by the encoder itself never
+    # starts it (a container's value does, held by then), so the dict is written as it was.
+    shared = _wide(60)
+
+    class Dropper:
+        def __del__(self) -> None:
+            shared.clear()
+
+    old = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    try:
+        for _ in range(200):
+            shared.clear()
+            shared.update(_wide(60))
+            expected = reference(shared).encode()
+            cycle: list[Any] = [Dropper()]
+            cycle.append(cycle)
+            del cycle
+            assert canonical_json(shared) == expected
+            shared["zz"] = [Dropper(), {"a": [Dropper()]}]
+            both(shared)
+    finally:
+        gc.set_threshold(*old)
+
+
+@case
+def threads_change_wide_dicts() -> None:
+    # Another thread replaces values, adds and removes keys while the GIL is switched often;
+    # a value that runs bytecode (an Enum's value, a huge int's _pylong on 3.12+) lets it
+    # run in the middle of the members, after which the ones still to write must be held.
+    sys.set_int_max_str_digits(0)
+    huge_text = "t" * 300_000
+    huge_int = 10**270_000
+    sys.setswitchinterval(1e-4)
+
+    class Slow(enum.Enum):
+        A = 1
+
+        @property
+        def value(self) -> Any:  # type: ignore[override]
+            return sum(range(2000)) * 0 + 1  # bytecode: the GIL may pass to the other thread
+
+    for big in (huge_text, huge_int, [1] * 5, Slow.A):
+        d = _wide(80)
+        d["k0040"] = big
+
+        def change(d: dict[str, Any] = d) -> None:
+            # Fresh objects each time: the ones they replace are freed at once.
+            for i in range(41, 80, 2):
+                d[f"k{i:04d}"] = [object()] * 2
+                d[f"k{i:04d}"] = str(i) + "x"
+            d.pop("k0002", None)
+            d["k0002"] = "v"
+            d["new"] = [0]
+            del d["new"]
+
+        stop = churn(change)
+        try:
+            for _ in for_a_while(BUSY / 3, 20):
+                attempt(fingerprint, d)
+                attempt(canonical_json, d)
+        finally:
+            stop()
+
+
 # -- threads changing containers while another encodes ------------------------------------
 
 
