@@ -22,8 +22,8 @@ use smallvec::SmallVec;
 
 use crate::errors::{EncodeError, ErrorKind, Seg};
 use crate::text::{
-    decimal_text, iso_text, put_float, put_int, put_short_str, utf16_cmp, write_float_text,
-    write_i64, write_str, DecimalError, IsoError, Sink, Window,
+    decimal_text, iso_text, put_float, put_int, put_medium_str, put_short_str, utf16_cmp,
+    write_float_text, write_i64, write_str, DecimalError, IsoError, Sink, Window, MEDIUM_MAX,
 };
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
@@ -458,8 +458,10 @@ fn common_prefix(a: &[u8], b: &[u8], limit: usize) -> usize {
         .count()
 }
 
-/// How many members ahead [`Encoder::encode_wide`] fetches what it will read.
+/// How many members ahead [`Encoder::encode_wide`] fetches what it will read, from
+/// [`PREFETCH_MIN`] members on.
 const PREFETCH: usize = 8;
+const PREFETCH_MIN: usize = 4096;
 
 /// Asks for the cache line at `p` to be loaded (a hint: `p` is never dereferenced, and may
 /// be any address).
@@ -548,6 +550,10 @@ const LEAF_MAX: usize = 24;
 /// Room the item and member loops keep ahead of their position: a separator or a short
 /// key prefix (16 bytes stored), a leaf, and the closing bracket.
 const LEAF_ROOM: usize = 16 + LEAF_MAX + 8;
+
+/// Room the wide dict loop keeps ahead of its position: a separator, a key of up to
+/// [`MEDIUM_MAX`] bytes quoted ([`put_medium_str`]), a colon and a leaf.
+const WIDE_ROOM: usize = 1 + MEDIUM_MAX + 2 + 1 + LEAF_MAX + 8;
 
 /// Dicts with at most this many keys may have their layout cached.
 const SHAPE_MAX_KEYS: usize = 32;
@@ -1260,7 +1266,11 @@ impl<'py, S: Sink> Encoder<'py, S> {
         }
         // Empty until a value may run code; then every key and value, to the end.
         let mut held: Vec<Ref> = Vec::new();
-        let (mut out, mut end) = self.sink.cursor(LEAF_ROOM);
+        // The layout of the last dict value, tried first for the next (records by id).
+        let mut hint = None;
+        // Below this many members they stay in the caches: fetching ahead costs, not saves.
+        let prefetching = members.len() >= PREFETCH_MIN;
+        let (mut out, mut end) = self.sink.cursor(WIDE_ROOM);
         let mut separator = b'{';
         for (j, &(_, i)) in order.iter().enumerate() {
             let Some(&m) = members.get(i as usize) else {
@@ -1270,33 +1280,35 @@ impl<'py, S: Sink> Encoder<'py, S> {
             // hold (100,000 keys) each key and value was a miss the loop waited for. The
             // member PREFETCH * 2 ahead is fetched, and the key and value of the one
             // PREFETCH ahead (its member fetched by then).
-            if let Some(&(_, far)) = order.get(j + 2 * PREFETCH) {
-                prefetch(members.as_ptr().wrapping_add(far as usize));
+            if prefetching {
+                if let Some(&(_, far)) = order.get(j + 2 * PREFETCH) {
+                    prefetch(members.as_ptr().wrapping_add(far as usize));
+                }
+                if let Some(ahead) = order
+                    .get(j + PREFETCH)
+                    .and_then(|o| members.get(o.1 as usize))
+                {
+                    prefetch(ahead.text);
+                    prefetch(ahead.value);
+                }
             }
-            if let Some(ahead) = order
-                .get(j + PREFETCH)
-                .and_then(|o| members.get(o.1 as usize))
-            {
-                prefetch(ahead.text);
-                prefetch(ahead.value);
-            }
-            // Room: a separator, a short key quoted (18 stored), a colon and a leaf.
-            (out, end) = self.sink.room(out, end, LEAF_ROOM);
+            // Room: a separator, a key of up to MEDIUM_MAX bytes quoted, a colon and a leaf.
+            (out, end) = self.sink.room(out, end, WIDE_ROOM);
             *out = separator;
             separator = b',';
             out = out.add(1);
-            let short = if m.len < 16 {
+            let quick = if m.len < 16 {
                 put_short_str(out, m.bytes())
             } else {
-                None
+                put_medium_str(out, m.bytes())
             };
-            match short {
+            match quick {
                 Some(n) => out = out.add(n),
                 None => {
                     // Reserves and commits only: no hashing with the GIL released, no code.
                     self.sink.set_out(out);
                     write_str(&mut self.sink, m.bytes());
-                    (out, end) = self.sink.cursor(LEAF_ROOM);
+                    (out, end) = self.sink.cursor(WIDE_ROOM);
                 }
             }
             *out = b':';
@@ -1317,9 +1329,13 @@ impl<'py, S: Sink> Encoder<'py, S> {
                         }
                     }
                     self.sink.set_out(out);
-                    self.encode(m.value)
-                        .map_err(|e| e.at_key(self.py, m.key, obj))?;
-                    (out, end) = self.sink.cursor(LEAF_ROOM);
+                    if ffi::Py_TYPE(m.value) == addr_of_mut!(ffi::PyDict_Type) {
+                        self.encode_dict_hinted(m.value, &mut hint)
+                    } else {
+                        self.encode(m.value)
+                    }
+                    .map_err(|e| e.at_key(self.py, m.key, obj))?;
+                    (out, end) = self.sink.cursor(WIDE_ROOM);
                 }
             }
         }

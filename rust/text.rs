@@ -444,6 +444,15 @@ pub fn write_str<S: Sink>(sink: &mut S, bytes: &[u8]) {
                 return;
             }
         }
+    } else if bytes.len() <= MEDIUM_MAX {
+        // SAFETY: put_medium_str writes at most MEDIUM_MAX + 2 bytes.
+        unsafe {
+            let out = sink.reserve_raw(MEDIUM_MAX + 2);
+            if let Some(n) = put_medium_str(out, bytes) {
+                sink.commit(n);
+                return;
+            }
+        }
     }
     write_str_blocks(sink, bytes);
 }
@@ -483,6 +492,55 @@ pub unsafe fn put_short_str(out: *mut u8, bytes: &[u8]) -> Option<usize> {
         None
     }
 }
+
+/// Writes `bytes` (16 to 64 of them: ids, UUIDs, URLs, timestamps) quoted at `out` if none
+/// needs an escape, and says how many bytes that took; `None` (the bytes at `out`
+/// undefined) otherwise, or for another length. 16-byte loads, checks and stores, the last
+/// one ending at the string's end (overlapping the one before), all within the string,
+/// where the block writer reserved, looped and counted.
+///
+/// # Safety
+/// `out` has room for [`MEDIUM_MAX`] + 2 bytes.
+#[inline(always)]
+pub unsafe fn put_medium_str(out: *mut u8, bytes: &[u8]) -> Option<usize> {
+    let n = bytes.len();
+    if !(16..=MEDIUM_MAX).contains(&n) {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let p = bytes.as_ptr();
+        let load = |at: usize| _mm_loadu_si128(p.add(at) as *const __m128i);
+        let tail = load(n - 16);
+        let mut mask = special_mask16(tail);
+        let mut at = 16;
+        while at < n {
+            mask |= special_mask16(load(at - 16));
+            at += 16;
+        }
+        if mask != 0 {
+            return None;
+        }
+        *out = b'"';
+        let mut at = 16;
+        while at < n {
+            _mm_storeu_si128(out.add(at - 15) as *mut __m128i, load(at - 16));
+            at += 16;
+        }
+        _mm_storeu_si128(out.add(n - 15) as *mut __m128i, tail);
+        *out.add(1 + n) = b'"';
+        Some(n + 2)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = out;
+        None
+    }
+}
+
+/// The longest string [`put_medium_str`] writes.
+pub const MEDIUM_MAX: usize = 64;
 
 /// The smallest page size of the platforms built for: a read that stays within one page
 /// of a readable byte cannot fault.
