@@ -1226,7 +1226,9 @@ impl<'py, S: Sink> Encoder<'py, S> {
             if !in_place || field::<isize>(k, 16) as usize != n {
                 utf16 |= utf16_differs(bytes);
             }
-            shared = common_prefix(first, bytes, shared);
+            if shared != 0 {
+                shared = common_prefix(first, bytes, shared);
+            }
             members.push(Wide {
                 key: k,
                 value: v,
@@ -1249,8 +1251,15 @@ impl<'py, S: Sink> Encoder<'py, S> {
                 .unwrap_or_default()
         };
         // (8 bytes after the shared ones as a number, index into `members`): what is sorted.
-        let mut order: Vec<(u64, u32)> = (0..members.len() as u32)
-            .map(|i| (key_prefix(text(i)), i))
+        let mut order: Vec<(u64, u32)> = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                (
+                    key_prefix(m.bytes().get(shared..).unwrap_or_default()),
+                    i as u32,
+                )
+            })
             .collect();
         if utf16 {
             order.sort_unstable_by(|a, b| utf16_cmp(text(a.1), text(b.1)));
@@ -1261,7 +1270,15 @@ impl<'py, S: Sink> Encoder<'py, S> {
             // Keys already in order (a dict built from sorted data, or parsed from canonical
             // JSON) are checked in one pass and left as they are.
             if !order.windows(2).all(|w| by_bytes(&w[0], &w[1]).is_lt()) {
-                order.sort_unstable_by(by_bytes);
+                // By the prefixes alone (a plain integer sort), then each run of equal
+                // prefixes by the bytes after them: rare, but keys may share more than
+                // their stem.
+                order.sort_unstable_by_key(|&(prefix, _)| prefix);
+                for run in order.chunk_by_mut(|a, b| a.0 == b.0) {
+                    if run.len() > 1 {
+                        run.sort_unstable_by(by_bytes);
+                    }
+                }
             }
         }
         // Empty until a value may run code; then every key and value, to the end.

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benches.payloads import PAYLOADS, make
+from benches.payloads import PAYLOADS, WIDE_SHAPES, make, wide
 
 
 def load(directory: str) -> ModuleType:
@@ -54,6 +54,9 @@ def cases() -> dict[str, Any]:
     out["ints < 100"] = [i % 100 for i in range(1000)]
     out["ints < 10^8"] = list(range(0, 10**8, 10**8 // 997))
     out["computed totals"] = [round(i * 0.37, 2) * 3 * 1.1 for i in range(1, 1000)]
+    for shape in WIDE_SHAPES:
+        for size in (1_000, 10_000):
+            out[f"wide {shape} {size}"] = wide(shape, size)
     return out
 
 
@@ -78,7 +81,7 @@ def main() -> None:
     for name, value in cases().items():
         if a.canonical_json(value) != b.canonical_json(value):
             raise SystemExit(f"{name}: the builds write different bytes")
-        print(f"{name:16s} B/A {paired(a, b, value, args.rounds):.3f}")
+        print(f"{name:22s} B/A {paired(a, b, value, args.rounds):.3f}")
 
 
 if __name__ == "__main__":
