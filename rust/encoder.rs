@@ -23,7 +23,7 @@ use smallvec::SmallVec;
 use crate::errors::{EncodeError, ErrorKind, Seg};
 use crate::text::{
     decimal_text, iso_text, put_float, put_int, put_medium_str, put_short_str, utf16_cmp,
-    write_float_text, write_i64, write_str, DecimalError, IsoError, Sink, Window, MEDIUM_MAX,
+    write_float_text, write_i64, write_str, DecimalError, IsoError, Sink, Window, MEDIUM_MAX, PAGE,
 };
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
@@ -231,6 +231,55 @@ unsafe fn dict_next(
     }
     *pos = i as ffi::Py_ssize_t;
     false
+}
+
+/// A dict's items in order, its entry table located once (in place where [`entry_table`]
+/// can, else by `PyDict_Next`): for a walk during which no Python code runs, so that the
+/// table stays where it was found.
+struct DictItems {
+    obj: *mut ffi::PyObject,
+    table: Option<(*const *mut ffi::PyObject, usize, usize)>,
+    pos: ffi::Py_ssize_t,
+}
+
+impl DictItems {
+    /// # Safety
+    /// `obj` is a dict or dict subclass, held by the caller, and no Python code runs (nor
+    /// is the GIL released) while the items are read.
+    #[inline(always)]
+    unsafe fn new(obj: *mut ffi::PyObject) -> Self {
+        DictItems {
+            obj,
+            table: entry_table(obj),
+            pos: 0,
+        }
+    }
+}
+
+impl Iterator for DictItems {
+    type Item = (*mut ffi::PyObject, *mut ffi::PyObject);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        // SAFETY: as `new` requires; the table's entries are read below its entry count.
+        unsafe {
+            let Some((entries, stride, nentries)) = self.table else {
+                let (mut k, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
+                return (ffi::PyDict_Next(self.obj, &mut self.pos, &mut k, &mut v) != 0)
+                    .then_some((k, v));
+            };
+            while (self.pos as usize) < nentries {
+                let entry = entries.add(self.pos as usize * stride);
+                self.pos += 1;
+                // A deleted entry has no value.
+                let v = *entry.add(1);
+                if !v.is_null() {
+                    return Some((*entry, v));
+                }
+            }
+            None
+        }
+    }
 }
 
 /// The [`entry_table`] of a dict of `len` items that has no deleted entries: entry j is
@@ -498,6 +547,14 @@ fn key_prefix(key: &[u8]) -> u64 {
     // One load where there are 8 bytes (a copy of a variable length was a memcpy call).
     if let Some(head) = key.first_chunk::<8>() {
         return u64::from_be_bytes(*head);
+    }
+    let n = key.len();
+    let p = key.as_ptr();
+    if n != 0 && (p as usize) & (PAGE - 1) <= PAGE - 8 {
+        // SAFETY: the 8 bytes from the key's first lie in its page (an empty slice may
+        // point nowhere), which cannot fault; the bytes past the key are masked off.
+        let word = u64::from_be_bytes(unsafe { std::ptr::read_unaligned(p as *const [u8; 8]) });
+        return word & !(u64::MAX >> (8 * n));
     }
     key.iter()
         .enumerate()
@@ -1201,8 +1258,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         // The bytes every key starts with so far, as (first key's text, their count).
         let mut first: &[u8] = &[];
         let mut shared = usize::MAX;
-        let (mut pos, mut k, mut v) = (0, std::ptr::null_mut(), std::ptr::null_mut());
-        while dict_next(obj, &mut pos, &mut k, &mut v) {
+        for (k, v) in DictItems::new(obj) {
             if ffi::Py_TYPE(k) != addr_of_mut!(ffi::PyUnicode_Type) {
                 return Ok(false);
             }
@@ -1806,4 +1862,54 @@ pub(crate) fn type_repr(obj: &Bound<'_, PyAny>) -> String {
         .repr()
         .and_then(|r| r.to_cow().map(|c| c.into_owned()))
         .unwrap_or_else(|_| "<unknown type>".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{common_prefix, key_prefix};
+
+    fn slow_prefix(key: &[u8]) -> u64 {
+        let mut head = [0u8; 8];
+        for (h, b) in head.iter_mut().zip(key) {
+            *h = *b;
+        }
+        u64::from_be_bytes(head)
+    }
+
+    #[test]
+    fn key_prefix_is_the_first_8_bytes_zero_padded_wherever_the_key_lies() {
+        // Keys ending at every offset of a page's last 16 bytes, and inside it: the word
+        // load is taken only within the page, and bytes past the key never count.
+        let buf: Vec<u8> = (0..3 * 4096).map(|i| (i * 7 + 1) as u8 | 0x80).collect();
+        let page_end = 4096 - (buf.as_ptr() as usize) % 4096 + 4096;
+        for n in 0..12 {
+            for end in (page_end - 16..=page_end).chain([100, 2000]) {
+                let key = &buf[end - n..end];
+                assert_eq!(key_prefix(key), slow_prefix(key), "n {n} end {end}");
+            }
+        }
+        assert_eq!(key_prefix(&[]), 0);
+    }
+
+    #[test]
+    fn common_prefix_counts_the_shared_bytes_up_to_the_limit() {
+        let words: [&[u8]; 8] = [
+            b"",
+            b"a",
+            b"user_",
+            b"user_1",
+            b"user_10",
+            b"user_2",
+            b"2026-12-04T10:00:00.000001Z",
+            b"2026-12-04T10:00:00.000002Z",
+        ];
+        for a in words {
+            for b in words {
+                let naive = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+                for limit in [0, 3, 8, 9, 100, usize::MAX] {
+                    assert_eq!(common_prefix(a, b, limit), naive.min(limit), "{a:?} {b:?}");
+                }
+            }
+        }
+    }
 }

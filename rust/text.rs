@@ -544,7 +544,7 @@ pub const MEDIUM_MAX: usize = 64;
 
 /// The smallest page size of the platforms built for: a read that stays within one page
 /// of a readable byte cannot fault.
-const PAGE: usize = 4096;
+pub const PAGE: usize = 4096;
 
 /// [`put_short_str`] for `n` (< 16) bytes at `p` of which 16 may be read: one load, one
 /// check and one store whatever `n` is, where the length-dependent reads and stores of

@@ -248,3 +248,24 @@ def test_instance_dicts_and_large_tables() -> None:
     assert reference.canonical(big) == canonical_json(big)
     ints = {i: str(i) for i in range(600)}
     assert reference.canonical(ints) == canonical_json(ints)
+
+
+@given(
+    st.dictionaries(st.text(max_size=12), st.integers(-5, 5), min_size=40, max_size=200),
+    st.randoms(),
+)
+def test_wide_dicts_with_deleted_entries_and_subclasses(
+    value: dict[str, int], rnd: random.Random
+) -> None:
+    """A wide dict whose entry table has holes (items deleted after it was built), and a dict
+    subclass, are read item by item: the same bytes as rfc8785's."""
+    holes = dict(value)
+    for key in rnd.sample(sorted(holes), len(holes) // 3):
+        del holes[key]
+    holes.update({f"late{i}": i for i in range(3)})
+
+    class Sub(dict):  # type: ignore[type-arg]
+        pass
+
+    for d in (holes, Sub(value)):
+        assert rfc8785.dumps(dict(d)) == canonical_json(d)
