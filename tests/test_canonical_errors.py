@@ -239,3 +239,32 @@ def test_container_dropped_by_its_parent_mid_encode_stays_alive() -> None:
     parent: dict[str, Any] = {"inner": {"m": _Meddler(1), "z": _fresh("still here")}}
     _HOOKS.append(parent.clear)
     assert canonical_json(parent) == b'{"inner":{"m":{"n":1},"z":"still here"}}'
+
+
+def _wide(n: int = 40) -> dict[Any, Any]:
+    """A dict of more than 32 str keys: written by the encoder's wide-dict path, which
+    leaves it to the general one at the first key that is not an exact str."""
+    return {f"k{i:03d}": i for i in range(n)}
+
+
+def test_wide_dicts_with_other_keys_and_bad_members() -> None:
+    """Wide dicts behave as narrow ones: a non-str key (first, last) is converted and may
+    collide, a str subclass key is its text, a lone surrogate in a key or a value and an
+    unsupported value are errors naming where they are, and a value's error names its key."""
+
+    class Name(str):
+        pass
+
+    for extra in ({5: "int"}, {Name("k999"): "sub"}):
+        for d in ({**extra, **_wide()}, {**_wide(), **extra}):
+            expected = {str(k): v for k, v in d.items()}
+            assert canonical_json(d) == canonical_json(expected)
+    err = _error({"m": {**_wide(), 1: "a", "1": "b"}})
+    assert "duplicate key <a key> at args['m']" in str(err)
+    err = _error({"m": {**_wide(), "k\udfff": 1}})
+    assert isinstance(err, FingerprintValueError)
+    assert "lone surrogate" in str(err)
+    err = _error({"m": {**_wide(), "k020": "a\ud800b"}})
+    assert "args['m']['k020']" == err.path
+    err = _error({"m": {**_wide(), "k033": [object()]}})
+    assert "args['m']['k033'][0]" == err.path
