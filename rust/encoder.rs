@@ -601,9 +601,9 @@ fn sort_by_bytes(members: &mut [Member]) {
     }
 }
 
-/// The room [`Encoder::write_leaf`] needs at its position: a float's text and the slack of
-/// its word-sized stores (a quoted str of 15 bytes takes 18, a literal 8).
-const LEAF_MAX: usize = 24;
+/// The room [`Encoder::write_leaf`] needs at its position: a quoted str of up to
+/// [`MEDIUM_MAX`] bytes (a float's text and the slack of word-sized stores take less).
+const LEAF_MAX: usize = MEDIUM_MAX + 2;
 /// Room the item and member loops keep ahead of their position: a separator or a short
 /// key prefix (16 bytes stored), a leaf, and the closing bracket.
 const LEAF_ROOM: usize = 16 + LEAF_MAX + 8;
@@ -891,7 +891,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     /// Writes `obj` at `out` if it is a common leaf that takes no call, cannot fail and
-    /// needs at most [`LEAF_MAX`] bytes (a str of up to 15 bytes without escapes, an int of
+    /// needs at most [`LEAF_MAX`] bytes (a str of up to 64 bytes without escapes, an int of
     /// up to two 30-bit digits, a literal, a float that [`put_float`] writes), and returns
     /// the position after it.
     /// `None`: nothing of it written, use [`Encoder::encode`]. The loops over list items
@@ -904,10 +904,12 @@ impl<'py, S: Sink> Encoder<'py, S> {
         let ty = ffi::Py_TYPE(obj);
         if ty == addr_of_mut!(ffi::PyUnicode_Type) {
             let (p, n) = utf8_in_place(obj)?;
-            if n >= 16 {
-                return None;
-            }
-            let written = put_short_str(out, std::slice::from_raw_parts(p, n))?;
+            let text = std::slice::from_raw_parts(p, n);
+            let written = if n < 16 {
+                put_short_str(out, text)?
+            } else {
+                put_medium_str(out, text)?
+            };
             return Some(out.add(written));
         }
         if ty == addr_of_mut!(ffi::PyLong_Type) {
