@@ -41,8 +41,9 @@ class RecordMachine(RuleBasedStateMachine):
         self.model: dict[str, dict[str, Any] | None] = {k: None for k in KEYS}
         self.fences: dict[str, int] = {k: 0 for k in KEYS}
         self.expired: set[str] = set()
-        # When each key's lease began (before its claim reached the first store).
-        self.leased: dict[str, float] = {}
+        # When each key's lease began: before its claim reached the first store, and after
+        # it left the last one (the stores' leases began in between).
+        self.leased: dict[str, tuple[float, float]] = {}
         self.nonces = 0
 
     def teardown(self) -> None:
@@ -66,14 +67,14 @@ class RecordMachine(RuleBasedStateMachine):
         now = time.monotonic()
         old = [
             key
-            for key, began in self.leased.items()
-            if now - began > LEASE / 2
+            for key, (first, _) in self.leased.items()
+            if now - first > LEASE / 2
             and key not in self.expired
             and (rec := self.model[key]) is not None
             and rec["state"] == "in_progress"
         ]
         if old:
-            time.sleep(max(0.0, max(self.leased[k] for k in old) + LEASE + 0.02 - now))
+            time.sleep(max(0.0, max(self.leased[k][1] for k in old) + LEASE + 0.02 - now))
             self.expired.update(old)
 
     def _fenced(self, op: str, key: str, stale: bool, *rest: Any) -> bool:
@@ -134,7 +135,7 @@ class RecordMachine(RuleBasedStateMachine):
                 "unstarted": checkpoint and not takeover,
             }
             self.expired.discard(key)
-            self.leased[key] = began
+            self.leased[key] = (began, time.monotonic())
         elif claim.status == "unknown" and rec is not None and rec["state"] == "in_progress":
             rec["state"] = "unknown"
 
