@@ -22,8 +22,8 @@ use smallvec::SmallVec;
 
 use crate::errors::{EncodeError, ErrorKind, Seg};
 use crate::text::{
-    decimal_text, iso_text, put_float, put_int, put_medium_str, put_short_str, utf16_cmp,
-    write_float_text, write_i64, write_str, DecimalError, IsoError, Sink, Window, MEDIUM_MAX, PAGE,
+    decimal_text, iso_text, put_float, put_int, put_str, utf16_cmp, write_float_text, write_i64,
+    write_str, DecimalError, IsoError, Sink, Window, MEDIUM_MAX, PAGE,
 };
 
 /// Deeper nesting raises instead of risking the native stack (orjson stops at 255 too).
@@ -484,6 +484,12 @@ impl Wide {
     unsafe fn bytes(&self) -> &[u8] {
         std::slice::from_raw_parts(self.text, self.len)
     }
+
+    /// The key's bytes after the first `shared` (the stem every key of the dict has).
+    #[inline(always)]
+    unsafe fn after(&self, shared: usize) -> &[u8] {
+        self.bytes().get(shared..).unwrap_or_default()
+    }
 }
 
 /// How many of the first `limit` bytes `a` and `b` share, 8 at a time.
@@ -609,7 +615,7 @@ const LEAF_MAX: usize = MEDIUM_MAX + 2;
 const LEAF_ROOM: usize = 16 + LEAF_MAX + 8;
 
 /// Room the wide dict loop keeps ahead of its position: a separator, a key of up to
-/// [`MEDIUM_MAX`] bytes quoted ([`put_medium_str`]), a colon and a leaf.
+/// [`MEDIUM_MAX`] bytes quoted ([`put_str`]), a colon and a leaf.
 const WIDE_ROOM: usize = 1 + MEDIUM_MAX + 2 + 1 + LEAF_MAX + 8;
 
 /// Dicts with at most this many keys may have their layout cached.
@@ -904,12 +910,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
         let ty = ffi::Py_TYPE(obj);
         if ty == addr_of_mut!(ffi::PyUnicode_Type) {
             let (p, n) = utf8_in_place(obj)?;
-            let text = std::slice::from_raw_parts(p, n);
-            let written = if n < 16 {
-                put_short_str(out, text)?
-            } else {
-                put_medium_str(out, text)?
-            };
+            let written = put_str(out, std::slice::from_raw_parts(p, n))?;
             return Some(out.add(written));
         }
         if ty == addr_of_mut!(ffi::PyLong_Type) {
@@ -1302,22 +1303,12 @@ impl<'py, S: Sink> Encoder<'py, S> {
         // timestamps of one day): sorted by their first 8 bytes, most such keys tied and
         // were compared byte by byte, a memcmp call each.
         let shared = shared.min(first.len());
-        let text = |i: u32| {
-            members
-                .get(i as usize)
-                .and_then(|m| m.bytes().get(shared..))
-                .unwrap_or_default()
-        };
+        let text = |i: u32| members.get(i as usize).map_or(&[][..], |m| m.after(shared));
         // (8 bytes after the shared ones as a number, index into `members`): what is sorted.
         let mut order: Vec<(u64, u32)> = members
             .iter()
             .enumerate()
-            .map(|(i, m)| {
-                (
-                    key_prefix(m.bytes().get(shared..).unwrap_or_default()),
-                    i as u32,
-                )
-            })
+            .map(|(i, m)| (key_prefix(m.after(shared)), i as u32))
             .collect();
         if utf16 {
             order.sort_unstable_by(|a, b| utf16_cmp(text(a.1), text(b.1)));
@@ -1372,12 +1363,7 @@ impl<'py, S: Sink> Encoder<'py, S> {
             *out = separator;
             separator = b',';
             out = out.add(1);
-            let quick = if m.len < 16 {
-                put_short_str(out, m.bytes())
-            } else {
-                put_medium_str(out, m.bytes())
-            };
-            match quick {
+            match put_str(out, m.bytes()) {
                 Some(n) => out = out.add(n),
                 None => {
                     // Reserves and commits only: no hashing with the GIL released, no code.

@@ -435,26 +435,32 @@ unsafe fn copy64(dst: *mut u8, src: *const u8) {
 /// Writes `bytes` (valid UTF-8) as a JSON string with only the escapes RFC 8785 requires.
 #[inline(always)]
 pub fn write_str<S: Sink>(sink: &mut S, bytes: &[u8]) {
-    if bytes.len() < 16 {
-        // SAFETY: 18 bytes reserved; put_short_str writes at most that many.
-        unsafe {
-            let out = sink.reserve_raw(18);
-            if let Some(n) = put_short_str(out, bytes) {
-                sink.commit(n);
-                return;
-            }
-        }
-    } else if bytes.len() <= MEDIUM_MAX {
-        // SAFETY: put_medium_str writes at most MEDIUM_MAX + 2 bytes.
+    if bytes.len() <= MEDIUM_MAX {
+        // SAFETY: put_str writes at most MEDIUM_MAX + 2 bytes.
         unsafe {
             let out = sink.reserve_raw(MEDIUM_MAX + 2);
-            if let Some(n) = put_medium_str(out, bytes) {
+            if let Some(n) = put_str(out, bytes) {
                 sink.commit(n);
                 return;
             }
         }
     }
     write_str_blocks(sink, bytes);
+}
+
+/// Writes `bytes` quoted at `out` if they are at most [`MEDIUM_MAX`] long and none needs
+/// an escape ([`put_short_str`] below 16 bytes, [`put_medium_str`] from 16), and says how
+/// many bytes that took; `None` otherwise (the bytes at `out` undefined).
+///
+/// # Safety
+/// `out` has room for [`MEDIUM_MAX`] + 2 bytes.
+#[inline(always)]
+pub unsafe fn put_str(out: *mut u8, bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 16 {
+        put_short_str(out, bytes)
+    } else {
+        put_medium_str(out, bytes)
+    }
 }
 
 /// Writes `bytes` (shorter than 16) quoted at `out` if none of them needs an escape, and
