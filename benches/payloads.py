@@ -141,18 +141,20 @@ def _wide_key(shape: str, rng: random.Random, i: int) -> str:
     return f"key_{i:06d}"  # "sorted": already in order
 
 
-WIDE_SHAPES = ("random", "uuid", "ids", "timestamps", "urls", "sorted", "records")
+WIDE_SHAPES = ("random", "uuid", "ids", "timestamps", "urls", "sorted", "records", "lists")
 
 
 def wide(shape: str, n: int) -> dict[str, Any]:
     """A dict of `n` keys of one shape (seeded): ints and short strings as values, or, for
-    "records", a small dict per random key."""
+    "records", a small dict per random key, and for "lists" a pair [int, word]."""
     rng = random.Random(8785)
     out: dict[str, Any] = {}
     while len(out) < n:
         i = len(out)
         if shape == "records":
             out[_wide_key("random", rng, i)] = {"name": _sentence(rng, 2), "n": i, "ok": i % 2 == 0}
+        elif shape == "lists":
+            out[_wide_key("random", rng, i)] = [i, _sentence(rng, 1)]
         else:
             out[_wide_key(shape, rng, i)] = i if i % 2 else _sentence(rng, 1)
     return out

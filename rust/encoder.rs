@@ -492,6 +492,53 @@ impl Wide {
     }
 }
 
+/// The working memory of [`Encoder::encode_wide`], kept between calls: fresh, its vectors
+/// (48 bytes a member for 10,000 keys) came from `mmap` or a trimmed heap each time, and
+/// their page faults were a tenth of the call.
+#[derive(Default)]
+struct WideBufs {
+    members: Vec<Wide>,
+    /// (8 bytes after the shared ones as a number, index into `members`): what is sorted.
+    order: Vec<(u64, u32)>,
+    /// Empty until a value may run code; then every key and value, to the end.
+    held: Vec<Ref>,
+}
+
+/// Vectors for up to this many members are kept (3 MiB in all).
+const WIDE_KEEP: usize = 1 << 16;
+
+static WIDE_BUFS: GilSlot<WideBufs> = GilSlot::new();
+
+/// [`WideBufs`] taken for one wide dict (a nested one, or a re-entrant call, finds the slot
+/// empty and allocates its own), emptied and put back when it ends, however it ends.
+struct WideLease<'py> {
+    py: Python<'py>,
+    bufs: WideBufs,
+}
+
+impl<'py> WideLease<'py> {
+    fn take(py: Python<'py>) -> Self {
+        WideLease {
+            py,
+            bufs: WIDE_BUFS.take(py).unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for WideLease<'_> {
+    fn drop(&mut self) {
+        let bufs = &mut self.bufs;
+        // Dropping the references may free objects, whose finalizers may run Python code:
+        // nothing borrowed is used after this.
+        bufs.held.clear();
+        bufs.members.clear();
+        bufs.order.clear();
+        if bufs.members.capacity() <= WIDE_KEEP && bufs.held.capacity() <= 2 * WIDE_KEEP {
+            WIDE_BUFS.put(self.py, std::mem::take(bufs));
+        }
+    }
+}
+
 /// How many of the first `limit` bytes `a` and `b` share, 8 at a time.
 #[inline]
 fn common_prefix(a: &[u8], b: &[u8], limit: usize) -> usize {
@@ -607,9 +654,13 @@ fn sort_by_bytes(members: &mut [Member]) {
     }
 }
 
-/// The room [`Encoder::write_leaf`] needs at its position: a quoted str of up to
+/// The room a scalar leaf ([`Encoder::write_leaf`]) needs at its position: a quoted str of up to
 /// [`MEDIUM_MAX`] bytes (a float's text and the slack of word-sized stores take less).
-const LEAF_MAX: usize = MEDIUM_MAX + 2;
+const SCALAR_MAX: usize = MEDIUM_MAX + 2;
+/// Lists of at most this many scalars are leaves too (pairs, coordinates, a record's tags).
+const SMALL_LIST: usize = 4;
+/// The room [`Encoder::write_leaf`] needs at its position: a scalar, or a small list of them.
+const LEAF_MAX: usize = 2 + SMALL_LIST * (1 + SCALAR_MAX);
 /// Room the item and member loops keep ahead of their position: a separator or a short
 /// key prefix (16 bytes stored), a leaf, and the closing bracket.
 const LEAF_ROOM: usize = 16 + LEAF_MAX + 8;
@@ -897,16 +948,29 @@ impl<'py, S: Sink> Encoder<'py, S> {
     }
 
     /// Writes `obj` at `out` if it is a common leaf that takes no call, cannot fail and
-    /// needs at most [`LEAF_MAX`] bytes (a str of up to 64 bytes without escapes, an int of
-    /// up to two 30-bit digits, a literal, a float that [`put_float`] writes), and returns
-    /// the position after it.
-    /// `None`: nothing of it written, use [`Encoder::encode`]. The loops over list items
-    /// and cached dict members keep their position in a register through these.
+    /// needs at most [`LEAF_MAX`] bytes, and returns the position after it: a scalar (a str
+    /// of up to 64 bytes without escapes, an int of up to two 30-bit digits, a literal, a
+    /// float that [`put_float`] writes; [`SCALAR_MAX`] bytes), or an exact list of at most
+    /// [`SMALL_LIST`] scalars, its items read in place and written at once (nothing is
+    /// called, held or checked for room on the way, and no Python code runs in between).
+    /// `None`: nothing of it counts (bytes may have been stored at `out`, to be written
+    /// over); use [`Encoder::encode`]. The loops over list items and dict members keep their
+    /// position in a register through these.
     ///
     /// # Safety
     /// `out` has room for [`LEAF_MAX`] bytes.
     #[inline(always)]
     unsafe fn write_leaf(&self, obj: *mut ffi::PyObject, out: *mut u8) -> Option<*mut u8> {
+        self.write_leaf_of::<true>(obj, out)
+    }
+
+    /// [`Encoder::write_leaf`] with small lists (`LISTS`) or scalars only (the items of one).
+    #[inline(always)]
+    unsafe fn write_leaf_of<const LISTS: bool>(
+        &self,
+        obj: *mut ffi::PyObject,
+        out: *mut u8,
+    ) -> Option<*mut u8> {
         let ty = ffi::Py_TYPE(obj);
         if ty == addr_of_mut!(ffi::PyUnicode_Type) {
             let (p, n) = utf8_in_place(obj)?;
@@ -938,7 +1002,24 @@ impl<'py, S: Sink> Encoder<'py, S> {
             let v = field::<f64>(obj, 16);
             return put_float(v, out).map(|n| out.add(n));
         }
-        None
+        if !LISTS || ty != addr_of_mut!(ffi::PyList_Type) {
+            return None;
+        }
+        let (n, items) = list_parts(obj);
+        // The list is a level of its own: past MAX_DEPTH `encode` raises TooDeep for it.
+        if n as usize > SMALL_LIST || items.is_null() || self.depth >= MAX_DEPTH {
+            return None;
+        }
+        *out = b'[';
+        let mut at = out.add(1);
+        for i in 0..n {
+            // The comma is stored either way and counted after the first item.
+            *at = b',';
+            at = at.add((i > 0) as usize);
+            at = self.write_leaf_of::<false>(*items.offset(i), at)?;
+        }
+        *at = b']';
+        Some(at.add(1))
     }
 
     #[inline(always)]
@@ -1255,7 +1336,13 @@ impl<'py, S: Sink> Encoder<'py, S> {
     #[inline(never)]
     unsafe fn encode_wide(&mut self, obj: *mut ffi::PyObject, len: usize) -> Result<bool> {
         let epoch = python_ran_count();
-        let mut members: Vec<Wide> = Vec::with_capacity(len);
+        let mut lease = WideLease::take(self.py);
+        let WideBufs {
+            members,
+            order,
+            held,
+        } = &mut lease.bufs;
+        members.reserve(len);
         let in_place = layout() != LAYOUT_API;
         let mut utf16 = false;
         // The bytes every key starts with so far, as (first key's text, their count).
@@ -1304,12 +1391,12 @@ impl<'py, S: Sink> Encoder<'py, S> {
         // were compared byte by byte, a memcmp call each.
         let shared = shared.min(first.len());
         let text = |i: u32| members.get(i as usize).map_or(&[][..], |m| m.after(shared));
-        // (8 bytes after the shared ones as a number, index into `members`): what is sorted.
-        let mut order: Vec<(u64, u32)> = members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (key_prefix(m.after(shared)), i as u32))
-            .collect();
+        order.extend(
+            members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (key_prefix(m.after(shared)), i as u32)),
+        );
         if utf16 {
             order.sort_unstable_by(|a, b| utf16_cmp(text(a.1), text(b.1)));
         } else {
@@ -1330,8 +1417,6 @@ impl<'py, S: Sink> Encoder<'py, S> {
                 }
             }
         }
-        // Empty until a value may run code; then every key and value, to the end.
-        let mut held: Vec<Ref> = Vec::new();
         // The layout of the last dict value, tried first for the next (records by id).
         let mut hint = None;
         // Below this many members they stay in the caches: fetching ahead costs, not saves.

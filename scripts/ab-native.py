@@ -76,9 +76,12 @@ def main() -> None:
     parser.add_argument("a", help="directory holding build A's _native*.so")
     parser.add_argument("b", help="directory holding build B's _native*.so")
     parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--only", default="", help="the cases whose name holds this text")
     args = parser.parse_args()
     a, b = load(args.a), load(args.b)
     for name, value in cases().items():
+        if args.only not in name:
+            continue
         if a.canonical_json(value) != b.canonical_json(value):
             raise SystemExit(f"{name}: the builds write different bytes")
         print(f"{name:22s} B/A {paired(a, b, value, args.rounds):.3f}")

@@ -268,3 +268,45 @@ def test_wide_dicts_with_other_keys_and_bad_members() -> None:
     assert "args['m']['k020']" == err.path
     err = _error({"m": {**_wide(), "k033": [object()]}})
     assert "args['m']['k033'][0]" == err.path
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (float("nan"), "NaN"),
+        ("a\ud800b", "lone surrogate"),
+        (object(), "object"),
+        (2**80, "strict=True"),
+    ],
+    ids=["nan", "surrogate", "object", "big-int-strict"],
+)
+def test_small_lists_name_their_bad_item_wherever_they_are(bad: Any, message: str) -> None:
+    """Lists of up to four scalars are written in place by the item and member loops; one
+    they cannot write (last of four, or first) leaves it to the general writer, whose error
+    names the item: in a list, in records of one layout and in a wide dict."""
+    for small in ([1, "two", 3.5, bad], [bad, None]):
+        index = small.index(bad)
+        records = [{"id": i, "tags": ["a", "b"]} for i in range(3)] + [{"id": 3, "tags": small}]
+        cases = [
+            ([[1, 2], small], f"args[1][{index}]"),
+            ({"records": records}, f"args['records'][3]['tags'][{index}]"),
+            ({**_wide(), "k020": small}, f"args['k020'][{index}]"),
+        ]
+        for value, path in cases:
+            with pytest.raises(FingerprintError, match=message) as info:
+                canonical_json(value, strict=True)
+            assert path == info.value.path
+
+
+def test_small_lists_count_as_a_level_of_nesting() -> None:
+    """A list of scalars written in place is a level of its own: at the limit it raises as
+    any list does, in each loop that writes such lists (an empty list, written as `[]`
+    wherever it is, is not a level)."""
+    for leaf in ([1, 2], ["a"]):
+        for wrap in (lambda v: [v], lambda v: {"k": v}, lambda v: {**_wide(), "k005": v}):
+            ok: Any = wrap(leaf)
+            for _ in range(MAX_DEPTH - 2):
+                ok = [ok]
+            assert canonical_json(ok).startswith(b"[" * (MAX_DEPTH - 2))
+            with pytest.raises(FingerprintValueError, match=f"deeper than {MAX_DEPTH}"):
+                canonical_json([ok])

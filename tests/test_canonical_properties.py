@@ -82,6 +82,35 @@ def test_wide_dicts_with_a_shared_stem_sort_as_rfc8785(alphabet: int, data: st.D
     assert fingerprint(value) == hashlib.sha256(rfc8785.dumps(value)).hexdigest()
 
 
+# Items of small lists: scalars the item and member loops write in place, and values they
+# leave to the general writer (a str past 64 bytes or with escapes, a big int, a tuple, a
+# container), so that lists of up to four items are written in place or not, whole.
+_ITEMS = (
+    st.integers(-SAFE_INT, SAFE_INT)
+    | st.integers()
+    | floats
+    | st.none()
+    | st.booleans()
+    | st.text(max_size=70)
+    | st.text(st.sampled_from('a"\\\n\u00e9'), min_size=60, max_size=70)
+    | st.tuples(st.integers())
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.text(max_size=2), st.integers(), max_size=2)
+)
+
+
+@given(st.lists(st.lists(_ITEMS, max_size=6), min_size=1, max_size=8))
+def test_small_lists_match_reference_in_every_loop(smalls: list[list[Any]]) -> None:
+    """Lists of 0 to 6 items (up to four scalars are written in place) as items of a
+    list, as values of records of one layout and as values of a wide dict: byte for byte
+    the reference's."""
+    records = [{"id": i, "tags": s} for i, s in enumerate(smalls)]
+    wide = {f"key{i:02d}": smalls[i % len(smalls)] for i in range(40)}
+    for value in (smalls, records, wide, {"records": records, "wide": wide}):
+        assert reference.canonical(value) == canonical_json(value)
+        assert hashlib.sha256(reference.canonical(value)).hexdigest() == fingerprint(value)
+
+
 @given(st.dictionaries(st.text(max_size=5), st.integers(), min_size=2, max_size=8), st.randoms())
 def test_dict_order_never_changes_the_key(value: dict[str, int], rnd: random.Random) -> None:
     """Insertion order of a dict is not part of its fingerprint."""
