@@ -276,9 +276,10 @@ def test_wide_dicts_with_other_keys_and_bad_members() -> None:
         (float("nan"), "NaN"),
         ("a\ud800b", "lone surrogate"),
         (object(), "object"),
+        (2**53 + 1, "strict=True"),
         (2**80, "strict=True"),
     ],
-    ids=["nan", "surrogate", "object", "big-int-strict"],
+    ids=["nan", "surrogate", "object", "int-past-2-53-strict", "big-int-strict"],
 )
 def test_small_lists_name_their_bad_item_wherever_they_are(bad: Any, message: str) -> None:
     """Lists of up to four scalars are written in place by the item and member loops; one
