@@ -438,6 +438,30 @@ class _Batcher:
                     future.set_result(reply)
 
 
+class _ThreadBatcher(_Batcher):
+    """A :class:`_Batcher` whose batches run in a worker thread through ``send`` (a list of
+    commands in, their replies or errors in the same places out): a cluster's record
+    writes, which must each be followed by a ``WAIT`` on the connection that wrote them,
+    and which the asyncio cluster client cannot send so. Concurrent writes of the loop
+    share one thread hop and, per node, one round trip and one ``WAIT``."""
+
+    __slots__ = ("_many",)
+
+    def __init__(
+        self,
+        many: Callable[[list[Any]], list[Any]],
+        gate: _asyncio.Semaphore,
+        limit: float | None,
+    ) -> None:
+        super().__init__(None, gate, limit)
+        self._many = many
+
+    async def _send(self, commands: list[Any], wait: bool) -> list[Any]:
+        # Left to finish on cancel, as a single write's thread was: its callers hear the
+        # cancellation, and the scripts' fences and nonces make any resend safe.
+        return await anyio.to_thread.run_sync(self._many, commands, abandon_on_cancel=True)
+
+
 @dataclass
 class _LoopClient:
     client: Any
@@ -450,6 +474,9 @@ class _LoopClient:
     #: All commands of concurrent tasks, sent together: one server only (a cluster client's
     #: pipeline resends commands a node redirected, which only reads may be).
     batch: _Batcher | None = None
+    #: A cluster's record writes of concurrent tasks, sent together from a worker thread,
+    #: one pipeline per node that a WAIT ends (:meth:`RedisStore._replicated_many`).
+    writes: _ThreadBatcher | None = None
 
 
 def _import_redis() -> Any:
@@ -973,6 +1000,9 @@ class RedisStore:
                         reads,
                         limit,
                         reads if self._cluster is None else None,
+                        None
+                        if self._cluster is None
+                        else _ThreadBatcher(self._replicated_many, gate, limit),
                     )
                     self._async[id(loop)] = found
                     weakref.finalize(loop, self._async.pop, id(loop), None)
@@ -992,15 +1022,20 @@ class RedisStore:
         resend: bool = True,
         command: tuple[Any, ...] | None = None,
         wait: bool = False,
+        record: tuple[str, list[str], list[Any]] | None = None,
     ) -> Any:
         """One operation: ``sync_call`` in a worker thread under trio; on asyncio
         ``command`` (a raw command: its reply unparsed) in the loop's batch on one server,
-        else ``async_call(client, scripts)``; a lost connection resent once."""
+        ``record`` (a record script's name, keys and arguments) in the loop's batch of a
+        cluster's record writes, else ``async_call(client, scripts)``; a lost connection
+        resent once."""
         for attempt in (1, 2):
             found = self._loop_client()
             try:
                 if found is None:  # trio: the sync client in a worker thread, left on cancel
                     return await anyio.to_thread.run_sync(sync_call, abandon_on_cancel=True)
+                if record is not None and found.writes is not None:
+                    return await found.writes.run(record)
                 if command is not None and found.batch is not None:
                     try:
                         return await found.batch.run(command, wait)
@@ -1214,6 +1249,37 @@ class RedisStore:
         result, acked = pipe.execute()
         self._acked(acked)
         return result
+
+    def _replicated_many(self, records: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        """Record scripts of concurrent callers (name, keys, arguments) on a cluster, from a
+        worker thread: per node, one pipeline of them that a WAIT ends where the node has
+        replicas (on the connection that wrote them, covering them all), as
+        :meth:`_replicated` does for one. Each caller's reply or error comes back in its
+        place: an error reply fails its caller only, a node that fails (a lost connection)
+        fails its own callers only, and each of those resends on its own."""
+        replies: list[Any] = [None] * len(records)
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for i, (_, keys, _) in enumerate(records):
+            node = self._sync.get_node_from_key(keys[0])
+            by_node.setdefault(node.name, (node, []))[1].append(i)
+        for node, places in by_node.values():
+            try:
+                client = self._sync.get_redis_connection(node)
+                wait = self._has_replicas(client)
+                pipe = client.pipeline(transaction=False)
+                for i in places:
+                    name, keys, args = records[i]
+                    self._sync_scripts[name](keys=keys, args=args, client=pipe)
+                if wait:
+                    pipe.execute_command("WAIT", 1, self._WAIT_MS)
+                answers = list(pipe.execute(raise_on_error=False))
+                if wait:
+                    self._acked(answers.pop())
+            except Exception as exc:
+                answers = [exc] * len(places)
+            for i, answer in zip(places, answers, strict=True):
+                replies[i] = answer
+        return replies
 
     def _acked(self, acked: Any) -> None:
         """A WAIT's reply after records were written: logged once when no replica has them
@@ -1513,11 +1579,13 @@ class RedisStore:
     async def _record_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """A claim or completion: on the event loop's client; where the server has replicas,
         in the loop's batch, which then ends with one WAIT on the connection that wrote it
-        (covering every write of the batch); on a cluster with replicas through
-        :meth:`_replicated` in a worker thread (WAIT needs the writing connection, which the
+        (covering every write of the batch); on a cluster (until its nodes are known to have
+        no replicas) in the loop's batch of record writes, sent from a worker thread as one
+        pipeline per node that a WAIT ends (WAIT needs the writing connection, which the
         asyncio cluster client does not expose). Once per write, not per read."""
         if not self._replicas or any(self._replicas.values()):
-            # One server known to have replicas: in the loop's batch, which a WAIT ends.
+            # One server known to have replicas: in the loop's batch, which a WAIT ends; a
+            # cluster: in the loop's batch of record writes, a pipeline and a WAIT per node.
             batched = self._replicas and self._cluster is None
             return await self._run(
                 lambda: self._replicated(name, keys, args),
@@ -1526,6 +1594,7 @@ class RedisStore:
                 ),
                 command=_evalsha(self._sync_scripts[name], keys, args) if batched else None,
                 wait=True,
+                record=(name, keys, args) if self._cluster is not None else None,
             )
         return await self._script(name, keys, args)
 
