@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -42,6 +43,27 @@ def _kill_connections() -> None:
         node.close()
 
 
+def _store(url: str) -> RedisStore:
+    return RedisStore(url, prefix=f"cbatch-{uuid.uuid4().hex[:8]}")
+
+
+async def _done(store: RedisStore) -> None:
+    await store.aclose()
+    store.clear("")
+    store.close()
+
+
+def _charger(store: RedisStore, runs: list[str]) -> Callable[[str], Awaitable[str]]:
+    """An idempotent write that notes each order it charges in ``runs``."""
+
+    @idempotent(store=store, effect="write", scope="cbatch.charge")
+    async def charge(order: str) -> str:
+        runs.append(order)
+        return f"charged {order}"
+
+    return charge
+
+
 def test_concurrent_record_writes_share_one_wait_per_node_and_batch(
     redis_cluster_url: str,
 ) -> None:
@@ -52,13 +74,8 @@ def test_concurrent_record_writes_share_one_wait_per_node_and_batch(
     runs: list[str] = []
 
     async def main() -> tuple[list[str], int, list[str]]:
-        store = RedisStore(redis_cluster_url, prefix=f"cbatch-{uuid.uuid4().hex[:8]}")
-
-        @idempotent(store=store, effect="write", scope="cbatch.charge")
-        async def charge(order: str) -> str:
-            runs.append(order)
-            return f"charged {order}"
-
+        store = _store(redis_cluster_url)
+        charge = _charger(store, runs)
         try:
             async with session("s"):
                 await charge("first")  # (learns which nodes have replicas)
@@ -68,9 +85,7 @@ def test_concurrent_record_writes_share_one_wait_per_node_and_batch(
                 replays = await asyncio.gather(*(charge(f"o{i}") for i in range(100)))
             return list(got), waits, list(replays)
         finally:
-            await store.aclose()
-            store.clear("")
-            store.close()
+            await _done(store)
 
     got, waits, replays = asyncio.run(main())
     expected = [f"charged o{i}" for i in range(100)]
@@ -87,7 +102,7 @@ def test_an_error_reply_fails_its_own_writer_only(redis_cluster_url: str) -> Non
     raw: Any = redis.cluster.RedisCluster.from_url(redis_cluster_url.replace("+cluster", ""))
 
     async def main() -> list[Any]:
-        store = RedisStore(redis_cluster_url, prefix=f"cbatch-{uuid.uuid4().hex[:8]}")
+        store = _store(redis_cluster_url)
         try:
             await store.aclaim("warm", "fp", "me", 30.0, 600.0, False)
             raw.lpush(store._record("k25"), "a list, not a record")
@@ -96,10 +111,8 @@ def test_an_error_reply_fails_its_own_writer_only(redis_cluster_url: str) -> Non
                 return_exceptions=True,
             )
         finally:
-            await store.aclose()
-            store.clear("")
             raw.delete(store._record("k25"))
-            store.close()
+            await _done(store)
 
     got = asyncio.run(main())
     raw.close()
@@ -115,13 +128,8 @@ def test_a_broken_connection_is_resent_by_each_writer(redis_cluster_url: str) ->
     runs: list[str] = []
 
     async def main() -> list[str]:
-        store = RedisStore(redis_cluster_url, prefix=f"cbatch-{uuid.uuid4().hex[:8]}")
-
-        @idempotent(store=store, effect="write", scope="cbatch.resend")
-        async def charge(order: str) -> str:
-            runs.append(order)
-            return f"charged {order}"
-
+        store = _store(redis_cluster_url)
+        charge = _charger(store, runs)
         try:
             async with session("s"):
                 first = await asyncio.gather(*(charge(f"a{i}") for i in range(40)))
@@ -129,9 +137,7 @@ def test_a_broken_connection_is_resent_by_each_writer(redis_cluster_url: str) ->
                 second = await asyncio.gather(*(charge(f"b{i}") for i in range(40)))
             return [*first, *second]
         finally:
-            await store.aclose()
-            store.clear("")
-            store.close()
+            await _done(store)
 
     got = asyncio.run(main())
     orders = [f"a{i}" for i in range(40)] + [f"b{i}" for i in range(40)]
