@@ -1265,21 +1265,31 @@ class RedisStore:
         for node, places in by_node.values():
             try:
                 client = self._sync.get_redis_connection(node)
-                wait = self._has_replicas(client)
-                pipe = client.pipeline(transaction=False)
-                for i in places:
-                    name, keys, args = records[i]
-                    self._sync_scripts[name](keys=keys, args=args, client=pipe)
-                if wait:
+                if not self._has_replicas(client):
+                    # As one write without replicas: through the cluster client, which
+                    # follows a redirection (a replica promoted since the slots were read).
+                    answers = [self._script_or_error(records[i]) for i in places]
+                else:
+                    pipe = client.pipeline(transaction=False)
+                    for i in places:
+                        name, keys, args = records[i]
+                        self._sync_scripts[name](keys=keys, args=args, client=pipe)
                     pipe.execute_command("WAIT", 1, self._WAIT_MS)
-                answers = list(pipe.execute(raise_on_error=False))
-                if wait:
+                    answers = list(pipe.execute(raise_on_error=False))
                     self._acked(answers.pop())
             except Exception as exc:
                 answers = [exc] * len(places)
             for i, answer in zip(places, answers, strict=True):
                 replies[i] = answer
         return replies
+
+    def _script_or_error(self, record: tuple[str, list[str], list[Any]]) -> Any:
+        """The reply of one record script run through the sync client, or its error."""
+        name, keys, args = record
+        try:
+            return self._sync_scripts[name](keys=keys, args=args)
+        except Exception as exc:
+            return exc
 
     def _acked(self, acked: Any) -> None:
         """A WAIT's reply after records were written: logged once when no replica has them
