@@ -158,16 +158,19 @@ def test_explicit_key_mismatch(store: Store) -> None:
 
 def test_wait_timeout_raises_in_progress(store: Store) -> None:
     """A concurrent caller waits up to wait_seconds for the owner, then gets 409-style."""
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     @idempotent(store=store, effect=Effect.WRITE, wait_seconds=0.2)
     def slow(x: int) -> int:
+        started.set()
         release.wait(5)
         return x
 
     owner = threading.Thread(target=contextvars.copy_context().run, args=(slow, 1))
     owner.start()
-    time.sleep(0.05)
+    # The owner runs before the second call starts (a fixed sleep was not always enough
+    # on a loaded machine: the second call then owned it, and the thread got the 409).
+    assert started.wait(10)
     start = time.monotonic()
     with pytest.raises(IdempotencyInProgressError):
         slow(1)
