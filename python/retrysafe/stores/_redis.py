@@ -439,7 +439,7 @@ class _Batcher:
 
 
 class _ThreadBatcher(_Batcher):
-    """A :class:`_Batcher` whose batches run in a worker thread through ``send`` (a list of
+    """A :class:`_Batcher` whose batches run in a worker thread through ``many`` (a list of
     commands in, their replies or errors in the same places out): a cluster's record
     writes, which must each be followed by a ``WAIT`` on the connection that wrote them,
     and which the asyncio cluster client cannot send so. Concurrent writes of the loop
