@@ -305,6 +305,37 @@ def test_unit_ids_are_injective(a: list[str], b: list[str]) -> None:
     assert unit_id("temporal", *a) != unit_id("temporal-activity", *a)
 
 
+_ID_TEXT = st.text(
+    st.sampled_from([*"ab09-._|%/:=*?[]{}\\ ", "\x00", "\x1f", "\x7f", "é", "€", "😀"]),
+    max_size=8,
+)
+
+
+@given(st.lists(_ID_TEXT, max_size=4))
+def test_unit_id_is_its_parts_escaped_and_joined(parts: list[str]) -> None:
+    """The fast path for clean ids (one scan of them all) gives exactly what escaping each
+    part does: the definition, over parts with and without delimiters, controls and
+    non-ASCII characters."""
+    from retrysafe._identity import _UNSAFE, _percent
+    from retrysafe.framework import escape, unit_id
+
+    expected = "|".join(
+        ["celery", *(_UNSAFE.sub(_percent, part).replace("|", "%7C") for part in parts)]
+    )
+    assert unit_id("celery", *parts) == expected
+    for part in parts:
+        assert escape(part) == _UNSAFE.sub(_percent, part)
+
+
+def test_unit_id_refuses_what_has_no_text() -> None:
+    from retrysafe.framework import unit_id
+
+    with pytest.raises(ValueError, match="a unit id must be a str, got int"):
+        unit_id("ray", "job", 7)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="a unit id holds a lone surrogate at index 1"):
+        unit_id("ray", "job", "a\ud800")
+
+
 def test_an_engine_unit_id_needs_no_escaping_by_the_session() -> None:
     """Hex, UUIDs and dotted task names: the session's encoding leaves the id as it is (no
     second escaping on every unit: the cost the engine bench measures)."""

@@ -136,6 +136,26 @@ def test_the_old_scope_collisions_are_gone() -> None:
     assert ":" not in session("a:b", tenant="c:d", principal="e:f").value.scope
 
 
+def test_the_key_spaces_are_spelled_as_stored() -> None:
+    """Records, cache entries and guard budgets already stored are found by these strings:
+    their spelling is pinned (each combination of parts, escaped)."""
+    from retrysafe.framework import Session
+
+    cases = {
+        ("chat-9", None, None, None): ("-", "c=chat-9", "c=chat-9"),
+        ("chat-9", "acme", None, "3"): ("t=acme", "t=acme/c=chat-9", "t=acme/c=chat-9/n=3"),
+        ("chat-9", None, "alice", None): ("p=alice", "p=alice/c=chat-9", "p=alice/c=chat-9"),
+        ("c/9", "a:b", "al=ice", "n 1"): (
+            "p=al%3Dice/t=a%3Ab",
+            "p=al%3Dice/t=a%3Ab/c=c%2F9",
+            "p=al%3Dice/t=a%3Ab/c=c%2F9/n=n%201",
+        ),
+    }
+    for (id_, tenant, principal, turn), expected in cases.items():
+        made = Session(id_, tenant=tenant, principal=principal, turn=turn)
+        assert (made.partition, made.scope, made.turn_scope) == expected
+
+
 def test_a_nested_session_cannot_change_who_is_calling() -> None:
     """Tool code inside an integration's session keeps its principal and tenant."""
     with session("c", principal="alice", tenant="acme"):
