@@ -20,6 +20,7 @@ import argparse
 import glob
 import importlib.machinery
 import importlib.util
+import random
 import statistics
 import sys
 import timeit
@@ -52,8 +53,12 @@ def cases() -> dict[str, Any]:
     out: dict[str, Any] = {name: make(name) for name in PAYLOADS if name != "text"}
     out["priced.lines"] = out["priced"]["lines"]
     out["ints < 100"] = [i % 100 for i in range(1000)]
+    out["ints < 10^4"] = list(range(100, 10**4, 10))
     out["ints < 10^8"] = list(range(0, 10**8, 10**8 // 997))
     out["computed totals"] = [round(i * 0.37, 2) * 3 * 1.1 for i in range(1, 1000)]
+    rng = random.Random(8785)
+    # Full-precision doubles (scores, similarities, coordinates, an embedding's values).
+    out["doubles"] = [rng.uniform(-1, 1) for _ in range(1000)]
     for shape in WIDE_SHAPES:
         for size in (1_000, 10_000):
             out[f"wide {shape} {size}"] = wide(shape, size)
