@@ -1239,16 +1239,10 @@ class RedisStore:
     def _replicated(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run the record script ``name``; where the node has replicas, WAIT until one has
         its effect (logged once if none answers in time)."""
-        script = self._sync_scripts[name]
         client = self._node_client(keys[0])
         if not self._has_replicas(client):
-            return script(keys=keys, args=args)
-        pipe = client.pipeline(transaction=False)
-        script(keys=keys, args=args, client=pipe)
-        pipe.execute_command("WAIT", 1, self._WAIT_MS)
-        result, acked = pipe.execute()
-        self._acked(acked)
-        return result
+            return self._sync_scripts[name](keys=keys, args=args)
+        return self._then_wait(client, [(name, keys, args)])[0]
 
     def _replicated_many(self, records: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
         """Record scripts of concurrent callers (name, keys, arguments) on a cluster, from a
@@ -1270,18 +1264,26 @@ class RedisStore:
                     # follows a redirection (a replica promoted since the slots were read).
                     answers = [self._script_or_error(records[i]) for i in places]
                 else:
-                    pipe = client.pipeline(transaction=False)
-                    for i in places:
-                        name, keys, args = records[i]
-                        self._sync_scripts[name](keys=keys, args=args, client=pipe)
-                    pipe.execute_command("WAIT", 1, self._WAIT_MS)
-                    answers = list(pipe.execute(raise_on_error=False))
-                    self._acked(answers.pop())
+                    answers = self._then_wait(client, [records[i] for i in places], errors=True)
             except Exception as exc:
                 answers = [exc] * len(places)
             for i, answer in zip(places, answers, strict=True):
                 replies[i] = answer
         return replies
+
+    def _then_wait(
+        self, client: Any, records: list[tuple[str, list[str], list[Any]]], errors: bool = False
+    ) -> list[Any]:
+        """The record scripts (name, keys, arguments) in one pipeline on ``client``'s node,
+        ended by a WAIT for a replica on the connection that wrote them; their replies.
+        With ``errors``, an error reply is returned in its place instead of raised."""
+        pipe = client.pipeline(transaction=False)
+        for name, keys, args in records:
+            self._sync_scripts[name](keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", 1, self._WAIT_MS)
+        answers = list(pipe.execute(raise_on_error=not errors))
+        self._acked(answers.pop())
+        return answers
 
     def _script_or_error(self, record: tuple[str, list[str], list[Any]]) -> Any:
         """The reply of one record script run through the sync client, or its error."""
