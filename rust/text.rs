@@ -708,15 +708,22 @@ static PAIRS: [[u8; 2]; 100] = {
     t
 };
 
+/// The 4 decimal digits of `u` (< 10^4, zero-padded) as a little-endian word, first digit
+/// in the low byte: its two pairs from the table.
+#[inline(always)]
+fn digits4(u: u64) -> u64 {
+    debug_assert!(u < 10_000);
+    let pair = |k: u64| u64::from(u16::from_le_bytes(PAIRS[k as usize]));
+    pair(u / 100) | pair(u % 100) << 16
+}
+
 /// The 8 decimal digits of `u` (< 10^8, zero-padded) as a little-endian word, first digit
 /// in the low byte: both halves, then their pairs, at once, not a chain of divisions.
 /// (Splitting the lanes in one register without the table measured slower here.)
 #[inline(always)]
 fn digits8(u: u64) -> u64 {
     debug_assert!(u < 100_000_000);
-    let pair = |k: u64| u64::from(u16::from_le_bytes(PAIRS[k as usize]));
-    let (hi, lo) = (u / 10_000, u % 10_000);
-    pair(hi / 100) | pair(hi % 100) << 16 | pair(lo / 100) << 32 | pair(lo % 100) << 48
+    digits4(u / 10_000) | digits4(u % 10_000) << 32
 }
 
 /// How many decimal digits `u` (< 10^8) has; 1 for 0. Seven comparisons, independent of
@@ -744,17 +751,17 @@ pub unsafe fn write_i64(out: *mut u8, v: i64) -> usize {
     let start = out.add(negative as usize);
     let mut u = v.unsigned_abs();
     if u < 100_000_000 {
+        // The length comes from `u`, not from the digits: the next token's position waits on
+        // the length, and counting the digit word's zeros put the whole conversion on that
+        // path.
         if u < 10_000 {
             // Ids, counts, years: two pairs, half the conversion below.
-            let pair = |k: u64| u32::from(u16::from_le_bytes(PAIRS[k as usize]));
-            let len = 1 + (u >= 10) as usize + (u >= 100) as usize + (u >= 1_000) as usize;
-            let word = pair(u / 100) | pair(u % 100) << 16;
+            let len = digits_below_1e8(u);
+            let word = digits4(u) as u32;
             std::ptr::write_unaligned(start as *mut u32, word >> (8 * (4 - len)));
             return negative as usize + len;
         }
-        // Up to 8 digits as one word, whose leading zeros are shifted out. The length comes
-        // from `u`, not from the digits: the next token's position waits on the length, and
-        // counting the word's zeros put the whole conversion on that path.
+        // Up to 8 digits as one word, whose leading zeros are shifted out.
         let len = digits_below_1e8(u);
         std::ptr::write_unaligned(start as *mut u64, digits8(u) >> (8 * (8 - len)));
         return negative as usize + len;
