@@ -181,13 +181,9 @@ class session:
             made = None
         if made is None:
             _check_part(id, "a session id", optional=False)
-            # Engines bind a new unit id per unit, with none of the others: no calls for them.
-            if tenant is not None:
-                _check_part(tenant, "a tenant", optional=True)
-            if principal is not None:
-                _check_part(principal, "a principal", optional=True)
-            if turn is not None:
-                _check_part(turn, "a turn", optional=True)
+            _check_part(tenant, "a tenant", optional=True)
+            _check_part(principal, "a principal", optional=True)
+            _check_part(turn, "a turn", optional=True)
             if len(_MADE) >= 4096:
                 _MADE.clear()
             made = _MADE[(id, tenant, principal, turn)] = Session(id, tenant, principal, turn)

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from ._dispatch import failure_hint
 from ._exceptions import IdempotencyKeyMismatchError, OutcomeUnknownError, SessionRequiredError
 from ._idempotent import KEY_PARAM, suspends
-from ._identity import _UNSAFE, Session, current_session, escape, is_async, name_of
+from ._identity import Session, current_session, escape, is_async, name_of
 from ._identity import session as bind_call
 
 __all__ = [
@@ -77,11 +77,11 @@ def unit_id(engine: str, *parts: str) -> str:
         text = "|".join(parts)
     except TypeError:  # a part that is not a str: escape names it
         text = ""
-    # The usual ids (hex, UUIDs, dotted names: ASCII, nothing to escape, no "|"): one scan of
-    # them all, and the same string the part-by-part escaping gives.
+    # Escaping maps each character alone and leaves "|" as it is: where no part holds one,
+    # the joined parts escape at once to what escaping each gives (ASCII only, so that a
+    # lone surrogate's error still names its index in its own part).
     if parts and text.isascii() and text.count("|") == len(parts) - 1:
-        if _UNSAFE.search(text) is None:
-            return f"{engine}|{text}"
+        return f"{engine}|{escape(text, 'a unit id')}"
     return "|".join([engine, *(escape(part, "a unit id").replace("|", "%7C") for part in parts)])
 
 
