@@ -313,9 +313,9 @@ _ID_TEXT = st.text(
 
 @given(st.lists(_ID_TEXT, max_size=4))
 def test_unit_id_is_its_parts_escaped_and_joined(parts: list[str]) -> None:
-    """The fast path for clean ids (one scan of them all) gives exactly what escaping each
-    part does: the definition, over parts with and without delimiters, controls and
-    non-ASCII characters."""
+    """Escaping the joined parts at once (where no part holds a "|") gives exactly what
+    escaping each part does: the definition, over parts with and without delimiters,
+    controls and non-ASCII characters."""
     from retrysafe._identity import _UNSAFE, _percent
     from retrysafe.framework import escape, unit_id
 
