@@ -137,15 +137,19 @@ def test_activities_charge_once_under_kills_and_retries(
     # kill, then the UNKNOWN ends it; the bound that holds is the exhaustion one.
     assert all(attempts[u] < 6 for u in KILLED), attempts
     # A worker killed before a unit's checkpoint left a record the retry took over: a later
-    # attempt of the unit reached its checkpoint (an UNKNOWN refusal never enters the tool).
-    # Siblings killed mid-flight add more of either kind, at random: a sibling caught between
-    # its checkpoint's write and its charge ends UNKNOWN uncharged (3 of 32 in one run), which
-    # check_once accepts only as an UNKNOWN naming its key.
+    # attempt of the unit entered the tool (an UNKNOWN refusal never does) and reached its
+    # checkpoint. Siblings killed mid-flight add more of either kind, at random: a sibling
+    # caught between its checkpoint's write and its charge ends UNKNOWN uncharged (3 of 32 in
+    # one run), which check_once accepts only as an UNKNOWN naming its key. A pre-killed
+    # unit's own retry can be such a sibling (a fresh clone's run: its second attempt marked
+    # the start in the store, then another unit's kill took the worker before the note, and
+    # the third attempt was refused): then it entered the tool, and ended UNKNOWN.
+    marks = _attempts(tmp_path, "marks")
     checkpoints = _attempts(tmp_path, "checkpoints")
-    assert all(attempts[u] >= 2 and checkpoints.get(u, 0) >= 1 for u in PRE_KILLED), (
-        attempts,
-        checkpoints,
-    )
+    for u in PRE_KILLED:
+        retried_in = attempts[u] >= 2 and marks.get(u, 0) >= 1
+        ended = checkpoints.get(u, 0) >= 1 or outcomes[u] != "ok"  # UNKNOWN: check_once
+        assert retried_in and ended, (u, attempts, marks, checkpoints, outcomes[u])
 
 
 @pytest.mark.parametrize("fail", ["before", "after"])

@@ -58,6 +58,7 @@ def charge_body(directory: str, unit: int, checkpoint: bool = False) -> str:
             and _once(directory, "pre-killed", unit)
         ):
             os.kill(os.getpid(), signal.SIGKILL)
+        note(directory, "marks", str(unit))  # inside the tool: the record was ours
         side_effect_started()
         note(directory, "checkpoints", str(unit))  # the start is recorded in the store
     note(directory, "ledger", str(unit))
