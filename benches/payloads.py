@@ -138,15 +138,26 @@ def _wide_key(shape: str, rng: random.Random, i: int) -> str:
         return f"2026-12-04T{h:02d}:{m:02d}:{s:02d}.{us:06d}Z"
     if shape == "urls":
         return f"https://api.example.com/v1/items/{rng.randrange(10**9)}"
-    return f"key_{i:06d}"  # "sorted": already in order
+    return f"key_{i:06d}"  # "sorted", "sorted-ints": already in order
 
 
-WIDE_SHAPES = ("random", "uuid", "ids", "timestamps", "urls", "sorted", "records", "lists")
+WIDE_SHAPES = (
+    "random",
+    "uuid",
+    "ids",
+    "timestamps",
+    "urls",
+    "sorted",
+    "sorted-ints",
+    "records",
+    "lists",
+)
 
 
 def wide(shape: str, n: int) -> dict[str, Any]:
     """A dict of `n` keys of one shape (seeded): ints and short strings as values, or, for
-    "records", a small dict per random key, and for "lists" a pair [int, word]."""
+    "records", a small dict per random key, for "lists" a pair [int, word], and for
+    "sorted-ints" keys in order with ints alone (the anchor's cheapest values)."""
     rng = random.Random(8785)
     out: dict[str, Any] = {}
     while len(out) < n:
@@ -155,6 +166,8 @@ def wide(shape: str, n: int) -> dict[str, Any]:
             out[_wide_key("random", rng, i)] = {"name": _sentence(rng, 2), "n": i, "ok": i % 2 == 0}
         elif shape == "lists":
             out[_wide_key("random", rng, i)] = [i, _sentence(rng, 1)]
+        elif shape == "sorted-ints":
+            out[_wide_key(shape, rng, i)] = i
         else:
             out[_wide_key(shape, rng, i)] = i if i % 2 else _sentence(rng, 1)
     return out
