@@ -15,6 +15,7 @@ import random
 import sys
 import threading
 import time
+import timeit
 from collections.abc import Callable
 from typing import Any
 
@@ -217,6 +218,17 @@ def test_fingerprint_two_threads(benchmark: Any, payload: str) -> None:
     benchmark.group = f"fingerprint-threads {payload}: 2 threads / 1 thread throughput"
     benchmark.pedantic(round_, rounds=15, warmup_rounds=1)
     ratio = sorted(ratios)[len(ratios) // 2]
+    # What no schedule of two threads can pass: 2, and a call's whole time over the part
+    # that holds the GIL (the whole less hashing its bytes, which hashlib does at the
+    # same SHA-256 rate).
+    text = canonical_json(obj)
+    whole = min(timeit.repeat(lambda: fingerprint(obj), number=4, repeat=9))
+    hashing = min(timeit.repeat(lambda: _sha256(text).digest(), number=4, repeat=9))
+    ceiling = min(2.0, whole / max(whole - hashing, 1e-9))
     benchmark.extra_info["paired_ratio"] = round(ratio, 3)
+    benchmark.extra_info["ceiling"] = round(ceiling, 3)
     benchmark.extra_info["target_min"] = 1.5
-    print(f"\nthreads {payload}: 2 threads / 1 thread throughput = {ratio:.2f} (target >= 1.5)")
+    print(
+        f"\nthreads {payload}: 2 threads / 1 thread throughput = {ratio:.2f} (target >= 1.5;"
+        f" ceiling about {ceiling:.2f})"
+    )
