@@ -52,11 +52,11 @@ def _batch_seconds(fn: Callable[[], Any], iterations: int) -> float:
     return time.perf_counter() - start
 
 
-def paired_ratio(benchmark: Any, ours: Callable[[], Any], theirs: Callable[[], Any]) -> float:
-    """Median over 41 rounds of time(ours) / time(theirs), each round one ~2 ms batch of
-    each, back to back, in alternating order: a burst of this machine's noise (runs
-    of one contender alone swing 2x) falls on both sides of a round. The benchmark
-    fixture times the rounds; the ratio goes to extra_info['paired_ratio']."""
+def _pairing(
+    ours: Callable[[], Any], theirs: Callable[[], Any]
+) -> tuple[Callable[[], None], list[float]]:
+    """A round of paired batches (~2 ms of each, back to back, the order alternating from
+    one round to the next) and the list its ratios time(ours) / time(theirs) go to."""
     per_call = max(_batch_seconds(ours, 50), _batch_seconds(theirs, 50)) / 50
     iterations = max(1, int(0.002 / per_call))
     ratios: list[float] = []
@@ -68,11 +68,33 @@ def paired_ratio(benchmark: Any, ours: Callable[[], Any], theirs: Callable[[], A
             a, b = _batch_seconds(ours, iterations), _batch_seconds(theirs, iterations)
         ratios.append(a / b)
 
-    benchmark.pedantic(round_, rounds=41, warmup_rounds=2)
+    return round_, ratios
+
+
+def _median(ratios: list[float]) -> float:
     ratios.sort()
-    ratio = ratios[len(ratios) // 2]
+    return ratios[len(ratios) // 2]
+
+
+def paired_ratio(benchmark: Any, ours: Callable[[], Any], theirs: Callable[[], Any]) -> float:
+    """Median over 41 rounds of time(ours) / time(theirs), each round one ~2 ms batch of
+    each, back to back, in alternating order: a burst of this machine's noise (runs
+    of one contender alone swing 2x) falls on both sides of a round. The benchmark
+    fixture times the rounds; the ratio goes to extra_info['paired_ratio']."""
+    round_, ratios = _pairing(ours, theirs)
+    benchmark.pedantic(round_, rounds=41, warmup_rounds=2)
+    ratio = _median(ratios)
     benchmark.extra_info["paired_ratio"] = round(ratio, 3)
     return ratio
+
+
+def paired_median(ours: Callable[[], Any], theirs: Callable[[], Any]) -> float:
+    """:func:`paired_ratio`'s figure (the same rounds, the warm-up ones included) without
+    the benchmark fixture: for a second pairing within one benchmark."""
+    round_, ratios = _pairing(ours, theirs)
+    for _ in range(2 + 41):
+        round_()
+    return _median(ratios)
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,6 @@ integration, a READ tool whose result is cached), in alternating pairs in the sa
 from __future__ import annotations
 
 import asyncio
-import statistics
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 
 from retrysafe import tool
 
-from .conftest import paired_ratio
+from .conftest import paired_median, paired_ratio
 
 
 @pytest.fixture
@@ -69,36 +67,18 @@ def test_pydantic_ai(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
     # retrysafe's capability and tool over that.
     empty: Agent[None, str] = Agent(FunctionModel(model), capabilities=[_empty_capability()])
     empty.tool_plain(name="weather")(_weather)
-    framework = _median_ratio(loop, empty, plain)
-    ours_over_empty = _median_ratio(loop, ours, empty)
+
+    def run(agent: Agent[None, str]) -> Callable[[], Any]:
+        return lambda: loop.run_until_complete(agent.run("go"))
+
+    framework = paired_median(run(empty), run(plain))
+    ours_over_empty = paired_median(run(ours), run(empty))
     print(
         f"pydantic-ai: a capability overriding no hook / plain agent = {framework:.3f}; "
         f"retrysafe / that = {ours_over_empty:.3f}"
     )
     benchmark.extra_info["empty_capability_ratio"] = round(framework, 3)
     benchmark.extra_info["over_empty_capability"] = round(ours_over_empty, 3)
-
-
-def _median_ratio(loop: asyncio.AbstractEventLoop, a: Any, b: Any, rounds: int = 21) -> float:
-    """Median over rounds of 50 runs of each agent, in alternating order, of
-    time(a.run) / time(b.run)."""
-
-    def batch(agent: Any) -> float:
-        start = time.perf_counter()
-        for _ in range(50):
-            loop.run_until_complete(agent.run("go"))
-        return time.perf_counter() - start
-
-    batch(a)  # warm both
-    batch(b)
-    ratios = []
-    for r in range(rounds):
-        if r % 2:
-            took_b, took_a = batch(b), batch(a)
-        else:
-            took_a, took_b = batch(a), batch(b)
-        ratios.append(took_a / took_b)
-    return statistics.median(ratios)
 
 
 def _empty_capability() -> Any:
