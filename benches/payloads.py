@@ -171,3 +171,23 @@ def wide(shape: str, n: int) -> dict[str, Any]:
         else:
             out[_wide_key(shape, rng, i)] = i if i % 2 else _sentence(rng, 1)
     return out
+
+
+def records_1mb() -> dict[str, Any]:
+    """~1 MB of small records (12,000 of the large payload's kind): encoding, which holds the
+    GIL, is most of the time, where the text payload is mostly hashing."""
+    rng = random.Random(8785)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    return {
+        "records": [
+            {
+                "id": i,
+                "name": f"{rng.choice(words)} {rng.choice(words)}",
+                "score": round(rng.uniform(0, 100), 4),
+                "active": bool(i % 3),
+                "tags": [rng.choice(words), rng.choice(words)],
+                "parent": None if i % 7 else i - 1,
+            }
+            for i in range(12_000)
+        ]
+    }
