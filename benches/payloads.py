@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import struct
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -111,6 +112,15 @@ def text(rng: random.Random) -> dict[str, Any]:
         "encoding": "utf-8",
         "content": "\n".join(lines),
     }
+
+
+def embedding(rng: random.Random) -> dict[str, Any]:
+    """~32 KB: a vector store's upsert of one embedding, 1,536 float32 values (as an SDK hands
+    them over, widened to Python floats) of a normal spread: 16 or 17 digits each, and the few
+    below 1e-4 are written in full by RFC 8785, with an exponent by orjson and by `json`."""
+    raw = [rng.gauss(0.0, 0.03) for _ in range(1536)]
+    vector = list(struct.unpack("1536f", struct.pack("1536f", *raw)))
+    return {"collection": "docs", "id": f"chunk-{rng.randrange(10**6):06d}", "vector": vector}
 
 
 PAYLOADS: dict[str, Callable[[random.Random], Any]] = {

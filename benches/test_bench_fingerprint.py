@@ -29,7 +29,7 @@ import rfc8785
 from retrysafe import canonical_json, fingerprint
 
 from .conftest import measure, paired_ratio
-from .payloads import PAYLOADS, WIDE_SHAPES, make, records_1mb, wide
+from .payloads import PAYLOADS, WIDE_SHAPES, embedding, make, records_1mb, wide
 
 _sha256 = hashlib.sha256
 _ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +112,17 @@ def test_fingerprint_paired(benchmark: Any, size: str, anchor: str, target: floa
     ratio = paired_ratio(benchmark, lambda: fingerprint(obj), theirs)
     benchmark.extra_info["target"] = target
     print(f"\n{size}: retrysafe / {anchor} = {ratio:.3f} (target <= {target})")
+
+
+def test_fingerprint_embedding_paired(benchmark: Any) -> None:
+    """An embedding's 1,536 floats against orjson+hashlib (no target: the float text is
+    the same algorithm's on both sides, and hashing comes on top of it); retrysafe's digest
+    is RFC 8785's, which orjson's is not for values below 1e-4."""
+    obj = embedding(random.Random(8785))
+    assert fingerprint(obj) == rfc8785_hashlib(obj) != orjson_hashlib(obj)
+    benchmark.group = "fingerprint-embedding: paired with orjson+hashlib"
+    ratio = paired_ratio(benchmark, lambda: fingerprint(obj), lambda: orjson_hashlib(obj))
+    print(f"\nembedding: retrysafe / orjson+hashlib = {ratio:.3f} (no target)")
 
 
 _PARAMS = ("query", "limit", "units", "verbose")
