@@ -29,7 +29,10 @@ def main() -> None:
             target = f" (target <= {extra['target']})" if "target" in extra else ""
             if "target_min" in extra:  # a throughput: higher is better
                 target = f" (target >= {extra['target_min']})"
-            paired.append(f"  {bench['group']}: {extra['paired_ratio']:.3f}{target}")
+            # The two-thread figure's references: its ceiling, and two processes over one.
+            refs = [f"{k} {extra[k]:.3f}" for k in ("ceiling", "processes") if k in extra]
+            beside = f"; {', '.join(refs)}" if refs else ""
+            paired.append(f"  {bench['group']}: {extra['paired_ratio']:.3f}{target}{beside}")
             continue
         groups[bench["group"]][name] = bench["stats"]["median"]
     for group, medians in sorted(groups.items()):
