@@ -71,7 +71,8 @@ def _pairing(
     return round_, ratios
 
 
-def _median(ratios: list[float]) -> float:
+def median(ratios: list[float]) -> float:
+    """The middle of `ratios` (the upper one of an even count); sorts them in place."""
     ratios.sort()
     return ratios[len(ratios) // 2]
 
@@ -83,7 +84,7 @@ def paired_ratio(benchmark: Any, ours: Callable[[], Any], theirs: Callable[[], A
     fixture times the rounds; the ratio goes to extra_info['paired_ratio']."""
     round_, ratios = _pairing(ours, theirs)
     benchmark.pedantic(round_, rounds=41, warmup_rounds=2)
-    ratio = _median(ratios)
+    ratio = median(ratios)
     benchmark.extra_info["paired_ratio"] = round(ratio, 3)
     return ratio
 
@@ -94,7 +95,7 @@ def paired_median(ours: Callable[[], Any], theirs: Callable[[], Any]) -> float:
     round_, ratios = _pairing(ours, theirs)
     for _ in range(2 + 41):
         round_()
-    return _median(ratios)
+    return median(ratios)
 
 
 @pytest.fixture(scope="session")

@@ -183,6 +183,16 @@ def wide(shape: str, n: int) -> dict[str, Any]:
     return out
 
 
+def one_megabyte(name: str) -> Any:
+    """The two ~1 MB payloads of the two-thread bench: "text" (mostly hashing) or "records"
+    (mostly encoding, which holds the GIL)."""
+    if name == "text":
+        return make("text")
+    if name == "records":
+        return records_1mb()
+    raise ValueError(f"no 1 MB payload named {name!r}")
+
+
 def records_1mb() -> dict[str, Any]:
     """~1 MB of small records (12,000 of the large payload's kind): encoding, which holds the
     GIL, is most of the time, where the text payload is mostly hashing."""

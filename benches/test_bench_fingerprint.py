@@ -28,8 +28,8 @@ import rfc8785
 
 from retrysafe import canonical_json, fingerprint
 
-from .conftest import measure, paired_ratio
-from .payloads import PAYLOADS, WIDE_SHAPES, embedding, make, records_1mb, wide
+from .conftest import measure, median, paired_ratio
+from .payloads import PAYLOADS, WIDE_SHAPES, embedding, make, one_megabyte, wide
 
 _sha256 = hashlib.sha256
 _ROOT = Path(__file__).resolve().parents[1]
@@ -200,9 +200,9 @@ def _threads_seconds(obj: Any, threads: int, calls: int) -> float:
 # it as many times as each line it reads says and writes back the seconds that took.
 _WORKER = """
 import sys, time
-from benches.payloads import make, records_1mb
+from benches.payloads import one_megabyte
 from retrysafe import fingerprint
-obj = make("text") if sys.argv[1] == "text" else records_1mb()
+obj = one_megabyte(sys.argv[1])
 fingerprint(obj)
 print("ready", flush=True)
 for line in sys.stdin:
@@ -267,7 +267,7 @@ def test_fingerprint_two_threads(benchmark: Any, payload: str) -> None:
     """Throughput of two threads fingerprinting ~1 MB payloads over one thread's (issue 29:
     >= 1.5x on 2 cores), in alternating rounds; the median ratio is printed, not asserted,
     beside two processes' over one in the same rounds (the machine's own figure)."""
-    obj = make("text") if payload == "text" else records_1mb()
+    obj = one_megabyte(payload)
     assert len(canonical_json(obj)) > 800_000
     calls = 32  # ~70 ms a round: shorter ones swung with whatever else the machine did
     ratios: list[float] = []
@@ -285,8 +285,7 @@ def test_fingerprint_two_threads(benchmark: Any, payload: str) -> None:
         benchmark.pedantic(round_, rounds=15, warmup_rounds=1)
     finally:
         processes.close()
-    ratio = sorted(ratios)[len(ratios) // 2]
-    machine = sorted(by_processes)[len(by_processes) // 2]
+    ratio, machine = median(ratios), median(by_processes)
     # What no schedule of two threads can pass: 2, and a call's whole time over the part
     # that holds the GIL (the whole less hashing its bytes, which hashlib does at the
     # same SHA-256 rate).
