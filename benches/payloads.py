@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import struct
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 _WORDS = (
@@ -77,20 +77,21 @@ def priced(rng: random.Random) -> dict[str, Any]:
     }
 
 
+def _record(rng: random.Random, i: int, name: str, words: Sequence[str]) -> dict[str, Any]:
+    """One small record of a bulk upsert: `name` made by the caller, two tags from `words`."""
+    return {
+        "id": i,
+        "name": name,
+        "score": round(rng.uniform(0, 100), 4),
+        "active": bool(i % 3),
+        "tags": [rng.choice(words), rng.choice(words)],
+        "parent": None if i % 7 else i - 1,
+    }
+
+
 def large(rng: random.Random) -> dict[str, Any]:
     """~100 KB: list of 1000 small records."""
-    recs = []
-    for i in range(1000):
-        recs.append(
-            {
-                "id": i,
-                "name": _sentence(rng, 2),
-                "score": round(rng.uniform(0, 100), 4),
-                "active": bool(i % 3),
-                "tags": [rng.choice(_WORDS), rng.choice(_WORDS)],
-                "parent": None if i % 7 else i - 1,
-            }
-        )
+    recs = [_record(rng, i, _sentence(rng, 2), _WORDS) for i in range(1000)]
     return {"operation": "bulk_upsert", "table": "items", "records": recs}
 
 
@@ -200,14 +201,7 @@ def records_1mb() -> dict[str, Any]:
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
     return {
         "records": [
-            {
-                "id": i,
-                "name": f"{rng.choice(words)} {rng.choice(words)}",
-                "score": round(rng.uniform(0, 100), 4),
-                "active": bool(i % 3),
-                "tags": [rng.choice(words), rng.choice(words)],
-                "parent": None if i % 7 else i - 1,
-            }
+            _record(rng, i, f"{rng.choice(words)} {rng.choice(words)}", words)
             for i in range(12_000)
         ]
     }
