@@ -229,3 +229,16 @@ class RecordMachine(RuleBasedStateMachine):
 
 TestRecordMachine = RecordMachine.TestCase
 TestRecordMachine.settings = settings(max_examples=30, stateful_step_count=12, deadline=None)
+
+
+def test_a_takeover_claim_records_no_checkpoint(store: Store) -> None:
+    """`checkpoint` counts only for a claim without `takeover` (the core never asks for both:
+    READ/IDEMPOTENT tools take over any expired lease): the record of a claim that asked for
+    both is a plain one, so a later claim without takeover of its expired lease turns it
+    UNKNOWN on every store. (MemoryStore kept the checkpoint and took such a record over where
+    the shared stores said UNKNOWN: a fresh clone's run of the state machine above.)"""
+    first = store.claim("k", "fp", "owner-a", 0.2, 60, True, None, True)
+    assert ("claimed", False) == (first.status, first.takeover)
+    time.sleep(0.3)
+    later = store.claim("k", "fp", "owner-b", 0.2, 60, False)
+    assert ("unknown", True) == (later.status, later.expired_now)

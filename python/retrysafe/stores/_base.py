@@ -128,8 +128,9 @@ class Store(Protocol):
     ) -> Claim:
         """Claim a record: start it, replay it, or report who holds it (see :class:`Claim`).
         An expired lease is taken over when ``takeover`` (READ/IDEMPOTENT), or when the
-        claim was made with ``checkpoint`` and its owner never called :meth:`mark_started`
-        (it died before its side effect could start); else the record turns UNKNOWN.
+        claim was made with ``checkpoint`` (and without ``takeover``, which keeps none) and
+        its owner never called :meth:`mark_started` (it died before its side effect could
+        start); else the record turns UNKNOWN.
         ``nonce`` (12 digits, the caller's; the store draws one if None) names this claim:
         the claim resent with it is recognised as itself, and :meth:`abandon` finds it by
         it. ``meta`` (JSON text: the tool and the identity, for operators; never an

@@ -282,7 +282,8 @@ class MemoryStore:
                     "owner": owner,
                     "fence": fence,
                     "nonce": nonce,
-                    "unstarted": checkpoint,
+                    # As every store: a takeover claim keeps no checkpoint.
+                    "unstarted": checkpoint and not takeover,
                     "lease": now + lease,
                     "payload": None,
                     "expires": now + ttl,
